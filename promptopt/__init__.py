@@ -1,0 +1,76 @@
+"""promptopt: automatic prompt optimization, tracked in Optuna.
+
+Library use mirrors the CLI::
+
+    from promptopt import run
+    result = run("opro", budget=100, seed=0)
+    print(result.template.instruction, result.test_score)
+"""
+
+__version__ = "0.1.0"
+
+from promptopt.data import Example, Splits, load_examples, sample_path, split_examples  # noqa: E402
+from promptopt.errors import (  # noqa: E402
+    BudgetExhausted,
+    ConfigError,
+    DataError,
+    LLMError,
+    PromptoptError,
+    UnknownNameError,
+)
+from promptopt.evaluator import Evaluation, Evaluator  # noqa: E402
+from promptopt.llm import LLM, Budget, DiskCache, Usage  # noqa: E402
+from promptopt.optimizers import OptimizeResult, Optimizer, SearchContext, optimizers  # noqa: E402
+from promptopt.registry import Registry  # noqa: E402
+from promptopt.runner import (  # noqa: E402
+    RunResult,
+    best_template,
+    evaluate,
+    make_llms,
+    make_task,
+    predict,
+    run,
+)
+from promptopt.scorer import SCSScorer  # noqa: E402
+from promptopt.tasks import PromptRecoveryTask, Task, tasks  # noqa: E402
+from promptopt.template import Template  # noqa: E402
+from promptopt.tracker import Tracker  # noqa: E402
+
+__all__ = [
+    "LLM",
+    "Budget",
+    "BudgetExhausted",
+    "ConfigError",
+    "DataError",
+    "DiskCache",
+    "Evaluation",
+    "Evaluator",
+    "Example",
+    "LLMError",
+    "OptimizeResult",
+    "Optimizer",
+    "PromptRecoveryTask",
+    "PromptoptError",
+    "Registry",
+    "RunResult",
+    "SCSScorer",
+    "SearchContext",
+    "Splits",
+    "Task",
+    "Template",
+    "Tracker",
+    "UnknownNameError",
+    "Usage",
+    "__version__",
+    "best_template",
+    "evaluate",
+    "load_examples",
+    "make_llms",
+    "make_task",
+    "optimizers",
+    "predict",
+    "run",
+    "sample_path",
+    "split_examples",
+    "tasks",
+]

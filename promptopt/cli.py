@@ -1,0 +1,322 @@
+"""The ``promptopt`` command line: a thin Typer layer over :mod:`promptopt.runner`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from promptopt import __version__
+from promptopt.errors import PromptoptError
+from promptopt.llm import DEFAULT_MODEL, EMBEDDED_MODELS
+from promptopt.runner import DEFAULT_SPLITS, DEFAULT_STORAGE
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+app = typer.Typer(
+    name="promptopt",
+    help="Optimize LLM prompt templates; every search tracked in Optuna.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+Task = Annotated[str, typer.Option("--task", "-t", help="Registered task name.")]
+Data = Annotated[
+    Optional[Path],
+    typer.Option("--data", "-d", help="Dataset (CSV, JSONL, Parquet). Default: bundled sample."),
+]
+Model = Annotated[
+    str, typer.Option("--model", help="Recovery LLM: a LiteLLM model string or llamacpp/<name>.")
+]
+Scorer = Annotated[
+    str,
+    typer.Option(help="Scorer: auto, minilm, sentence-t5, a sentence-transformers name or path."),
+]
+Storage = Annotated[str, typer.Option(help="Optuna storage URL.")]
+TrainSize = Annotated[float, typer.Option("--train", help="Train split size (count or fraction).")]
+ValSize = Annotated[float, typer.Option("--val", help="Validation split size (count or fraction).")]
+TestSize = Annotated[float, typer.Option("--test", help="Test split size (count or fraction).")]
+SplitSeed = Annotated[int, typer.Option(help="Seed of the train/val/test split.")]
+NoCache = Annotated[
+    bool, typer.Option("--no-cache", help="Do not read or write the disk cache.")
+]
+
+
+def _size(value: float) -> int | float:
+    return int(value) if value >= 1 and float(value).is_integer() else value
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"promptopt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Optimize LLM prompt templates; every search tracked in Optuna."""
+
+
+@contextlib.contextmanager
+def _progress(total: int | None, label: str) -> Iterator[Any]:
+    """A rich progress bar on stderr counting LLM requests; yields the advance callback."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal and os.environ.get("PROMPTOPT_PROGRESS") != "1",
+    ) as progress:
+        task_id = progress.add_task(label, total=total)
+        yield lambda: progress.advance(task_id)
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """Print promptopt errors as one clear line (no traceback) and exit 2."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda msg, cat, *a, **k: err.print(
+            f"[yellow]warning:[/yellow] {msg}"
+        )
+        try:
+            yield
+        except PromptoptError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("[red]interrupted[/red]: the study and cache keep everything recorded so far")
+            raise typer.Exit(130) from None
+
+
+def _parse_settings(pairs: list[str]) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--set")
+        key, raw = pair.split("=", 1)
+        try:
+            settings[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            settings[key.strip()] = raw
+    return settings
+
+
+def _score(value: float) -> str:
+    return f"{value:.4f}"
+
+
+@app.command()
+def run(
+    method: Annotated[str, typer.Option("--method", "-m", help="Optimizer (see `list`).")] = "opro",
+    task: Task = "prompt-recovery",
+    data: Data = None,
+    model: Model = DEFAULT_MODEL,
+    proposer: Annotated[
+        Optional[str], typer.Option(help="LLM that writes new instructions (default: --model).")
+    ] = None,
+    scorer: Scorer = "auto",
+    budget: Annotated[
+        int, typer.Option(help="Max LLM calls for the search, proposer calls included.")
+    ] = 100,
+    seed: Annotated[int, typer.Option(help="Search seed.")] = 0,
+    storage: Storage = DEFAULT_STORAGE,
+    study: Annotated[Optional[str], typer.Option(help="Study name (default: generated).")] = None,
+    train: TrainSize = DEFAULT_SPLITS["train"],
+    val: ValSize = DEFAULT_SPLITS["val"],
+    test: TestSize = DEFAULT_SPLITS["test"],
+    split_seed: SplitSeed = 0,
+    start: Annotated[
+        Optional[str],
+        typer.Option(help="Starting template: a .json/.txt file or the instruction itself."),
+    ] = None,
+    setting: Annotated[
+        list[str],
+        typer.Option("--set", help="Optimizer setting KEY=VALUE (JSON values), repeatable."),
+    ] = [],  # noqa: B006 - Typer needs a literal default
+    no_cache: NoCache = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Search for the best template with METHOD and report its held-out test score."""
+    from promptopt.runner import run as run_search
+
+    with _errors(), _progress(budget, f"{method}: LLM calls") as advance:
+        result = run_search(
+            method,
+            task=task,
+            data=data,
+            model=model,
+            proposer=proposer,
+            scorer=scorer,
+            budget=budget,
+            seed=seed,
+            storage=storage,
+            study=study,
+            train=_size(train),
+            val=_size(val),
+            test=_size(test),
+            split_seed=split_seed,
+            settings=_parse_settings(setting),
+            start=start,
+            cache=not no_cache,
+            on_progress=advance,
+            on_study=lambda name: err.print(f"study [bold]{name}[/bold] in {storage}"),
+        )
+    if as_json:
+        out.print_json(json.dumps(result.to_dict()))
+        return
+    table = Table(title=f"promptopt run: {method} ({result.stopped})", show_lines=True)
+    table.add_column("template")
+    table.add_column("val", justify="right")
+    table.add_column("test", justify="right")
+    table.add_row("start: " + result.start_template.instruction, _score(result.start_val_score),
+                  _score(result.start_test_score))
+    table.add_row("[bold]best: " + result.template.instruction + "[/bold]",
+                  _score(result.val_score), _score(result.test_score))
+    out.print(table)
+    u = result.usage
+    out.print(
+        f"scorer {result.scorer} | study {result.study} | trials {result.trials} | "
+        f"budget {result.budget_spent}/{result.budget} | calls {u['calls']} "
+        f"(cache hits {u['cache_hits']}) | tokens {u['prompt_tokens']}+{u['completion_tokens']} "
+        f"| cost ${u['cost']:.4f} | {result.wall_time_s:.1f}s"
+    )
+    if result.rejected:
+        out.print(f"rejected proposals: {result.rejected}")
+    for note in result.notes:
+        out.print(f"[yellow]note:[/yellow] {note}")
+    out.print(f"best template (test SCS {_score(result.test_score)}):")
+    out.print(result.template.to_json(), highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("eval")
+def eval_(
+    template: Annotated[str, typer.Argument(help="A .json/.txt template file or the instruction.")],
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
+    task: Task = "prompt-recovery",
+    data: Data = None,
+    model: Model = DEFAULT_MODEL,
+    scorer: Scorer = "auto",
+    train: TrainSize = DEFAULT_SPLITS["train"],
+    val: ValSize = DEFAULT_SPLITS["val"],
+    test: TestSize = DEFAULT_SPLITS["test"],
+    split_seed: SplitSeed = 0,
+    storage: Annotated[
+        Optional[str], typer.Option(help="Record the evaluation in this storage.")
+    ] = None,
+    study: Annotated[Optional[str], typer.Option(help="Study to record into.")] = None,
+    no_cache: NoCache = False,
+) -> None:
+    """Score one TEMPLATE on one split and show a few predictions."""
+    from promptopt.runner import evaluate
+
+    with _errors(), _progress(None, "eval: LLM calls") as advance:
+        ev = evaluate(
+            template, split=split, task=task, data=data, model=model, scorer=scorer,
+            train=_size(train), val=_size(val), test=_size(test), split_seed=split_seed,
+            cache=not no_cache, storage=storage, study=study, on_progress=advance,
+        )
+    table = Table(title=f"{split} split: mean score {_score(ev.score)} over {ev.n} ({ev.scorer})")
+    table.add_column("id")
+    table.add_column("prediction")
+    table.add_column("score", justify="right")
+    for i, p, s in list(zip(ev.example_ids, ev.predictions, ev.scores))[:10]:
+        table.add_row(i, p, _score(s))
+    out.print(table)
+    out.print(f"mean score: {_score(ev.score)}")
+
+
+@app.command()
+def predict(
+    data: Annotated[Path, typer.Option("--data", "-d", help="CSV/JSONL/Parquet to predict on.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Submission CSV.")] = Path(
+        "submission.csv"
+    ),
+    template: Annotated[
+        Optional[str], typer.Option(help="Template file or instruction (default: study's best).")
+    ] = None,
+    study: Annotated[Optional[str], typer.Option(help="Study whose best template to use.")] = None,
+    storage: Storage = DEFAULT_STORAGE,
+    task: Task = "prompt-recovery",
+    model: Model = DEFAULT_MODEL,
+    no_cache: NoCache = False,
+) -> None:
+    """Predict every row of DATA with a template and write a Kaggle submission (id,target)."""
+    from promptopt.runner import best_template
+    from promptopt.runner import predict as run_predict
+
+    with _errors():
+        if template is None and study is None:
+            raise typer.BadParameter("give --template or --study", param_hint="--template")
+        tpl = template if template is not None else best_template(storage, str(study))
+        with _progress(None, "predict: LLM calls") as advance:
+            n = run_predict(tpl, data, output, task=task, model=model, cache=not no_cache,
+                            on_progress=advance)
+    out.print(f"wrote {n} predictions to {output}")
+
+
+@app.command()
+def dashboard(
+    storage: Storage = DEFAULT_STORAGE,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+) -> None:
+    """Serve optuna-dashboard on STORAGE (trials, templates, lineage, scores)."""
+    from optuna_dashboard import run_server
+
+    from promptopt.tracker import open_storage
+
+    with _errors():
+        store = open_storage(storage)
+        err.print(f"optuna-dashboard on http://{host}:{port}/ for {storage} (Ctrl-C to stop)")
+        run_server(store, host=host, port=port)
+
+
+@app.command("list")
+def list_() -> None:
+    """List methods, tasks and embedded models."""
+    import promptopt.optimizers  # noqa: F401  (registers the methods)
+    from promptopt.registry import optimizers, tasks
+
+    table = Table(title="promptopt")
+    table.add_column("kind")
+    table.add_column("name")
+    table.add_column("description")
+    for name in optimizers.names():
+        doc = (optimizers.get(name).__doc__ or "").strip().split("\n")[0]
+        table.add_row("method", name, doc)
+    for name in tasks.names():
+        table.add_row("task", name, tasks.get(name).description)
+    for name, m in EMBEDDED_MODELS.items():
+        default = " (default)" if f"llamacpp/{name}" == DEFAULT_MODEL else ""
+        table.add_row("model", f"llamacpp/{name}", f"{m.description}{default} [{m.package}]")
+    out.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="promptopt")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

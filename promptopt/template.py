@@ -1,0 +1,152 @@
+"""The :class:`Template`: the thing every optimizer searches over.
+
+A template is an immutable value: an instruction, optional few-shot demos, an
+optional answer prefix (what the model's answer starts with) and an optional fixed
+suffix (appended to every prediction, e.g. a learned mean-prompt string). Its id is
+a stable hash of its content, so the same template found by two methods or two
+workers is the same trial lineage and the same cache entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from promptopt.errors import DataError
+
+Demo = tuple[tuple[str, str], ...]
+"""One few-shot demo: ``(field, value)`` pairs, inputs first and the target last."""
+
+
+def make_demo(fields: Mapping[str, str]) -> Demo:
+    """Freeze a mapping of field values into a hashable demo."""
+    return tuple((str(k), str(v)) for k, v in fields.items())
+
+
+@dataclass(frozen=True)
+class Template:
+    """An instruction template.
+
+    Attributes:
+        instruction: The instruction text. It may contain the task's input
+            placeholders (e.g. ``{original_text}``); otherwise the task appends the
+            inputs in its standard layout.
+        demos: Few-shot demos, each a tuple of ``(field, value)`` pairs.
+        answer_prefix: Text the answer starts with (rendered after the task's
+            answer cue, kept in the prediction).
+        suffix: A fixed string appended to every prediction.
+    """
+
+    instruction: str
+    demos: tuple[Demo, ...] = field(default=())
+    answer_prefix: str = ""
+    suffix: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.instruction, str):
+            raise TypeError("Template.instruction must be a string")
+        object.__setattr__(self, "demos", tuple(tuple(map(tuple, d)) for d in self.demos))
+
+    @property
+    def id(self) -> str:
+        """A stable 12-hex-digit content hash."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the form stored on trials and in template files)."""
+        return {
+            "instruction": self.instruction,
+            "demos": [dict(d) for d in self.demos],
+            "answer_prefix": self.answer_prefix,
+            "suffix": self.suffix,
+        }
+
+    def to_json(self) -> str:
+        """Serialize to a JSON string."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=2)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<template>") -> Template:
+        """Build a template from :meth:`to_dict` output, with clear errors."""
+        if not isinstance(data, Mapping):
+            raise DataError("a template must be a JSON object", path=source)
+        unknown = set(data) - {"instruction", "demos", "answer_prefix", "suffix"}
+        if unknown:
+            raise DataError(f"unknown template keys {sorted(unknown)}", path=source)
+        instruction = data.get("instruction")
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise DataError("must be a non-empty string", path=source, field="instruction")
+        demos_raw = data.get("demos") or []
+        if not isinstance(demos_raw, list):
+            raise DataError("must be a list of objects", path=source, field="demos")
+        demos = []
+        for i, d in enumerate(demos_raw):
+            if not isinstance(d, Mapping) or not all(isinstance(v, str) for v in d.values()):
+                raise DataError(
+                    "each demo must map field names to strings", path=source, row=i, field="demos"
+                )
+            demos.append(make_demo(d))
+        for key in ("answer_prefix", "suffix"):
+            if not isinstance(data.get(key, ""), str):
+                raise DataError("must be a string", path=source, field=key)
+        return cls(
+            instruction=instruction,
+            demos=tuple(demos),
+            answer_prefix=data.get("answer_prefix", ""),
+            suffix=data.get("suffix", ""),
+        )
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "<template>") -> Template:
+        """Parse :meth:`to_json` output."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"invalid JSON: {exc.msg} (line {exc.lineno})", path=source) from None
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def load(cls, spec: str) -> Template:
+        """Load a template from a ``.json`` file, a text file, or a literal string.
+
+        A path ending in ``.json`` is parsed as a template object; any other existing
+        file is read as the instruction text; anything else is the instruction itself.
+        """
+        path = Path(spec)
+        try:
+            is_file = path.is_file()
+        except OSError:  # e.g. a long literal string that is no valid path
+            is_file = False
+        if not is_file:
+            if spec.endswith(".json") or spec.endswith(".txt"):
+                raise DataError("template file not found", path=spec)
+            return cls(instruction=spec)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"not UTF-8 text (byte {exc.start})", path=spec) from None
+        if path.suffix == ".json":
+            return cls.from_json(text, source=spec)
+        if not text.strip():
+            raise DataError("template file is empty", path=spec, field="instruction")
+        return cls(instruction=text.strip())
+
+    def replace(self, **changes: Any) -> Template:
+        """A copy with some fields changed."""
+        data = {
+            "instruction": self.instruction,
+            "demos": self.demos,
+            "answer_prefix": self.answer_prefix,
+            "suffix": self.suffix,
+        }
+        data.update(changes)
+        return Template(**data)
+
+    def with_demos(self, demos: Iterable[Mapping[str, str]]) -> Template:
+        """A copy with these demos."""
+        return self.replace(demos=tuple(make_demo(d) for d in demos))

@@ -1,0 +1,148 @@
+"""Test doubles shipped with promptopt: a scripted LLM and a fast hashing scorer.
+
+``FakeLLM`` is served through LiteLLM as the ``fake/<name>`` provider, so tests run
+the real client (cache, budget, usage, retries) with scripted replies::
+
+    fake = FakeLLM(lambda prompt, params: "Make it formal.")
+    llm = LLM(fake.model)
+
+``HashingScorer`` embeds texts as hashed bags of words: no torch model, same API
+and caching as :class:`~promptopt.scorer.SCSScorer`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from promptopt.errors import UnknownModelError
+from promptopt.scorer import SCSScorer
+
+Reply = Callable[[str, dict[str, Any]], str]
+_FAKES: dict[str, FakeLLM] = {}
+_counter = itertools.count(1)
+_WORD = re.compile(r"[a-z0-9']+")
+
+_PROPOSAL_WORDS = [
+    "formal", "casual", "poem", "shorter", "pirate", "summary", "child", "email",
+    "bullet", "list", "tweet", "shakespeare", "funny", "sad", "story", "letter",
+]
+
+
+def _stable_int(*parts: object) -> int:
+    return int(hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:12], 16)
+
+
+def default_reply(prompt: str, params: dict[str, Any]) -> str:
+    """A deterministic reply that depends on the prompt, seed and temperature.
+
+    Proposer requests (prompts that mention ``<INS>``) get a new instruction in
+    ``<INS>`` tags; anything else gets a short "rewrite prompt" whose words come from
+    the prompt, so different templates give different predictions.
+    """
+    h = _stable_int(prompt, params.get("seed"), params.get("temperature"))
+    if "<INS>" in prompt:
+        words = [_PROPOSAL_WORDS[(h >> (4 * i)) % len(_PROPOSAL_WORDS)] for i in range(3)]
+        return f"<INS>Rewrite the text to be {words[0]}, {words[1]} and {words[2]}.</INS>"
+    first_line = prompt.strip().split("\n", 1)[0].lower()
+    words = _WORD.findall(first_line)
+    picked = [words[(h >> (3 * i)) % len(words)] for i in range(3)] if words else ["text"]
+    return "Rewrite this " + " ".join(picked) + "."
+
+
+class FakeLLM:
+    """Scripted replies behind the LiteLLM model string ``fake/<name>``.
+
+    Args:
+        replies: ``fn(prompt, params) -> str``, a list of strings served in turn
+            (cycling), or None for :func:`default_reply`.
+        name: Model name (unique per instance by default).
+        fail_first: Raise a transient error on the first N calls (to test retries).
+    """
+
+    def __init__(
+        self,
+        replies: Reply | Sequence[str] | None = None,
+        *,
+        name: str | None = None,
+        fail_first: int = 0,
+    ) -> None:
+        self.name = name or f"fake-{next(_counter)}"
+        if replies is None:
+            self._reply: Reply = default_reply
+        elif callable(replies):
+            self._reply = replies
+        else:
+            cycle = itertools.cycle(list(replies))
+            self._reply = lambda prompt, params: next(cycle)
+        self.fail_first = fail_first
+        self.calls: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        _FAKES[self.name] = self
+
+    @property
+    def model(self) -> str:
+        """The LiteLLM model string to pass to :class:`~promptopt.llm.LLM`."""
+        return f"fake/{self.name}"
+
+    def prompts(self) -> list[str]:
+        """The prompt text of every call so far."""
+        return [c["prompt"] for c in self.calls]
+
+    def __call__(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+        prompt = "\n\n".join(str(m.get("content", "")) for m in messages)
+        with self._lock:
+            self.calls.append({"prompt": prompt, "messages": messages, "params": dict(params)})
+            if len(self.calls) <= self.fail_first:
+                import litellm
+
+                raise litellm.RateLimitError(
+                    message="fake rate limit", llm_provider="fake", model=self.model
+                )
+            text = self._reply(prompt, params)
+        return {
+            "text": text,
+            "prompt_tokens": len(prompt.split()),
+            "completion_tokens": len(text.split()),
+        }
+
+
+def fake_generate(name: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    """Entry point of the ``fake`` LiteLLM provider."""
+    fake = _FAKES.get(name)
+    if fake is None:
+        raise UnknownModelError(f"no FakeLLM named {name!r} in this process")
+    return fake(messages, params)
+
+
+class _HashingEncoder:
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.tokenizer = None
+
+    def encode(self, texts: Sequence[str], **_: Any) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in _WORD.findall(text.lower()):
+                out[i, _stable_int(word) % self.dim] += 1.0
+            out[i, 0] += 0.1  # no zero vectors
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+class HashingScorer(SCSScorer):
+    """SCS on hashed bag-of-words vectors: a fast, model-free scorer for unit tests."""
+
+    def __init__(self, *, dim: int = 512, exponent: float = 3.0) -> None:
+        super().__init__("hashing-bow", exponent=exponent)
+        self.dim = dim
+
+    def _ensure_loaded(self) -> None:
+        if self._st is None:
+            self._st = _HashingEncoder(self.dim)
+            self._name = f"hashing-bow-{self.dim}"
