@@ -44,6 +44,10 @@ def make_scorer(scorer: str | Any = "auto", *, cache: bool = True, cache_dir: st
     """A scorer from a name (or pass an object through)."""
     if not isinstance(scorer, str):
         return scorer
+    if scorer == "hashing":  # model-free bag-of-words SCS, for tests and dry runs
+        from promptopt.testing import HashingScorer
+
+        return HashingScorer()
     return SCSScorer(scorer, cache=DiskCache(cache_dir, "embeddings") if cache else None)
 
 

@@ -146,3 +146,64 @@ class HashingScorer(SCSScorer):
         if self._st is None:
             self._st = _HashingEncoder(self.dim)
             self._name = f"hashing-bow-{self.dim}"
+
+
+class FakeSetup:
+    """Everything an optimizer needs, on the bundled sample, with fake LLM and scorer.
+
+    Args:
+        budget: The shared LLM-call budget.
+        replies: Scripted replies for the recovery LLM (see :class:`FakeLLM`).
+        proposer_replies: Scripted replies for the proposer (default: same fake).
+        train, val, test: Split sizes.
+        cache_dir: Disk cache folder (None: no cache).
+        storage: Optuna storage URL to record trials into (None: not recorded).
+    """
+
+    def __init__(
+        self,
+        *,
+        budget: int | None = 100,
+        replies: Reply | Sequence[str] | None = None,
+        proposer_replies: Reply | Sequence[str] | None = None,
+        train: int = 12,
+        val: int = 6,
+        test: int = 6,
+        cache_dir: str | None = None,
+        storage: str | None = None,
+        study: str = "test",
+        method: str = "test",
+    ) -> None:
+        from promptopt.data import load_examples, sample_path, split_examples
+        from promptopt.evaluator import Evaluator
+        from promptopt.llm import LLM, Budget, DiskCache, Usage
+        from promptopt.tasks import PromptRecoveryTask
+        from promptopt.tracker import Tracker
+
+        examples = load_examples(
+            sample_path(),
+            input_fields=PromptRecoveryTask.input_fields,
+            target_field=PromptRecoveryTask.target_field,
+        )
+        splits = split_examples(examples, train=train, val=val, test=test, seed=0)
+        self.task = PromptRecoveryTask(splits, scorer=HashingScorer())
+        self.fake = FakeLLM(replies)
+        self.proposer_fake = self.fake if proposer_replies is None else FakeLLM(proposer_replies)
+        cache = DiskCache(cache_dir, "llm") if cache_dir else None
+        self.budget, usage = Budget(budget), Usage()
+        self.llm = LLM(self.fake.model, cache=cache, budget=self.budget, usage=usage)
+        self.proposer = LLM(
+            self.proposer_fake.model, cache=cache, budget=self.budget, usage=usage
+        )
+        self.tracker = Tracker(storage, study) if storage else None
+        self.evaluator = Evaluator(self.task, self.llm, tracker=self.tracker, method=method)
+
+    @property
+    def calls(self) -> int:
+        """Requests the fakes received (recovery and proposer)."""
+        n = len(self.fake.calls)
+        return n if self.proposer_fake is self.fake else n + len(self.proposer_fake.calls)
+
+    def optimize(self, optimizer: Any, seed: int = 0) -> Any:
+        """Run ``optimizer`` on this setup."""
+        return optimizer.optimize(self.task, self.evaluator, self.proposer, seed=seed)

@@ -52,11 +52,17 @@ def import_litellm() -> Any:
 
 def _map_error(exc: Exception, model: str) -> LLMError:
     """Turn a LiteLLM/provider exception into a promptopt exception."""
-    if isinstance(exc, LLMError):
-        return exc
+    cause: BaseException | None = exc
+    while cause is not None:  # LiteLLM wraps our providers' own errors
+        if isinstance(cause, LLMError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
     name = type(exc).__name__
     text = str(exc)
-    if name == "AuthenticationError" or "api_key" in text.lower() and "must be set" in text:
+    lowered = text.lower()
+    if name == "AuthenticationError" or "missing credentials" in lowered or (
+        "api_key" in lowered and "must be set" in lowered
+    ):
         return AuthenticationError(
             f"{model}: missing or invalid API key ({text.splitlines()[0][:200]}). Set the "
             "provider's key in the environment (e.g. OPENAI_API_KEY, ANTHROPIC_API_KEY)."

@@ -29,6 +29,9 @@ _PREAMBLE = re.compile(
     re.IGNORECASE,
 )
 _QUOTES = "\"'`“”‘’«»*_ "
+_BARE_PREAMBLE = re.compile(
+    r"^(?:sure|certainly|of course|okay|ok|absolutely|here(?:'s| is| are)?)\W*$", re.IGNORECASE
+)
 
 
 def clean_prediction(raw: str, *, default: str = DEFAULT_PREDICTION, max_chars: int = 300) -> str:
@@ -50,7 +53,7 @@ def clean_prediction(raw: str, *, default: str = DEFAULT_PREDICTION, max_chars: 
     if len(line) > max_chars:
         cut = line[:max_chars]
         line = cut[: cut.rfind(" ")] if " " in cut else cut
-    return line if line else default
+    return line if line and not _BARE_PREAMBLE.match(line) else default
 
 
 @tasks.register("prompt-recovery")

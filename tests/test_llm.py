@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import pytest
+
+from promptopt.errors import AuthenticationError, BudgetExhausted, TransientLLMError, UnknownModelError
+from promptopt.llm import LLM, Budget, DiskCache, Usage
+from promptopt.llm._cache import request_key
+from promptopt.testing import FakeLLM
+
+MSG = [{"role": "user", "content": "hello"}]
+
+
+def test_calls_go_through_litellm_and_are_counted():
+    fake = FakeLLM(["one", "two"])
+    llm = LLM(fake.model)
+    assert llm.complete(MSG) == "one"
+    assert llm.complete(MSG) == "two"
+    assert llm.usage.calls == 2 and llm.usage.cache_hits == 0
+    assert llm.usage.prompt_tokens == 2 and llm.usage.completion_tokens == 2
+
+
+def test_disk_cache_serves_repeats_and_keys_on_sampling_params(tmp_path):
+    fake = FakeLLM(lambda prompt, params: f"t={params.get('temperature')} s={params.get('seed')}")
+    cache = DiskCache(tmp_path)
+    llm = LLM(fake.model, cache=cache)
+    first = llm.complete(MSG, temperature=0.7, seed=1)
+    assert llm.complete(MSG, temperature=0.7, seed=1) == first
+    assert len(fake.calls) == 1 and llm.usage.cache_hits == 1
+    llm.complete(MSG, temperature=0.7, seed=2)
+    llm.complete(MSG, temperature=0.9, seed=1)
+    llm.complete(MSG, temperature=0.7, seed=1, max_tokens=5)
+    assert len(fake.calls) == 4
+    # A new client on the same folder (a new process) sees the same entries.
+    again = LLM(fake.model, cache=DiskCache(tmp_path))
+    assert again.complete(MSG, temperature=0.7, seed=1) == first
+    assert again.usage.calls == 0 and again.usage.cache_hits == 1
+
+
+def test_cache_key_leaves_out_credentials(tmp_path):
+    fake = FakeLLM(["x"])
+    a = LLM(fake.model, cache=DiskCache(tmp_path), api_key="sk-secret-1")
+    b = LLM(fake.model, cache=DiskCache(tmp_path), api_key="sk-secret-2")
+    a.complete(MSG)
+    b.complete(MSG)
+    assert len(fake.calls) == 1
+    assert b"sk-secret" not in (tmp_path / "cache.sqlite").read_bytes()
+    req = a._request(MSG, None, None, None, None)
+    assert "api_key" not in req and request_key(req) == request_key(dict(req))
+
+
+def test_retries_transient_errors_with_backoff():
+    fake = FakeLLM(["ok"], fail_first=2)
+    llm = LLM(fake.model, backoff=0.0, max_retries=3)
+    assert llm.complete(MSG) == "ok"
+    assert len(fake.calls) == 3 and llm.usage.calls == 1
+
+
+def test_gives_up_after_max_retries():
+    fake = FakeLLM(["ok"], fail_first=10)
+    llm = LLM(fake.model, backoff=0.0, max_retries=2)
+    with pytest.raises(TransientLLMError, match="gave up after 3 attempts"):
+        llm.complete(MSG)
+    assert llm.usage.failures == 1
+
+
+def test_budget_is_charged_up_front_and_never_exceeded():
+    fake = FakeLLM(["x"])
+    budget = Budget(3)
+    llm = LLM(fake.model, budget=budget)
+    llm.complete_many([MSG, MSG])
+    with pytest.raises(BudgetExhausted):
+        llm.complete_many([MSG, MSG])
+    assert budget.spent == 2 and len(fake.calls) == 2
+    llm.complete(MSG)
+    assert budget.remaining == 0
+    assert llm.complete(MSG, charge=False) == "x"  # uncharged work (final test scoring)
+
+
+def test_budget_reservation():
+    budget = Budget(10)
+    assert budget.reserve(4) == 4
+    assert budget.remaining == 6 and not budget.can_afford(7)
+    budget.release(4)
+    assert budget.can_afford(10)
+
+
+def test_shared_usage_and_snapshots():
+    usage = Usage()
+    fake = FakeLLM(["a b c"])
+    llm = LLM(fake.model, usage=usage)
+    before = usage.as_dict()
+    llm.complete(MSG)
+    assert usage.since(before)["completion_tokens"] == 3
+    assert usage.as_dict()["requests"] == 1
+
+
+def test_missing_api_key_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    llm = LLM("openai/gpt-4o-mini", max_retries=0)
+    with pytest.raises(AuthenticationError, match="API key"):
+        llm.complete(MSG)
+
+
+def test_unknown_models_are_clear_errors():
+    with pytest.raises(UnknownModelError, match="unknown model"):
+        LLM("nosuchprovider-xyz/model", max_retries=0).complete(MSG)
+    with pytest.raises(UnknownModelError, match="unknown embedded model"):
+        LLM("llamacpp/not-a-model", max_retries=0).complete(MSG)
+    with pytest.raises(UnknownModelError, match="GGUF file not found"):
+        LLM("llamacpp/missing.gguf", max_retries=0).complete(MSG)

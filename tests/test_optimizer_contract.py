@@ -1,0 +1,82 @@
+"""The contract every registered optimizer passes, on the fake LLM and scorer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import promptopt.optimizers  # noqa: F401  (registers every method)
+from promptopt.errors import ConfigError
+from promptopt.registry import optimizers
+from promptopt.testing import FakeSetup
+
+METHODS = optimizers.names()
+BUDGET = 60
+
+
+def _make(name: str):
+    return optimizers.get(name)()
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_respects_budget_exactly(name):
+    setup = FakeSetup(budget=BUDGET)
+    setup.optimize(_make(name))
+    assert setup.budget.spent <= BUDGET
+    assert setup.calls == setup.budget.spent  # no cache: every charged request reached the LLM
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_same_seed_same_result(name):
+    first = FakeSetup(budget=BUDGET).optimize(_make(name), seed=3)
+    second = FakeSetup(budget=BUDGET).optimize(_make(name), seed=3)
+    assert first.template == second.template
+    assert first.val_score == second.val_score
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_settings_serialize_and_roundtrip(name):
+    opt = _make(name)
+    params = opt.get_params()
+    assert json.loads(json.dumps(params)) == params
+    clone = optimizers.get(name)(**params)
+    assert clone.get_params() == params
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_result_score_is_validation_score_of_returned_template(name):
+    setup = FakeSetup(budget=BUDGET)
+    result = setup.optimize(_make(name))
+    val_evals = [
+        e for e in setup.evaluator.history
+        if e.split == "val" and e.template.id == result.template.id
+    ]
+    assert val_evals, "the returned template was never scored on the validation split"
+    assert val_evals[-1].n == len(setup.task.examples("val"))
+    assert result.val_score == pytest.approx(val_evals[-1].score)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_rejected_proposals_are_never_evaluated(name):
+    # A proposer that only ever says the same useless things: empty, huge, or the start.
+    def junk(prompt, params):
+        if "<INS>" in prompt or "instruction" in prompt.lower():
+            return ["<INS></INS>", "<INS>" + "x" * 5000 + "</INS>", "<INS>{bogus}</INS>"][
+                params.get("seed", 0) % 3
+            ]
+        return "Rewrite this text."
+
+    setup = FakeSetup(budget=BUDGET, replies=junk)
+    result = setup.optimize(_make(name))
+    for ev in setup.evaluator.history:
+        text = ev.template.instruction
+        assert text.strip() and len(text) < 5000 and "{bogus}" not in text
+    assert result.template.instruction.strip()
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_budget_too_small_for_validation_is_a_clear_error(name):
+    setup = FakeSetup(budget=3, val=6)
+    with pytest.raises(ConfigError, match="budget too small"):
+        setup.optimize(_make(name))
