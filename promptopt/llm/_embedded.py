@@ -172,6 +172,9 @@ def generate(
         "seed": seed if seed is not None else 0,
     }
     with _run_lock:  # one llama.cpp context: one generation at a time
+        # Evaluate every prompt from scratch: reusing a cached prefix changes the
+        # logits slightly, and with them sampled (and rarely greedy) outputs.
+        llama.reset()
         if is_chat_model(name):
             out = llama.create_chat_completion(messages=messages, **params)
             text = out["choices"][0]["message"]["content"] or ""
