@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -36,7 +35,7 @@ err = Console(stderr=True)
 
 Task = Annotated[str, typer.Option("--task", "-t", help="Registered task name.")]
 Data = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--data", "-d", help="Dataset (CSV, JSONL, Parquet). Default: bundled sample."),
 ]
 Model = Annotated[
@@ -133,7 +132,7 @@ def run(
     data: Data = None,
     model: Model = DEFAULT_MODEL,
     proposer: Annotated[
-        Optional[str], typer.Option(help="LLM that writes new instructions (default: --model).")
+        str | None, typer.Option(help="LLM that writes new instructions (default: --model).")
     ] = None,
     scorer: Scorer = "auto",
     budget: Annotated[
@@ -141,13 +140,13 @@ def run(
     ] = 100,
     seed: Annotated[int, typer.Option(help="Search seed.")] = 0,
     storage: Storage = DEFAULT_STORAGE,
-    study: Annotated[Optional[str], typer.Option(help="Study name (default: generated).")] = None,
+    study: Annotated[str | None, typer.Option(help="Study name (default: generated).")] = None,
     train: TrainSize = DEFAULT_SPLITS["train"],
     val: ValSize = DEFAULT_SPLITS["val"],
     test: TestSize = DEFAULT_SPLITS["test"],
     split_seed: SplitSeed = 0,
     start: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(help="Starting template: a .json/.txt file or the instruction itself."),
     ] = None,
     setting: Annotated[
@@ -222,9 +221,9 @@ def eval_(
     test: TestSize = DEFAULT_SPLITS["test"],
     split_seed: SplitSeed = 0,
     storage: Annotated[
-        Optional[str], typer.Option(help="Record the evaluation in this storage.")
+        str | None, typer.Option(help="Record the evaluation in this storage.")
     ] = None,
-    study: Annotated[Optional[str], typer.Option(help="Study to record into.")] = None,
+    study: Annotated[str | None, typer.Option(help="Study to record into.")] = None,
     no_cache: NoCache = False,
 ) -> None:
     """Score one TEMPLATE on one split and show a few predictions."""
@@ -240,7 +239,7 @@ def eval_(
     table.add_column("id")
     table.add_column("prediction")
     table.add_column("score", justify="right")
-    for i, p, s in list(zip(ev.example_ids, ev.predictions, ev.scores))[:10]:
+    for i, p, s in list(zip(ev.example_ids, ev.predictions, ev.scores, strict=True))[:10]:
         table.add_row(i, p, _score(s))
     out.print(table)
     out.print(f"mean score: {_score(ev.score)}")
@@ -253,9 +252,9 @@ def predict(
         "submission.csv"
     ),
     template: Annotated[
-        Optional[str], typer.Option(help="Template file or instruction (default: study's best).")
+        str | None, typer.Option(help="Template file or instruction (default: study's best).")
     ] = None,
-    study: Annotated[Optional[str], typer.Option(help="Study whose best template to use.")] = None,
+    study: Annotated[str | None, typer.Option(help="Study whose best template to use.")] = None,
     storage: Storage = DEFAULT_STORAGE,
     task: Task = "prompt-recovery",
     model: Model = DEFAULT_MODEL,
@@ -319,4 +318,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -45,8 +45,8 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
-            line = path.read_bytes()[: exc.start].count(b"\n") + 1
-            raise DataError(f"not UTF-8 (byte {exc.start}, line {line})", path=str(path)) from None
+            bad = path.read_bytes()[: exc.start].count(b"\n") + 1
+            raise DataError(f"not UTF-8 (byte {exc.start}, line {bad})", path=str(path)) from None
         for lineno, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
@@ -70,9 +70,9 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
+            bad = raw[: exc.start].count(b"\n") + 1
             raise DataError(
-                f"not UTF-8 (byte {exc.start}, line {line}); re-save the file as UTF-8",
+                f"not UTF-8 (byte {exc.start}, line {bad}); re-save the file as UTF-8",
                 path=str(path),
             ) from None
         try:

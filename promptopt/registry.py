@@ -10,7 +10,7 @@ ones; the CLI's ``--method`` and ``--task`` resolve through these registries.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from promptopt.errors import UnknownNameError
 
@@ -55,5 +55,5 @@ class Registry(Generic[T]):
         return name in self._items
 
 
-optimizers: Registry[type] = Registry("method")
-tasks: Registry[type] = Registry("task")
+optimizers: Registry[Any] = Registry("method")
+tasks: Registry[Any] = Registry("task")

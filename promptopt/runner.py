@@ -40,7 +40,9 @@ def new_study_name(method: str) -> str:
     return f"{method}-{stamp}-{secrets.token_hex(2)}"
 
 
-def make_scorer(scorer: str | Any = "auto", *, cache: bool = True, cache_dir: str | None = None) -> Any:
+def make_scorer(
+    scorer: str | Any = "auto", *, cache: bool = True, cache_dir: str | None = None
+) -> Any:
     """A scorer from a name (or pass an object through)."""
     if not isinstance(scorer, str):
         return scorer

@@ -9,6 +9,7 @@ workers is the same trial lineage and the same cache entries.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -138,14 +139,7 @@ class Template:
 
     def replace(self, **changes: Any) -> Template:
         """A copy with some fields changed."""
-        data = {
-            "instruction": self.instruction,
-            "demos": self.demos,
-            "answer_prefix": self.answer_prefix,
-            "suffix": self.suffix,
-        }
-        data.update(changes)
-        return Template(**data)
+        return dataclasses.replace(self, **changes)
 
     def with_demos(self, demos: Iterable[Mapping[str, str]]) -> Template:
         """A copy with these demos."""

@@ -113,7 +113,9 @@ class FakeLLM:
         }
 
 
-def fake_generate(name: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+def fake_generate(
+    name: str, messages: list[dict[str, Any]], params: dict[str, Any]
+) -> dict[str, Any]:
     """Entry point of the ``fake`` LiteLLM provider."""
     fake = _FAKES.get(name)
     if fake is None:

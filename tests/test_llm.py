@@ -2,7 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from promptopt.errors import AuthenticationError, BudgetExhausted, TransientLLMError, UnknownModelError
+from promptopt.errors import (
+    AuthenticationError,
+    BudgetExhausted,
+    TransientLLMError,
+    UnknownModelError,
+)
 from promptopt.llm import LLM, Budget, DiskCache, Usage
 from promptopt.llm._cache import request_key
 from promptopt.testing import FakeLLM

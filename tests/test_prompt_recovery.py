@@ -3,7 +3,12 @@ from __future__ import annotations
 import pytest
 
 from promptopt.data import Example, Splits
-from promptopt.tasks import DEFAULT_PREDICTION, PromptRecoveryTask, clean_prediction, truncate_tokens
+from promptopt.tasks import (
+    DEFAULT_PREDICTION,
+    PromptRecoveryTask,
+    clean_prediction,
+    truncate_tokens,
+)
 from promptopt.template import Template
 from promptopt.testing import HashingScorer
 

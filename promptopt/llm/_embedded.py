@@ -194,7 +194,9 @@ def generate(
     }
 
 
-def _generate_from_litellm(name: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+def _generate_from_litellm(
+    name: str, messages: list[dict[str, Any]], params: dict[str, Any]
+) -> dict[str, Any]:
     max_tokens = params.get("max_tokens") or params.get("max_completion_tokens") or 64
     stop = params.get("stop")
     return generate(

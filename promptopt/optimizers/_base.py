@@ -227,11 +227,13 @@ class Optimizer(ABC):
 
     def validate(self) -> None:
         """Check settings; raise :class:`ConfigError` naming the bad one."""
+        return None
 
     def _check(self, condition: bool, setting: str, requirement: str) -> None:
         if not condition:
             raise ConfigError(
-                f"{self.name}: setting {setting}={getattr(self, setting)!r} is invalid: {requirement}"
+                f"{self.name}: setting {setting}={getattr(self, setting)!r} is invalid: "
+                f"{requirement}"
             )
 
     @abstractmethod

@@ -95,7 +95,10 @@ class PromptRecoveryTask(Task):
         return {k: truncate_tokens(fields[k], self.max_text_tokens) for k in self.input_fields}
 
     def _block(self, values: dict[str, str]) -> str:
-        return f"Original text: {values['original_text']}\nRewritten text: {values['rewritten_text']}"
+        return (
+            f"Original text: {values['original_text']}\n"
+            f"Rewritten text: {values['rewritten_text']}"
+        )
 
     def _query(self, template: Template, example: Example) -> str:
         values = self._inputs(example.inputs)
