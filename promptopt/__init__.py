@@ -20,7 +20,7 @@ from promptopt.errors import (  # noqa: E402
 )
 from promptopt.evaluator import Evaluation, Evaluator  # noqa: E402
 from promptopt.llm import LLM, Budget, DiskCache, Usage  # noqa: E402
-from promptopt.optimizers import OptimizeResult, Optimizer, SearchContext, optimizers  # noqa: E402
+from promptopt.optimizers import Optimizer, OptimizeResult, SearchContext, optimizers  # noqa: E402
 from promptopt.registry import Registry  # noqa: E402
 from promptopt.runner import (  # noqa: E402
     RunResult,
