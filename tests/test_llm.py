@@ -113,3 +113,41 @@ def test_unknown_models_are_clear_errors():
         LLM("llamacpp/not-a-model", max_retries=0).complete(MSG)
     with pytest.raises(UnknownModelError, match="GGUF file not found"):
         LLM("llamacpp/missing.gguf", max_retries=0).complete(MSG)
+
+
+def test_a_server_that_never_answers_is_a_timeout_error():
+    import socket
+    import threading
+
+    from promptopt.errors import LLMTimeoutError
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    held = []
+    stop = threading.Event()
+
+    def accept_and_hang():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                held.append(conn)  # read nothing, answer nothing
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept_and_hang, daemon=True)
+    thread.start()
+    try:
+        llm = LLM("openai/silent-model", api_base=f"http://127.0.0.1:{port}/v1",
+                  api_key="sk-test", timeout=0.5, max_retries=1, backoff=0.0)
+        with pytest.raises(LLMTimeoutError, match="gave up after 2 attempts"):
+            llm.complete(MSG)
+        assert len(held) == 2  # retried once
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        for conn in held:
+            conn.close()
+        server.close()
