@@ -82,7 +82,8 @@ def main() -> None:
               f"{secs / raw:>12.3f}   (score {score:.4f}, calls {usage['calls']}, "
               f"cache hits {usage['cache_hits']})")
     cold, warm = runs["cold"][0], runs["warm"][0]
-    print(f"cold overhead vs raw: {100 * (cold / raw - 1):+.1f}%   warm speed-up: {cold / warm:.0f}x")
+    print(f"cold overhead vs raw: {100 * (cold / raw - 1):+.1f}%   "
+          f"warm speed-up: {cold / warm:.0f}x")
 
     texts = [e.target for e in examples] + [e.inputs["original_text"][:200] for e in examples]
     fresh = SCSScorer("minilm")

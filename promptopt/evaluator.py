@@ -3,7 +3,9 @@
 It is the only place that runs the recovery LLM. It charges the shared budget (all
 examples of an evaluation at once, or nothing), serves repeated evaluations of the
 same template on the same examples from memory, and records each evaluation as a
-trial in the tracker.
+trial in the tracker. :meth:`Evaluator.score_constant` scores a fixed prediction
+(a metric attack's string) without the LLM; those trials are kept apart from the
+history that optimizers rank.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from promptopt.template import Template
 from promptopt.tracker import Tracker
 
 PREDICTIONS_KEPT = 5  # predictions stored on each trial, for the dashboard
+CONSTANT_INSTRUCTION = "(constant prediction: no LLM call; the prediction is the suffix)"
+"""Instruction of the default template that :meth:`Evaluator.score_constant` records under."""
 
 
 @dataclass(frozen=True)
@@ -66,12 +70,20 @@ class Evaluator:
         self.method = method
         self.history: list[Evaluation] = []
         self._memo: dict[tuple[str, str, tuple[str, ...]], Evaluation] = {}
+        self.constants: list[Evaluation] = []
+        """Constant-prediction scorings (:meth:`score_constant`); never in :attr:`history`."""
+        self._constant_memo: dict[tuple[str, str, str, tuple[str, ...]], Evaluation] = {}
         self._chat: bool | None = None
 
     @property
     def budget(self) -> Any:
         """The shared call budget."""
         return self.llm.budget
+
+    @property
+    def trial_count(self) -> int:
+        """Evaluations recorded as trials: :attr:`history` plus :attr:`constants`."""
+        return len(self.history) + len(self.constants)
 
     def can_afford(self, n_examples: int) -> bool:
         """Whether an evaluation on ``n_examples`` new examples fits the budget."""
@@ -126,25 +138,83 @@ class Evaluator:
         )
         self._memo[key] = evaluation
         self.history.append(evaluation)
-        if self.tracker is not None:
-            self.tracker.record(
-                value=evaluation.score,
-                attrs={
-                    "template_id": template.id,
-                    "instruction": template.instruction,
-                    "template": template.to_dict(),
-                    "parents": list(parents),
-                    "method": self.method,
-                    "split": split,
-                    "n_examples": len(examples),
-                    "score": evaluation.score,
-                    "scorer": evaluation.scorer,
-                    "usage": self.llm.usage.since(before),
-                    "meta": dict(meta or {}),
-                    "predictions": [
-                        {"id": e.id, "prediction": p, "target": e.target, "score": round(s, 4)}
-                        for e, p, s in list(zip(examples, predictions, scores))[:PREDICTIONS_KEPT]
-                    ],
-                },
-            )
+        self._record(evaluation, examples, self.llm.usage.since(before))
         return evaluation
+
+    def score_constant(
+        self,
+        prediction: str,
+        split: str,
+        *,
+        examples: Sequence[Example] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        template: Template | None = None,
+    ) -> Evaluation:
+        """Score one fixed ``prediction`` for every example: no LLM call, no budget.
+
+        For metric attacks such as the mean prompt, whose candidate is a string, not
+        a template run through the LLM. The evaluation is recorded as a trial like
+        :meth:`evaluate`'s (its predictions are the constant; its usage is zero) and
+        kept in :attr:`constants`, never in :attr:`history`: so it is neither served
+        from nor stored in :meth:`evaluate`'s memo (a real evaluation of the same
+        template still runs the LLM) and never ranked by ``Optimizer.select_final``.
+
+        Args:
+            prediction: The constant prediction.
+            split: The split whose examples are scored.
+            examples: A subset of the split (default: all of it).
+            meta: JSON-ready details stored on the trial (``constant: True`` is added).
+            template: The template the trial is recorded under (default:
+                :data:`CONSTANT_INSTRUCTION` with ``suffix=prediction``).
+        """
+        examples = list(self.task.examples(split) if examples is None else examples)
+        template = template or Template(instruction=CONSTANT_INSTRUCTION, suffix=prediction)
+        ids = tuple(e.id for e in examples)
+        key = (prediction, template.id, split, ids)
+        if key in self._constant_memo:
+            return self._constant_memo[key]
+        predictions = [prediction] * len(examples)
+        scores = [float(s) for s in self.task.score(predictions, examples)] if examples else []
+        evaluation = Evaluation(
+            template=template,
+            split=split,
+            example_ids=ids,
+            predictions=tuple(predictions),
+            scores=tuple(scores),
+            scorer=self.task.scorer_name,
+            meta={**dict(meta or {}), "constant": True},
+        )
+        self._constant_memo[key] = evaluation
+        self.constants.append(evaluation)
+        self._record(evaluation, examples, self.llm.usage.since(self.llm.usage.as_dict()))
+        return evaluation
+
+    def _record(
+        self, evaluation: Evaluation, examples: Sequence[Example], usage: Mapping[str, Any]
+    ) -> None:
+        """Write one evaluation to the tracker as a trial (no-op without a tracker)."""
+        if self.tracker is None:
+            return
+        template = evaluation.template
+        self.tracker.record(
+            value=evaluation.score,
+            attrs={
+                "template_id": template.id,
+                "instruction": template.instruction,
+                "template": template.to_dict(),
+                "parents": list(evaluation.parents),
+                "method": self.method,
+                "split": evaluation.split,
+                "n_examples": len(examples),
+                "score": evaluation.score,
+                "scorer": evaluation.scorer,
+                "usage": dict(usage),
+                "meta": dict(evaluation.meta),
+                "predictions": [
+                    {"id": e.id, "prediction": p, "target": e.target, "score": round(s, 4)}
+                    for e, p, s in list(
+                        zip(examples, evaluation.predictions, evaluation.scores, strict=True)
+                    )[:PREDICTIONS_KEPT]
+                ],
+            },
+        )

@@ -252,7 +252,7 @@ def run(
         usage=recovery.usage.as_dict(),
         budget=budget,
         budget_spent=recovery.budget.spent if recovery.budget else 0,
-        trials=len(evaluator.history),
+        trials=evaluator.trial_count,
         rejected=result.rejected,
         stopped=result.stopped,
         notes=result.notes,

@@ -3,22 +3,39 @@
 Each algorithm lives in its own private module; public names are re-exported here.
 """
 
+from promptopt.optimizers._ape import APE, ucb_pick
 from promptopt.optimizers._base import (
-    OptimizeResult,
     Optimizer,
+    OptimizeResult,
     SearchContext,
     extract_tagged,
 )
 from promptopt.optimizers._baselines import INSTRUCTION_POOL, Identity, RandomSearch
+from promptopt.optimizers._evoprompt import EvoPromptDE, EvoPromptGA
+from promptopt.optimizers._mean_prompt import MeanPrompt, MeanPromptResult, search_mean_prompt
+from promptopt.optimizers._opro import OPRO, continue_tagged
+from promptopt.optimizers._protegi import ProTeGi
+from promptopt.optimizers._tpe import TPESearch
 from promptopt.registry import optimizers
 
 __all__ = [
+    "APE",
     "INSTRUCTION_POOL",
+    "EvoPromptDE",
+    "EvoPromptGA",
     "Identity",
+    "MeanPrompt",
+    "MeanPromptResult",
+    "OPRO",
     "OptimizeResult",
     "Optimizer",
+    "ProTeGi",
     "RandomSearch",
     "SearchContext",
+    "TPESearch",
+    "continue_tagged",
     "extract_tagged",
     "optimizers",
+    "search_mean_prompt",
+    "ucb_pick",
 ]

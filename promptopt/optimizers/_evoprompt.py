@@ -1,0 +1,304 @@
+"""EvoPrompt: evolutionary search over instructions, with the LLM as the variation operator.
+
+Guo et al. 2023, "Connecting Large Language Models with Evolutionary Algorithms Yields
+Powerful Prompt Optimizers". A population of instructions evolves; the proposer LLM
+performs the evolutionary operators in words:
+
+- ``evoprompt-ga`` (genetic algorithm): parents are drawn by roulette wheel (probability
+  proportional to score); one LLM call crosses them over and mutates the result; the
+  next population is the best ``population_size`` of parents and children (elitist).
+- ``evoprompt-de`` (differential evolution): for each member ``p``, two other members
+  ``a``, ``b`` and the current best ``c``; one LLM call finds where ``a`` and ``b``
+  differ, mutates those parts, merges them into ``c`` and crosses the result with
+  ``p``; the child replaces ``p`` only if it scores higher on the same examples.
+
+Left out, for small budgets and weak proposers: the paper's one-shot demonstration
+of the operators inside the meta-prompt (the proposer is asked for the final prompt
+only, so a 160-token answer is not spent on the intermediate steps), scoring on a
+full development set (every member is scored on one fixed train minibatch), the
+paper's population of ~10 (default 4) and its manually written initial prompts (the
+initial population is the start plus proposer paraphrases of it).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from abc import abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from promptopt.data import Example
+from promptopt.errors import BudgetExhausted
+from promptopt.evaluator import Evaluation
+from promptopt.optimizers._base import Optimizer, SearchContext, extract_tagged
+from promptopt.registry import optimizers
+from promptopt.template import Template
+
+TAG = "prompt"
+_STRAY_TAG = re.compile(r"</?\s*[A-Za-z_]+\s*>")
+_LABEL = re.compile(r"^(?:final |new |basic )?prompt\s*\d*\s*:\s*", re.IGNORECASE)
+
+PARAPHRASE_PROMPT = (
+    "Generate a variation of the following instruction while keeping the semantic "
+    "meaning.\n\nInput: {prompt}\n\nOutput: <prompt>"
+)
+GA_PROMPT = (
+    "Please follow the instruction step-by-step to generate a better prompt.\n"
+    "1. Crossover the following prompts and generate a new prompt:\n"
+    "Prompt 1: {prompt1}\n"
+    "Prompt 2: {prompt2}\n"
+    "2. Mutate the prompt generated in Step 1 and generate a final prompt bracketed "
+    "with <prompt> and </prompt>.\n\n"
+    "Final prompt: <prompt>"
+)
+DE_PROMPT = (
+    "Please follow the instruction step-by-step to generate a better prompt.\n"
+    "1. Identify the different parts between the Prompt 1 and Prompt 2:\n"
+    "Prompt 1: {prompt1}\n"
+    "Prompt 2: {prompt2}\n"
+    "2. Randomly mutate the different parts.\n"
+    "3. Combine the different parts with Prompt 3, selectively replace it with the "
+    "different parts in Step 2 and generate a new prompt.\n"
+    "Prompt 3: {prompt3}\n"
+    "4. Cross over the prompt in Step 3 with the following basic prompt and generate a "
+    "final prompt bracketed with <prompt> and </prompt>:\n"
+    "Basic Prompt: {basic}\n\n"
+    "Final prompt: <prompt>"
+)
+
+
+@dataclass
+class Member:
+    """One individual of the population: a template and its evaluation."""
+
+    template: Template
+    evaluation: Evaluation
+
+    @property
+    def score(self) -> float:
+        """Mean score on the run's fixed minibatch."""
+        return self.evaluation.score
+
+
+def roulette_select(
+    scores: Sequence[float], k: int, rng: random.Random, *, replace: bool = False
+) -> list[int]:
+    """Roulette-wheel selection: ``k`` indices drawn with probability proportional to score.
+
+    Negative scores count as zero; when every remaining weight is zero the draw is
+    uniform. Without ``replace`` no index is drawn twice (while enough remain).
+    """
+    weights = [max(0.0, float(s)) for s in scores]
+    available = list(range(len(weights)))
+    picked: list[int] = []
+    for _ in range(k):
+        if not available:
+            available = list(range(len(weights)))
+        total = sum(weights[i] for i in available)
+        if total <= 0:
+            choice = rng.choice(available)
+        else:
+            positive = [i for i in available if weights[i] > 0]
+            r, acc, choice = rng.random() * total, 0.0, positive[-1]
+            for i in available:
+                acc += weights[i]
+                if r < acc:
+                    choice = i
+                    break
+        picked.append(choice)
+        if not replace:
+            available.remove(choice)
+    return picked
+
+
+def elitist(members: Sequence[Member], n: int) -> list[Member]:
+    """The ``n`` best members by score (ties keep the earlier, i.e. the parents)."""
+    order = sorted(range(len(members)), key=lambda i: (-members[i].score, i))
+    return [members[i] for i in order[:n]]
+
+
+def de_should_replace(parent: Evaluation, child: Evaluation) -> bool:
+    """The DE survivor rule: the child replaces its parent only if it scores strictly higher.
+
+    Both must have been scored on the same examples, otherwise the comparison is void.
+    """
+    if parent.example_ids != child.example_ids:
+        raise ValueError("DE compares parent and child on the same examples only")
+    return child.score > parent.score
+
+
+def accept_tagged(
+    ctx: SearchContext, raw_answers: Sequence[str], base: Template, tag: str = TAG
+) -> list[Template]:
+    """Parse ``<tag>...</tag>`` proposals (the meta-prompt opened the tag) and accept them."""
+    out = []
+    for raw in raw_answers:
+        raw = (raw or "").lstrip()  # a base model often starts its continuation on a new line
+        text = raw if raw.lower().startswith(f"<{tag}>") else f"<{tag}>{raw}"
+        found = [_STRAY_TAG.sub(" ", t).strip() for t in extract_tagged(text, tag)]
+        found = [_LABEL.sub("", " ".join(t.split())) for t in found if t]
+        if not found:
+            ctx.proposed += 1
+            ctx.rejected["no proposal in answer"] += 1
+        for instruction in found[:1]:
+            template = ctx.accept(instruction, base)
+            if template is not None:
+                out.append(template)
+    return out
+
+
+class _EvoPrompt(Optimizer):
+    """Shared machinery of the EvoPrompt variants (population, scoring, generations).
+
+    Args:
+        population_size: Individuals kept (the paper uses 10).
+        generations: Generations to run at most (the budget usually ends the run first).
+        minibatch_size: Train examples every individual is scored on (one fixed sample).
+        temperature: Sampling temperature of the proposer's evolution calls.
+    """
+
+    op: str = ""
+
+    def __init__(
+        self,
+        *,
+        population_size: int = 4,
+        generations: int = 10,
+        minibatch_size: int = 4,
+        temperature: float = 0.7,
+    ) -> None:
+        self.population_size = population_size
+        self.generations = generations
+        self.minibatch_size = minibatch_size
+        self.temperature = temperature
+
+    def validate(self) -> None:
+        """Check the settings."""
+        self._check(self.population_size >= 2, "population_size", "must be at least 2")
+        self._check(self.generations >= 1, "generations", "must be at least 1")
+        self._check(self.minibatch_size >= 1, "minibatch_size", "must be at least 1")
+        self._check(0.0 <= self.temperature <= 2.0, "temperature", "must be in [0, 2]")
+
+    def search(self, ctx: SearchContext) -> None:
+        """Build the initial population, then evolve it generation by generation."""
+        batch = ctx.minibatch(self.minibatch_size)
+        self.population_: list[Member] = self._initial_population(ctx, batch)
+        for generation in range(1, self.generations + 1):
+            self._generation(ctx, self.population_, batch, generation)
+
+    def _initial_population(self, ctx: SearchContext, batch: list[Example]) -> list[Member]:
+        """The start plus up to ``population_size - 1`` paraphrases of it."""
+        start_eval = ctx.evaluate(ctx.start, batch, meta={"generation": 0, "op": "start"})
+        population = [Member(ctx.start, start_eval)]
+        self.population_ = population
+        prompt = PARAPHRASE_PROMPT.format(prompt=ctx.start.instruction)
+        answers = ctx.propose(prompt, n=self.population_size - 1, temperature=1.0)
+        for template in accept_tagged(ctx, answers, ctx.start):
+            ev = ctx.evaluate(
+                template, batch, parents=[ctx.start.id], meta={"generation": 0, "op": "init"}
+            )
+            population.append(Member(template, ev))
+        return population
+
+    def _child(
+        self,
+        ctx: SearchContext,
+        prompt: str,
+        parents: Sequence[Member],
+        batch: list[Example],
+        generation: int,
+    ) -> Member | None:
+        """One evolution call and, if the proposal is usable, its evaluation.
+
+        The child keeps the demos, prefix and suffix of ``parents[0]``; every distinct
+        parent is recorded as its lineage.
+        """
+        if not ctx.can_afford(1 + len(batch)):
+            raise BudgetExhausted("no budget left for one more child")
+        answers = ctx.propose(prompt, n=1, temperature=self.temperature)
+        children = accept_tagged(ctx, answers, parents[0].template)
+        if not children:
+            return None
+        ev = ctx.evaluate(
+            children[0],
+            batch,
+            parents=list(dict.fromkeys(m.template.id for m in parents)),
+            meta={"generation": generation, "op": self.op},
+        )
+        return Member(children[0], ev)
+
+    @abstractmethod
+    def _generation(
+        self, ctx: SearchContext, population: list[Member], batch: list[Example], generation: int
+    ) -> None:
+        """Evolve ``population`` in place by one generation."""
+
+
+@optimizers.register("evoprompt-ga")
+class EvoPromptGA(_EvoPrompt):
+    """EvoPrompt, genetic-algorithm variant (roulette wheel, LLM crossover + mutation, elitism).
+
+    Args:
+        population_size: Individuals kept (the paper uses 10).
+        generations: Generations to run at most (the budget usually ends the run first).
+        minibatch_size: Train examples every individual is scored on (one fixed sample).
+        temperature: Sampling temperature of the proposer's evolution calls.
+    """
+
+    op = "ga"
+
+    def _generation(
+        self, ctx: SearchContext, population: list[Member], batch: list[Example], generation: int
+    ) -> None:
+        """Make ``population_size`` children, then keep the best of parents and children."""
+        children: list[Member] = []
+        try:
+            for _ in range(self.population_size):
+                i, j = roulette_select([m.score for m in population], 2, ctx.rng)
+                first, second = population[i], population[j]
+                prompt = GA_PROMPT.format(
+                    prompt1=first.template.instruction, prompt2=second.template.instruction
+                )
+                child = self._child(ctx, prompt, [first, second], batch, generation)
+                if child is not None:
+                    children.append(child)
+        finally:  # children paid for are never lost, even when the budget ends the run
+            survivors = elitist(population + children, self.population_size)
+            population[:] = survivors
+
+
+@optimizers.register("evoprompt-de")
+class EvoPromptDE(_EvoPrompt):
+    """EvoPrompt, differential-evolution variant (difference of two, merged into the best).
+
+    Args:
+        population_size: Individuals kept (the paper uses 10).
+        generations: Generations to run at most (the budget usually ends the run first).
+        minibatch_size: Train examples every individual is scored on (one fixed sample).
+        temperature: Sampling temperature of the proposer's evolution calls.
+    """
+
+    op = "de"
+
+    def _generation(
+        self, ctx: SearchContext, population: list[Member], batch: list[Example], generation: int
+    ) -> None:
+        """For each member, one DE child; it replaces the member only if it scores higher."""
+        for i in range(len(population)):
+            basic = population[i]
+            others = [m for k, m in enumerate(population) if k != i] or [basic]
+            if len(others) >= 2:
+                a, b = ctx.rng.sample(others, 2)
+            else:
+                a = b = others[0]
+            best = max(population, key=lambda m: m.score)
+            prompt = DE_PROMPT.format(
+                prompt1=a.template.instruction,
+                prompt2=b.template.instruction,
+                prompt3=best.template.instruction,
+                basic=basic.template.instruction,
+            )
+            child = self._child(ctx, prompt, [basic, best, a, b], batch, generation)
+            if child is not None and de_should_replace(basic.evaluation, child.evaluation):
+                population[i] = child

@@ -1,0 +1,210 @@
+"""OPRO: Optimization by PROmpting.
+
+Yang et al. 2023, "Large Language Models as Optimizers" (arXiv:2309.03409). Each step
+the proposer reads a meta-prompt holding the scored trajectory (up to ``max_history``
+earlier instructions with their scores on 0-100, ascending, so the best comes last)
+and a few task exemplars showing where the instruction goes, and is asked for a new
+instruction that differs from all of them and scores higher. Several proposals are
+sampled per step at a high temperature; each is scored (the scorer LLM runs at
+temperature 0) and joins the trajectory.
+
+Left out, or changed to fit small budgets:
+
+- Candidates are scored on one fixed random minibatch of the train split per run
+  (``minibatch_size``) rather than on the whole training set, so every step can afford
+  a few evaluations; the final choice is still made on the validation split.
+- Default ``proposals_per_step`` is 4 (the paper uses 8) and the number of proposals
+  is cut, each step, to what the remaining budget can also evaluate.
+- The exemplars come before the trajectory (the paper shows them after it), so that
+  a weak base model reads the scored instructions right before it is asked for a new
+  one rather than copying an exemplar. No other meta-prompt variants (instruction
+  position "Q_begin"/"A_begin", scores left out) and no early-stopping rule: the
+  search runs until ``max_steps`` or the budget ends.
+- Answers are read as continuations of the meta-prompt's final ``<INS>`` (weak base
+  models rarely repeat the opening tag): one instruction per sample, and answers that
+  only echo an exemplar are counted as holding no proposal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from promptopt.errors import BudgetExhausted
+from promptopt.optimizers._base import Optimizer, SearchContext
+from promptopt.registry import optimizers
+from promptopt.template import Template
+
+TAG = "INS"
+
+
+def continue_tagged(raw: str, tag: str = TAG, *, echo_labels: Sequence[str] = ()) -> str:
+    """Turn a continuation of a prompt ending in ``<TAG>`` into one tagged proposal.
+
+    A base model that completes a meta-prompt ending with ``<INS>`` answers with the
+    instruction and maybe ``</INS>``, without the opening tag; a chat model may repeat
+    it. The proposal is the text up to the first closing tag, or, when the answer runs
+    on without one (or opens a new tag first), its first non-empty line. An answer that
+    merely echoes the meta-prompt's exemplars (its first line starts with one of
+    ``echo_labels``, e.g. ``"Original text:"``) or has no letters holds no proposal.
+
+    Args:
+        raw: The proposer's raw answer.
+        tag: The tag name.
+        echo_labels: Line labels of the exemplars shown in the meta-prompt.
+
+    Returns:
+        ``<TAG>proposal</TAG>``, or ``""`` when the answer holds no proposal.
+    """
+    opening, closing = f"<{tag}>".lower(), f"</{tag}>".lower()
+    text = (raw or "").strip()
+    if text.lower().startswith(opening):
+        text = text[len(opening) :]
+    cut, closed = len(text), False
+    for marker in (opening, closing):
+        at = text.lower().find(marker)
+        if 0 <= at < cut:
+            cut, closed = at, marker == closing
+    body = text[:cut].strip()
+    if not closed:
+        body = next((ln.strip() for ln in body.split("\n") if ln.strip()), "")
+    first = body.split("\n", 1)[0].lower()
+    if not any(ch.isalpha() for ch in body) or any(
+        first.startswith(label.lower()) for label in echo_labels
+    ):
+        return ""
+    return f"<{tag}>{body}</{tag}>"
+
+
+def echo_labels(ctx: SearchContext) -> list[str]:
+    """The ``"Label:"`` prefixes of the task's exemplar lines, plus generic ones."""
+    labels = {"Input:", "Output:", "Example ", "Score:"}
+    if ctx.train:
+        for line in ctx.task.format_example(ctx.train[0]).split("\n"):
+            label, sep, _ = line.partition(":")
+            if sep and 0 < len(label) <= 40:
+                labels.add(label.strip() + ":")
+    return sorted(labels)
+
+
+@optimizers.register("opro")
+class OPRO(Optimizer):
+    """OPRO: an LLM proposes instructions from a scored trajectory of earlier ones.
+
+    Args:
+        max_steps: Optimization steps (each: one meta-prompt, several proposals); the
+            search also stops when the budget runs out.
+        proposals_per_step: Proposer samples per step (the paper uses 8).
+        temperature: Proposer sampling temperature (the paper uses 1.0).
+        max_history: Most instructions shown in the meta-prompt (the best ones).
+        num_exemplars: Task exemplars shown in each meta-prompt (resampled per step).
+        minibatch_size: Train examples each candidate is scored on (one fixed random
+            sample per run; the whole train split if it is smaller).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_steps: int = 200,
+        proposals_per_step: int = 4,
+        temperature: float = 1.0,
+        max_history: int = 20,
+        num_exemplars: int = 2,
+        minibatch_size: int = 4,
+    ) -> None:
+        self.max_steps = max_steps
+        self.proposals_per_step = proposals_per_step
+        self.temperature = temperature
+        self.max_history = max_history
+        self.num_exemplars = num_exemplars
+        self.minibatch_size = minibatch_size
+
+    def validate(self) -> None:
+        """Check the settings."""
+        self._check(self.max_steps >= 1, "max_steps", "must be at least 1")
+        self._check(self.proposals_per_step >= 1, "proposals_per_step", "must be at least 1")
+        self._check(0.0 <= self.temperature <= 2.0, "temperature", "must be in [0, 2]")
+        self._check(self.max_history >= 1, "max_history", "must be at least 1")
+        self._check(self.num_exemplars >= 0, "num_exemplars", "must be at least 0")
+        self._check(self.minibatch_size >= 1, "minibatch_size", "must be at least 1")
+
+    def trajectory(self, history: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
+        """The part of the history the meta-prompt shows.
+
+        Args:
+            history: ``(instruction, score)`` pairs in the order they were scored.
+
+        Returns:
+            The ``max_history`` best pairs, sorted by ascending score (best last; ties
+            keep the order they were scored in).
+        """
+        indexed = list(enumerate(history))
+        best = sorted(indexed, key=lambda p: (-p[1][1], p[0]))[: self.max_history]
+        return [item for _, item in sorted(best, key=lambda p: (p[1][1], p[0]))]
+
+    def build_meta_prompt(
+        self, history: Sequence[tuple[str, float]], exemplars: Sequence[str]
+    ) -> str:
+        """The OPRO meta-prompt: exemplars, scored trajectory, then the request.
+
+        Args:
+            history: ``(instruction, score)`` pairs; scores in [0, 1] are shown as
+                integers on 0-100. Only :meth:`trajectory` of it is shown.
+            exemplars: Formatted task examples (inputs and the true answer).
+
+        Returns:
+            Plain text ending in ``<INS>``, inviting the proposer to continue with
+            the new instruction.
+        """
+        parts = ["Your task is to write an instruction <INS> for a language model."]
+        if exemplars:
+            parts.append(
+                "Below are some examples of the problem. <INS> marks where the instruction "
+                "goes; the last line is the correct answer."
+            )
+            for i, exemplar in enumerate(exemplars, 1):
+                parts.append(f"Example {i}:\n<{TAG}>\n{exemplar}")
+        parts.append(
+            "Below are some previous instructions with their scores. The score ranges from "
+            "0 to 100; higher is better."
+        )
+        for text, score in self.trajectory(history):
+            parts.append(f"<{TAG}>{text}</{TAG}>\nScore: {round(score * 100)}")
+        parts.append(
+            "Write a new instruction that is different from all the instructions above "
+            "and has a higher score than all of them. It should be concise, effective and "
+            "generally applicable to all the examples above. Write it between <INS> and "
+            "</INS>."
+        )
+        parts.append(f"New instruction: <{TAG}>")
+        return "\n\n".join(parts)
+
+    def _affordable(self, ctx: SearchContext, per_candidate: int) -> int:
+        """Proposals this step can pay for, each with its evaluation."""
+        n = self.proposals_per_step
+        while n > 0 and not ctx.can_afford(n * (1 + per_candidate)):
+            n -= 1
+        return n
+
+    def search(self, ctx: SearchContext) -> None:
+        """Score the start, then run meta-prompt steps until done or out of budget."""
+        batch = ctx.minibatch(self.minibatch_size)
+        start_eval = ctx.evaluate(ctx.start, batch, meta={"step": 0})
+        history: list[tuple[str, float]] = [(ctx.start.instruction, start_eval.score)]
+        ids: dict[str, str] = {ctx.start.instruction: ctx.start.id}
+        labels = echo_labels(ctx)
+        for step in range(1, self.max_steps + 1):
+            n = self._affordable(ctx, len(batch))
+            if n == 0:
+                raise BudgetExhausted(f"opro: no budget left for step {step}")
+            k = min(self.num_exemplars, len(ctx.train))
+            exemplars = [ctx.task.format_example(e) for e in ctx.rng.sample(ctx.train, k)]
+            prompt = self.build_meta_prompt(history, exemplars)
+            parents = [ids[text] for text, _ in self.trajectory(history)]
+            raw = ctx.propose(prompt, n=n, temperature=self.temperature)
+            candidates: list[Template] = ctx.accept_all(
+                [continue_tagged(r, echo_labels=labels) for r in raw]
+            )
+            for template in candidates:
+                ev = ctx.evaluate(template, batch, parents=parents, meta={"step": step})
+                history.append((template.instruction, ev.score))
+                ids[template.instruction] = template.id
