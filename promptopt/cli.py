@@ -53,6 +53,13 @@ SplitSeed = Annotated[int, typer.Option(help="Seed of the train/val/test split."
 NoCache = Annotated[
     bool, typer.Option("--no-cache", help="Do not read or write the disk cache.")
 ]
+SkipBadRows = Annotated[
+    bool,
+    typer.Option(
+        "--skip-bad-rows",
+        help="Skip data rows with empty/non-text cells or duplicate ids (listed in a warning).",
+    ),
+]
 
 
 def _size(value: float) -> int | float:
@@ -145,6 +152,7 @@ def run(
     val: ValSize = DEFAULT_SPLITS["val"],
     test: TestSize = DEFAULT_SPLITS["test"],
     split_seed: SplitSeed = 0,
+    skip_bad_rows: SkipBadRows = False,
     start: Annotated[
         str | None,
         typer.Option(help="Starting template: a .json/.txt file or the instruction itself."),
@@ -154,6 +162,14 @@ def run(
         typer.Option("--set", help="Optimizer setting KEY=VALUE (JSON values), repeatable."),
     ] = [],  # noqa: B006 - Typer needs a literal default
     no_cache: NoCache = False,
+    suffix: Annotated[
+        bool,
+        typer.Option(
+            "--suffix",
+            help="Append a learned mean-prompt string to every prediction of the final "
+            "template; reports the test score with and without it.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Search for the best template with METHOD and report its held-out test score."""
@@ -175,9 +191,11 @@ def run(
             val=_size(val),
             test=_size(test),
             split_seed=split_seed,
+            skip_bad_rows=skip_bad_rows,
             settings=_parse_settings(setting),
             start=start,
             cache=not no_cache,
+            suffix=suffix,
             on_progress=advance,
             on_study=lambda name: err.print(f"study [bold]{name}[/bold] in {storage}"),
         )
@@ -200,6 +218,11 @@ def run(
         f"(cache hits {u['cache_hits']}) | tokens {u['prompt_tokens']}+{u['completion_tokens']} "
         f"| cost ${u['cost']:.4f} | {result.wall_time_s:.1f}s"
     )
+    if result.test_score_without_suffix is not None:
+        out.print(
+            f"suffix {result.template.suffix!r}: test {_score(result.test_score)} with it, "
+            f"{_score(result.test_score_without_suffix)} without"
+        )
     if result.rejected:
         out.print(f"rejected proposals: {result.rejected}")
     for note in result.notes:
@@ -220,6 +243,7 @@ def eval_(
     val: ValSize = DEFAULT_SPLITS["val"],
     test: TestSize = DEFAULT_SPLITS["test"],
     split_seed: SplitSeed = 0,
+    skip_bad_rows: SkipBadRows = False,
     storage: Annotated[
         str | None, typer.Option(help="Record the evaluation in this storage.")
     ] = None,
@@ -233,7 +257,8 @@ def eval_(
         ev = evaluate(
             template, split=split, task=task, data=data, model=model, scorer=scorer,
             train=_size(train), val=_size(val), test=_size(test), split_seed=split_seed,
-            cache=not no_cache, storage=storage, study=study, on_progress=advance,
+            skip_bad_rows=skip_bad_rows, cache=not no_cache, storage=storage, study=study,
+            on_progress=advance,
         )
     table = Table(title=f"{split} split: mean score {_score(ev.score)} over {ev.n} ({ev.scorer})")
     table.add_column("id")

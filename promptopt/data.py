@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -94,6 +95,58 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     return frame.to_dict(orient="records")
 
 
+class DataWarning(UserWarning):
+    """Rows were skipped on request (``skip_bad_rows``); the message lists them."""
+
+
+def _where(error: DataError) -> str:
+    return f"row {error.row} field {error.field!r}: {error.reason}"
+
+
+def _row_example(
+    row: dict[str, Any],
+    i: int,
+    path: Path,
+    needed: Sequence[str],
+    input_fields: Sequence[str],
+    target_field: str,
+    id_field: str | None,
+    seen: dict[str, int],
+) -> Example:
+    """Validate one data row (1-based ``i``) into an :class:`Example`."""
+    values: dict[str, str] = {}
+    for name in needed:
+        value = row.get(name)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            raise DataError("empty cell", path=str(path), row=i, field=name)
+        if not isinstance(value, str):
+            raise DataError(
+                f"expected text, got {type(value).__name__} {value!r}",
+                path=str(path),
+                row=i,
+                field=name,
+            )
+        if not value.strip():
+            raise DataError("empty cell", path=str(path), row=i, field=name)
+        values[name] = value
+    ex_id = str(row.get(id_field, "")).strip() if id_field else ""
+    if id_field and not ex_id:
+        raise DataError("empty id", path=str(path), row=i, field=id_field)
+    ex_id = ex_id or str(i)
+    if ex_id in seen:
+        raise DataError(
+            f"duplicate id {ex_id!r} (first seen in row {seen[ex_id]})",
+            path=str(path),
+            row=i,
+            field=id_field,
+        )
+    return Example(
+        id=ex_id,
+        inputs={k: values[k] for k in input_fields},
+        target=values.get(target_field, ""),
+    )
+
+
 def load_examples(
     path: str | Path,
     *,
@@ -101,6 +154,7 @@ def load_examples(
     target_field: str,
     id_field: str = "id",
     require_target: bool = True,
+    skip_bad_rows: bool = False,
 ) -> list[Example]:
     """Read and validate a dataset file.
 
@@ -111,6 +165,8 @@ def load_examples(
         id_field: Optional id column; row numbers are used when it is absent.
         require_target: Whether the target column must be present (False for
             files to predict on).
+        skip_bad_rows: Skip rows with empty or non-text cells or duplicate ids, and
+            warn with a :class:`DataWarning` that lists them, instead of raising.
 
     Raises:
         DataError: naming the file, row and field of the first problem found.
@@ -133,41 +189,28 @@ def load_examples(
     has_id = id_field in columns
     examples: list[Example] = []
     seen: dict[str, int] = {}
+    skipped: list[DataError] = []
     for i, row in enumerate(rows, start=1):
-        values: dict[str, str] = {}
-        for name in needed:
-            value = row.get(name)
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                raise DataError("empty cell", path=str(path), row=i, field=name)
-            if not isinstance(value, str):
-                raise DataError(
-                    f"expected text, got {type(value).__name__} {value!r}",
-                    path=str(path),
-                    row=i,
-                    field=name,
-                )
-            if not value.strip():
-                raise DataError("empty cell", path=str(path), row=i, field=name)
-            values[name] = value
-        ex_id = str(row.get(id_field, "")).strip() if has_id else ""
-        if has_id and not ex_id:
-            raise DataError("empty id", path=str(path), row=i, field=id_field)
-        ex_id = ex_id or str(i)
-        if ex_id in seen:
-            raise DataError(
-                f"duplicate id {ex_id!r} (first seen in row {seen[ex_id]})",
-                path=str(path),
-                row=i,
-                field=id_field,
-            )
-        seen[ex_id] = i
-        examples.append(
-            Example(
-                id=ex_id,
-                inputs={k: values[k] for k in input_fields},
-                target=values.get(target_field, ""),
-            )
+        try:
+            example = _row_example(row, i, path, needed, input_fields, target_field,
+                                   id_field if has_id else None, seen)
+        except DataError as exc:
+            if not skip_bad_rows:
+                raise
+            skipped.append(exc)
+            continue
+        seen[example.id] = i
+        examples.append(example)
+    if skipped:
+        shown = "; ".join(_where(e) for e in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        warnings.warn(
+            f"file {path}: skipped {len(skipped)} bad row(s) of {len(rows)}: {shown}{more}",
+            DataWarning,
+            stacklevel=2,
         )
+    if not examples:
+        raise DataError("no usable data rows", path=str(path))
     return examples
 
 

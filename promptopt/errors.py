@@ -24,6 +24,7 @@ class DataError(PromptoptError):
         field: str | None = None,
     ) -> None:
         self.path, self.row, self.field = path, row, field
+        self.reason = message
         where = []
         if path is not None:
             where.append(f"file {path}")

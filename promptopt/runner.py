@@ -64,6 +64,7 @@ def make_task(
     split_seed: int = 0,
     cache: bool = True,
     cache_dir: str | None = None,
+    skip_bad_rows: bool = False,
     **options: Any,
 ) -> Task:
     """Build a registered task on a data file (default: the bundled sample)."""
@@ -75,6 +76,7 @@ def make_task(
         val=val,
         test=test,
         seed=split_seed,
+        skip_bad_rows=skip_bad_rows,
         **options,
     )
 
@@ -120,6 +122,7 @@ class RunResult:
     stopped: str = "finished"
     notes: list[str] = field(default_factory=list)
     wall_time_s: float = 0.0
+    test_score_without_suffix: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (stored on the study as ``result``)."""
@@ -142,6 +145,7 @@ class RunResult:
             "stopped": self.stopped,
             "notes": self.notes,
             "wall_time_s": round(self.wall_time_s, 3),
+            "test_score_without_suffix": self.test_score_without_suffix,
         }
 
 
@@ -161,10 +165,12 @@ def run(
     val: int | float = DEFAULT_SPLITS["val"],
     test: int | float | None = DEFAULT_SPLITS["test"],
     split_seed: int = 0,
+    skip_bad_rows: bool = False,
     settings: Mapping[str, Any] | None = None,
     start: Template | str | None = None,
     cache: bool = True,
     cache_dir: str | None = None,
+    suffix: bool = False,
     on_progress: Callable[[], None] | None = None,
     on_study: Callable[[str], None] | None = None,
 ) -> RunResult:
@@ -184,10 +190,16 @@ def run(
         study: Study name (default: generated).
         train, val, test: Split sizes (counts or fractions; test defaults to the rest).
         split_seed: Seed of the data split (kept fixed across search seeds).
+        skip_bad_rows: Skip (and list in a warning) data rows with empty or non-text
+            cells or duplicate ids instead of stopping at the first.
         settings: Optimizer settings (keyword arguments of its class).
         start: Starting template (object, file path or instruction text).
         cache: Use the disk cache (``PROMPTOPT_CACHE_DIR``).
         cache_dir: Cache folder (overrides the environment).
+        suffix: Learn a mean-prompt string on the train split's targets (no LLM calls)
+            and append it to every prediction of the final template (the competition
+            winners' "prediction + mean prompt"); the test score without it is
+            reported too.
         on_progress: Called after every LLM request (for progress bars).
         on_study: Called with the study name once it exists.
     """
@@ -201,7 +213,7 @@ def run(
         raise ConfigError(f"budget must be a positive number of LLM calls, got {budget}")
     the_task = make_task(
         task, data, scorer=scorer, train=train, val=val, test=test, split_seed=split_seed,
-        cache=cache, cache_dir=cache_dir,
+        cache=cache, cache_dir=cache_dir, skip_bad_rows=skip_bad_rows,
     )
     recovery, writer = make_llms(model, proposer, budget=budget, cache=cache, cache_dir=cache_dir)
     recovery.on_request = writer.on_request = on_progress
@@ -227,22 +239,36 @@ def run(
             "seed": seed,
             "splits": the_task.splits.sizes(),
             "split_seed": split_seed,
+            "skip_bad_rows": skip_bad_rows,
+            "suffix": suffix,
             "start_template": start_template.to_dict(),
             "promptopt_version": __version__,
         },
     )
     evaluator = Evaluator(the_task, recovery, tracker=tracker, method=method)
     result = optimizer.optimize(the_task, evaluator, writer, start=start_template, seed=seed)
-    best_test = evaluator.evaluate(result.template, "test", meta={"role": "final"}, charge=False)
+    final = result.template
+    without_suffix = None
+    if suffix:
+        from promptopt.optimizers import search_mean_prompt
+
+        learned = search_mean_prompt(
+            the_task.scorer, [e.target for e in the_task.examples("train")], seed=seed
+        )
+        plain = evaluator.evaluate(final, "test", meta={"role": "final without suffix"},
+                                   charge=False)
+        without_suffix = plain.score
+        final = final.replace(suffix=f"{final.suffix} {learned.text}".strip())
+    best_test = evaluator.evaluate(final, "test", meta={"role": "final"}, charge=False)
     start_test = (
-        best_test if result.template.id == start_template.id
+        best_test if final.id == start_template.id
         else evaluator.evaluate(start_template, "test", meta={"role": "start"}, charge=False)
     )
     out = RunResult(
         study=study_name,
         storage=storage,
         method=method,
-        template=result.template,
+        template=final,
         val_score=result.val_score,
         test_score=best_test.score,
         start_template=start_template,
@@ -257,6 +283,7 @@ def run(
         stopped=result.stopped,
         notes=result.notes,
         wall_time_s=time.perf_counter() - t0,
+        test_score_without_suffix=without_suffix,
     )
     tracker.set_attr("result", out.to_dict())
     return out
@@ -274,6 +301,7 @@ def evaluate(
     val: int | float = DEFAULT_SPLITS["val"],
     test: int | float | None = DEFAULT_SPLITS["test"],
     split_seed: int = 0,
+    skip_bad_rows: bool = False,
     cache: bool = True,
     cache_dir: str | None = None,
     storage: str | None = None,
@@ -285,7 +313,7 @@ def evaluate(
         raise ConfigError(f"unknown split {split!r}; use train, val or test")
     the_task = make_task(
         task, data, scorer=scorer, train=train, val=val, test=test, split_seed=split_seed,
-        cache=cache, cache_dir=cache_dir,
+        cache=cache, cache_dir=cache_dir, skip_bad_rows=skip_bad_rows,
     )
     recovery, _ = make_llms(model, budget=None, cache=cache, cache_dir=cache_dir)
     recovery.on_request = on_progress

@@ -155,3 +155,20 @@ def test_predict_with_a_studys_best_template(tmp_path):
 def test_non_positive_budget(budget):
     result = _invoke("run", "-m", "identity", "--budget", budget, "--scorer", "hashing")
     assert result.exit_code == 2 and "budget must be a positive" in result.output
+
+
+def test_suffix_appends_a_learned_mean_prompt_and_reports_both_scores(tmp_path):
+    fake = FakeLLM(lambda prompt, params: "Hello there.")
+    url = f"sqlite:///{tmp_path}/p.db"
+    res = run("identity", model=fake.model, scorer="hashing", budget=20, storage=url,
+              train=8, val=4, test=4, suffix=True)
+    assert res.template.suffix and res.test_score_without_suffix is not None
+    # Predictions say nothing useful, so the learned string can only help on test here.
+    assert res.test_score > res.test_score_without_suffix
+    # Scoring with the suffix re-uses the cached LLM answers: test examples asked once.
+    asked = [p for p in fake.prompts() if "Rewrite prompt:" in p]
+    assert len(asked) == len(set(asked))
+    result = _invoke("run", "-m", "identity", "--model", fake.model, "--budget", 20,
+                     "--storage", url, "--suffix", *SMALL)
+    assert result.exit_code == 0, result.output
+    assert "with it" in result.stdout and "without" in result.stdout

@@ -121,3 +121,22 @@ def test_split_sizes_that_do_not_fit():
     examples = load_examples(sample_path(), **FIELDS)
     with pytest.raises(DataError, match="do not fit"):
         split_examples(examples, train=40, val=10, test=10)
+
+
+def test_skip_bad_rows_warns_with_every_row_and_keeps_the_rest(tmp_path):
+    from promptopt.data import DataWarning
+
+    path = _csv(tmp_path, "1,x,p,y\n2,,p,y\n3,x,q,w\n1,x,r,z\n")
+    with pytest.warns(DataWarning) as caught:
+        examples = load_examples(path, skip_bad_rows=True, **FIELDS)
+    assert [e.id for e in examples] == ["1", "3"]
+    message = str(caught[0].message)
+    assert "skipped 2 bad row(s) of 4" in message
+    assert "row 2 field 'original_text': empty cell" in message
+    assert "row 4 field 'id': duplicate id '1'" in message
+
+
+def test_skip_bad_rows_with_nothing_usable(tmp_path):
+    path = _csv(tmp_path, "1,,p,y\n")
+    with pytest.warns(UserWarning), pytest.raises(DataError, match="no usable data rows"):
+        load_examples(path, skip_bad_rows=True, **FIELDS)

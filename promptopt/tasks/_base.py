@@ -66,10 +66,16 @@ class Task(ABC):
         val: int | float = 0.25,
         test: int | float | None = None,
         seed: int = 0,
+        skip_bad_rows: bool = False,
         **options: Any,
     ) -> Task:
-        """Load a dataset file and split it with ``seed``."""
-        examples = load_examples(path, input_fields=cls.input_fields, target_field=cls.target_field)
+        """Load a dataset file and split it with ``seed`` (see :func:`load_examples`)."""
+        examples = load_examples(
+            path,
+            input_fields=cls.input_fields,
+            target_field=cls.target_field,
+            skip_bad_rows=skip_bad_rows,
+        )
         splits = split_examples(examples, train=train, val=val, test=test, seed=seed)
         return cls(splits, scorer=scorer, **options)
 
