@@ -7,7 +7,7 @@ import math
 import pytest
 
 from promptopt.errors import ConfigError
-from promptopt.optimizers import APE, ucb_pick
+from promptopt.optimizers import APE, read_proposal, ucb_pick
 from promptopt.testing import FakeSetup, default_reply
 
 GEN_END = "The instruction was <INS>"
@@ -35,9 +35,11 @@ def test_ucb_pick_gives_known_arms_no_bonus():
 
 
 def test_tidy_drops_leading_to():
-    assert APE._tidy(" to rewrite it as a poem.</INS> extra") == "<INS>Rewrite it as a poem.</INS>"
-    assert APE._tidy("<INS>Today, be formal.</INS>") == "<INS>Today, be formal.</INS>"
-    assert APE._tidy("\nInput:\nOriginal text: hi", ["Input:"]) == ""
+    assert read_proposal(APE._tidy(" to rewrite it as a poem.</INS> extra")) == (
+        "Rewrite it as a poem."
+    )
+    assert read_proposal(APE._tidy("<INS>Today, be formal.</INS>")) == "Today, be formal."
+    assert read_proposal(APE._tidy("\nInput:\nOriginal text: hi"), echo_labels=["Input:"]) == ""
 
 
 def test_generation_prompts_show_demos():

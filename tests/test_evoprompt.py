@@ -12,8 +12,8 @@ from promptopt.errors import ConfigError
 from promptopt.evaluator import Evaluation
 from promptopt.optimizers import EvoPromptDE, EvoPromptGA, SearchContext
 from promptopt.optimizers._evoprompt import (
+    TAG,
     Member,
-    accept_tagged,
     de_should_replace,
     elitist,
     roulette_select,
@@ -194,6 +194,6 @@ def test_proposals_are_read_from_prompt_tags_the_meta_prompt_opened():
         "<prompt>Make it a tweet.</prompt> and more",
         "",
     ]
-    found = [t.instruction for t in accept_tagged(ctx, raw, start)]
+    found = [t.instruction for t in ctx.accept_answers(raw, start, tag=TAG)]
     assert found == ["Make it formal.", "Make it a poem.", "Make it a tweet."]
     assert ctx.rejected["no proposal in answer"] == 1

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from promptopt.errors import ConfigError
-from promptopt.optimizers import OPRO, SearchContext, continue_tagged, extract_tagged
-from promptopt.optimizers._opro import echo_labels
+from promptopt.optimizers import OPRO
 from promptopt.testing import FakeSetup, default_reply
 
 META_END = "New instruction: <INS>"
@@ -37,43 +36,6 @@ def test_meta_prompt_sorted_ascending_capped_and_scaled():
 def test_trajectory_keeps_scoring_order_on_ties():
     opro = OPRO(max_history=2)
     assert opro.trajectory([("a", 0.2), ("b", 0.2), ("c", 0.1)]) == [("a", 0.2), ("b", 0.2)]
-
-
-LABELS = ["Original text:", "Rewritten text:", "Rewrite prompt:", "Example "]
-
-
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        ("Make it formal.</INS>\nmore text", ["Make it formal."]),
-        ("  Make it formal.\nmore", ["Make it formal."]),
-        ("<INS>Be brief.</INS> <INS>second</INS>", ["Be brief."]),
-        ("<INS>Be brief.\nKeep names.</INS>", ["Be brief.\nKeep names."]),
-        ("\nRewrite it as a poem.\nRewrite it as a poem.\n", ["Rewrite it as a poem."]),
-        # Answers the embedded 270M base model gave: exemplar echoes and junk.
-        ("\n\nOriginal text: 110,120.\nRewrite prompt: Make this formal.\n\nExample 3:\n<INS>", []),
-        ("\nOriginal text:\n<INS>\nNew instructions:\nOriginal text:\n<INS>", []),
-        ("\n<INS>\nOriginal text: Our school is preparing a trip.\nRewritten text: ...", []),
-        ("\n1.\n2.\n3.\n", []),
-        ("", []),
-        ("</INS>", []),
-    ],
-)
-def test_continue_tagged_reads_continuations(raw, expected):
-    assert extract_tagged(continue_tagged(raw, echo_labels=LABELS), lenient=False) == expected
-
-
-def test_echo_labels_come_from_the_task_exemplars():
-    setup = FakeSetup(budget=40)
-    ctx = SearchContext(
-        task=setup.task,
-        evaluator=setup.evaluator,
-        proposer=setup.proposer,
-        start=setup.task.start_template(),
-        seed=0,
-    )
-    labels = echo_labels(ctx)
-    assert {"Original text:", "Rewritten text:", "Rewrite prompt:", "Input:"} <= set(labels)
 
 
 def test_proposals_per_step_sampled_at_temperature():

@@ -5,15 +5,16 @@ Each algorithm lives in its own private module; public names are re-exported her
 
 from promptopt.optimizers._ape import APE, ucb_pick
 from promptopt.optimizers._base import (
+    INSTRUCTION_POOL,
     Optimizer,
     OptimizeResult,
     SearchContext,
-    extract_tagged,
+    read_proposal,
 )
-from promptopt.optimizers._baselines import INSTRUCTION_POOL, Identity, RandomSearch
+from promptopt.optimizers._baselines import Identity, RandomSearch
 from promptopt.optimizers._evoprompt import EvoPromptDE, EvoPromptGA
 from promptopt.optimizers._mean_prompt import MeanPrompt, MeanPromptResult, search_mean_prompt
-from promptopt.optimizers._opro import OPRO, continue_tagged
+from promptopt.optimizers._opro import OPRO
 from promptopt.optimizers._protegi import ProTeGi
 from promptopt.optimizers._tpe import TPESearch
 from promptopt.registry import optimizers
@@ -33,9 +34,8 @@ __all__ = [
     "RandomSearch",
     "SearchContext",
     "TPESearch",
-    "continue_tagged",
-    "extract_tagged",
     "optimizers",
+    "read_proposal",
     "search_mean_prompt",
     "ucb_pick",
 ]

@@ -32,11 +32,10 @@ from dataclasses import dataclass, field
 from promptopt.data import Example
 from promptopt.errors import BudgetExhausted
 from promptopt.optimizers._base import Optimizer, SearchContext
-from promptopt.optimizers._opro import continue_tagged, echo_labels
 from promptopt.registry import optimizers
 from promptopt.template import Template
 
-_LEADING_TO = re.compile(r"^<INS>\s*to\s+(\w)", re.IGNORECASE)
+_LEADING_TO = re.compile(r"^\s*(?:<INS>\s*)?to\s+(\w)", re.IGNORECASE)
 
 
 def ucb_pick(stats: Sequence[tuple[float, float]], c: float, total: float | None = None) -> int:
@@ -151,10 +150,9 @@ class APE(Optimizer):
         )
 
     @staticmethod
-    def _tidy(raw: str, labels: Sequence[str] = ()) -> str:
-        """Tag the answer; drop the "to" that "The instruction was to ..." leaves."""
-        tagged = continue_tagged(raw, echo_labels=labels)
-        return _LEADING_TO.sub(lambda m: "<INS>" + m.group(1).upper(), tagged, count=1)
+    def _tidy(raw: str) -> str:
+        """Drop the "to" that "The instruction was to ..." leaves at an answer's start."""
+        return _LEADING_TO.sub(lambda m: m.group(1).upper(), raw or "", count=1)
 
     def _affordable(self, ctx: SearchContext, wanted: int, extra: int = 0) -> int:
         """Proposals (each with one evaluation) that fit the budget, besides ``extra``."""
@@ -193,11 +191,10 @@ class APE(Optimizer):
         if n == 0:
             raise BudgetExhausted("ape: no budget left for forward generation")
         k = min(self.demos_per_prompt, len(ctx.train))
-        labels = echo_labels(ctx)
         for _ in range(n):
             prompt = self.generation_prompt(ctx, ctx.rng.sample(ctx.train, k))
             raw = ctx.propose(prompt, n=1, temperature=self.temperature)
-            for template in ctx.accept_all([self._tidy(r, labels) for r in raw]):
+            for template in ctx.accept_answers([self._tidy(r) for r in raw]):
                 pool.append(_Arm(template, stage="generate", round=0))
 
     def _resample(self, ctx: SearchContext, pool: list[_Arm], rnd: int) -> None:
@@ -207,14 +204,14 @@ class APE(Optimizer):
         n = self._affordable(ctx, len(top) * self.mc_variants)
         if n == 0:
             raise BudgetExhausted(f"ape: no budget left for resampling round {rnd}")
-        labels = echo_labels(ctx)
         for i, arm in enumerate(top):
             count = min(self.mc_variants, n - i * self.mc_variants)
             if count <= 0:
                 break
             prompt = self.resample_prompt(arm.template.instruction)
             raw = ctx.propose(prompt, n=count, temperature=self.temperature)
-            for template in ctx.accept_all([self._tidy(r, labels) for r in raw], base=arm.template):
+            answers = [self._tidy(r) for r in raw]
+            for template in ctx.accept_answers(answers, base=arm.template):
                 pool.append(_Arm(template, stage="resample", round=rnd, parents=(arm.template.id,)))
 
     def search(self, ctx: SearchContext) -> None:

@@ -30,22 +30,84 @@ from promptopt.template import Template
 MAX_INSTRUCTION_CHARS = 1500
 PROPOSER_MAX_TOKENS = 160
 
+INSTRUCTION_POOL: tuple[str, ...] = (
+    "Read the original text and its rewritten version, then state the instruction that "
+    "produced the rewrite.",
+    "What prompt was used to rewrite the original text into the rewritten text? Answer with "
+    "the prompt only.",
+    "Compare the two texts. Write the rewriting instruction in one short sentence that starts "
+    "with a verb.",
+    "Guess the request a user gave an AI assistant to turn the first text into the second. "
+    "Reply with the request only.",
+    "Identify how the style, tone, format or length changed between the texts and write the "
+    "instruction that asks for that change.",
+    "You are an expert at reverse-engineering prompts. Give the single instruction that "
+    "transformed the original text into the rewritten text.",
+    "Describe, as an imperative sentence such as 'Rewrite this as a poem.', the change made "
+    "to the text.",
+    "Name the rewrite instruction. Be brief and general, e.g. 'Make this text more formal.'",
+)
+"""Hand-written instructions for the prompt-recovery task (``random`` and ``tpe`` draw on them)."""
 
-def extract_tagged(text: str, tag: str = "INS", *, lenient: bool = True) -> list[str]:
-    """Proposals between ``<TAG>`` and ``</TAG>`` (the papers' output format).
+STRAY_TAG = re.compile(r"</?\s*[A-Za-z_]+\s*>")
+"""A tag such as ``<INS>``, ``</prompt>`` or ``<END>`` left in a proposer's answer."""
 
-    With ``lenient``, an unclosed ``<TAG>`` is read to the end of its line, and an
-    answer with no tags at all yields its first non-empty line: weak proposers often
-    drop the closing tag.
+_LABEL = r"(?:(?:final|new|basic|improved)\s+)?(?:prompt|instruction)s?\s*\d*\s*:"
+
+
+def strip_tags(text: str) -> str:
+    """``text`` without stray tags, its whitespace collapsed within each line.
+
+    Blank lines are dropped; the remaining line breaks are kept.
     """
-    found = re.findall(rf"<{tag}>(.*?)</{tag}>", text, flags=re.DOTALL | re.IGNORECASE)
-    if found or not lenient:
-        return [f.strip() for f in found]
-    opened = re.search(rf"<{tag}>(.*)", text, flags=re.IGNORECASE)
-    if opened:
-        return [opened.group(1).split("\n", 1)[0].strip()]
-    line = next((ln.strip() for ln in text.split("\n") if ln.strip()), "")
-    return [line] if line else []
+    lines = (" ".join(STRAY_TAG.sub(" ", line).split()) for line in text.split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+def read_proposal(raw: str, tag: str = "INS", *, echo_labels: Sequence[str] = ()) -> str:
+    """The one instruction a proposer's answer proposes, or ``""`` when it holds none.
+
+    The meta-prompts end with ``<TAG>``, so a base model continues inside the tag and
+    never writes it, while a chat model may repeat it, or a label such as ``"Final
+    prompt:"`` before or after it; both are skipped. The proposal is the text up to
+    the first closing tag, or, when the answer runs on without one (or opens a new
+    tag first), its first non-empty line; text before an opening tag that follows a
+    preamble ("Here is one: <INS>...") is skipped. Stray tags are removed and whitespace is
+    collapsed within each line. An answer that merely echoes the meta-prompt's
+    exemplars (its first line starts with one of ``echo_labels``, e.g. ``"Original
+    text:"``) or has no letters holds no proposal.
+
+    Args:
+        raw: The proposer's raw answer.
+        tag: The tag name the meta-prompt asked the proposal to be wrapped in.
+        echo_labels: Line labels of the exemplars shown in the meta-prompt.
+
+    Returns:
+        The proposed instruction (possibly several lines), or ``""``.
+    """
+    name = re.escape(tag)
+    text = (raw or "").strip()
+    lead = re.match(rf"(?:\s*(?:<{name}>|{_LABEL}))*\s*", text, re.IGNORECASE)
+    text = text[lead.end() if lead else 0 :]
+    marker = re.search(rf"<(/?){name}>", text, re.IGNORECASE)
+    preamble = text[: marker.start()].strip().lower() if marker else ""
+    if marker and not marker.group(1) and preamble:
+        # A chat-style preamble ("Here is a new one: <INS>...") before the opening tag;
+        # an echoed exemplar there means the answer holds no proposal.
+        if any(preamble.startswith(label.lower()) for label in echo_labels):
+            return ""
+        text = text[marker.end() :]
+        marker = re.search(rf"<(/?){name}>", text, re.IGNORECASE)
+    # The proposal ends at the next tag.
+    body = strip_tags(text[: marker.start()] if marker else text)
+    if not (marker and marker.group(1)):  # not closed: the first line only
+        body = body.split("\n", 1)[0]
+    first = body.split("\n", 1)[0].lower()
+    if not any(ch.isalpha() for ch in body) or any(
+        first.startswith(label.lower()) for label in echo_labels
+    ):
+        return ""
+    return body
 
 
 def _normalize(text: str) -> str:
@@ -83,9 +145,9 @@ class OptimizeResult:
 class SearchContext:
     """What a search strategy works with: data, evaluator, proposer, seeded RNG.
 
-    It also owns the proposal bookkeeping every method shares: parsing tagged
-    proposals, rejecting bad ones (counted, never evaluated), and deterministic
-    seeds for sampled proposer calls.
+    It also owns the proposal bookkeeping every method shares: reading proposals out
+    of the proposer's answers, rejecting bad ones (counted, never evaluated), and
+    deterministic seeds for sampled proposer calls.
     """
 
     def __init__(
@@ -119,6 +181,21 @@ class SearchContext:
     def val(self) -> list[Example]:
         """The validation split."""
         return self.task.examples("val")
+
+    @property
+    def echo_labels(self) -> list[str]:
+        """The ``"Label:"`` prefixes of the task's exemplar lines, plus generic ones.
+
+        An answer starting with one of them echoes a meta-prompt's exemplar rather
+        than proposing an instruction (see :func:`read_proposal`).
+        """
+        labels = {"Input:", "Output:", "Example ", "Score:"}
+        if self.train:
+            for line in self.task.format_example(self.train[0]).split("\n"):
+                label, sep, _ = line.partition(":")
+                if sep and 0 < len(label) <= 40:
+                    labels.add(label.strip() + ":")
+        return sorted(labels)
 
     def minibatch(self, size: int) -> list[Example]:
         """A seeded random sample of the train split (all of it if smaller)."""
@@ -186,20 +263,30 @@ class SearchContext:
         self._seen.add(_normalize(text))
         return (base or self.start).replace(instruction=text)
 
-    def accept_all(
-        self, raw_answers: Sequence[str], base: Template | None = None, tag: str = "INS"
+    def accept_answers(
+        self,
+        raw_answers: Sequence[str],
+        base: Template | None = None,
+        *,
+        tag: str = "INS",
+        echo_labels: Sequence[str] | None = None,
     ) -> list[Template]:
-        """Parse tagged proposals out of raw answers and :meth:`accept` each."""
+        """Read one proposal per raw answer (:func:`read_proposal`) and :meth:`accept` it.
+
+        An answer holding no proposal counts as proposed and rejected ("no proposal in
+        answer"). ``echo_labels`` defaults to :attr:`echo_labels`.
+        """
+        labels = self.echo_labels if echo_labels is None else echo_labels
         out = []
         for raw in raw_answers:
-            found = extract_tagged(raw, tag)
-            if not found:
+            text = read_proposal(raw, tag, echo_labels=labels)
+            if not text:
                 self.proposed += 1
                 self.rejected["no proposal in answer"] += 1
-            for text in found:
-                template = self.accept(text, base)
-                if template is not None:
-                    out.append(template)
+                continue
+            template = self.accept(text, base)
+            if template is not None:
+                out.append(template)
         return out
 
 

@@ -5,26 +5,8 @@ They share the optimizer contract, so they show what a real method must beat.
 
 from __future__ import annotations
 
-from promptopt.optimizers._base import Optimizer, SearchContext
+from promptopt.optimizers._base import INSTRUCTION_POOL, Optimizer, SearchContext
 from promptopt.registry import optimizers
-
-INSTRUCTION_POOL: tuple[str, ...] = (
-    "Read the original text and its rewritten version, then state the instruction that "
-    "produced the rewrite.",
-    "What prompt was used to rewrite the original text into the rewritten text? Answer with "
-    "the prompt only.",
-    "Compare the two texts. Write the rewriting instruction in one short sentence that starts "
-    "with a verb.",
-    "Guess the request a user gave an AI assistant to turn the first text into the second. "
-    "Reply with the request only.",
-    "Identify how the style, tone, format or length changed between the texts and write the "
-    "instruction that asks for that change.",
-    "You are an expert at reverse-engineering prompts. Give the single instruction that "
-    "transformed the original text into the rewritten text.",
-    "Describe, as an imperative sentence such as 'Rewrite this as a poem.', the change made "
-    "to the text.",
-    "Name the rewrite instruction. Be brief and general, e.g. 'Make this text more formal.'",
-)
 
 
 @optimizers.register("identity")

@@ -23,7 +23,6 @@ initial population is the start plus proposer paraphrases of it).
 from __future__ import annotations
 
 import random
-import re
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,13 +30,11 @@ from dataclasses import dataclass
 from promptopt.data import Example
 from promptopt.errors import BudgetExhausted
 from promptopt.evaluator import Evaluation
-from promptopt.optimizers._base import Optimizer, SearchContext, extract_tagged
+from promptopt.optimizers._base import Optimizer, SearchContext
 from promptopt.registry import optimizers
 from promptopt.template import Template
 
 TAG = "prompt"
-_STRAY_TAG = re.compile(r"</?\s*[A-Za-z_]+\s*>")
-_LABEL = re.compile(r"^(?:final |new |basic )?prompt\s*\d*\s*:\s*", re.IGNORECASE)
 
 PARAPHRASE_PROMPT = (
     "Generate a variation of the following instruction while keeping the semantic "
@@ -128,26 +125,6 @@ def de_should_replace(parent: Evaluation, child: Evaluation) -> bool:
     return child.score > parent.score
 
 
-def accept_tagged(
-    ctx: SearchContext, raw_answers: Sequence[str], base: Template, tag: str = TAG
-) -> list[Template]:
-    """Parse ``<tag>...</tag>`` proposals (the meta-prompt opened the tag) and accept them."""
-    out = []
-    for raw in raw_answers:
-        raw = (raw or "").lstrip()  # a base model often starts its continuation on a new line
-        text = raw if raw.lower().startswith(f"<{tag}>") else f"<{tag}>{raw}"
-        found = [_STRAY_TAG.sub(" ", t).strip() for t in extract_tagged(text, tag)]
-        found = [_LABEL.sub("", " ".join(t.split())) for t in found if t]
-        if not found:
-            ctx.proposed += 1
-            ctx.rejected["no proposal in answer"] += 1
-        for instruction in found[:1]:
-            template = ctx.accept(instruction, base)
-            if template is not None:
-                out.append(template)
-    return out
-
-
 class _EvoPrompt(Optimizer):
     """Shared machinery of the EvoPrompt variants (population, scoring, generations).
 
@@ -194,7 +171,7 @@ class _EvoPrompt(Optimizer):
         self.population_ = population
         prompt = PARAPHRASE_PROMPT.format(prompt=ctx.start.instruction)
         answers = ctx.propose(prompt, n=self.population_size - 1, temperature=1.0)
-        for template in accept_tagged(ctx, answers, ctx.start):
+        for template in ctx.accept_answers(answers, ctx.start, tag=TAG):
             ev = ctx.evaluate(
                 template, batch, parents=[ctx.start.id], meta={"generation": 0, "op": "init"}
             )
@@ -217,7 +194,7 @@ class _EvoPrompt(Optimizer):
         if not ctx.can_afford(1 + len(batch)):
             raise BudgetExhausted("no budget left for one more child")
         answers = ctx.propose(prompt, n=1, temperature=self.temperature)
-        children = accept_tagged(ctx, answers, parents[0].template)
+        children = ctx.accept_answers(answers, parents[0].template, tag=TAG)
         if not children:
             return None
         ev = ctx.evaluate(

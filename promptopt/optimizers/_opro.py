@@ -21,8 +21,9 @@ Left out, or changed to fit small budgets:
   position "Q_begin"/"A_begin", scores left out) and no early-stopping rule: the
   search runs until ``max_steps`` or the budget ends.
 - Answers are read as continuations of the meta-prompt's final ``<INS>`` (weak base
-  models rarely repeat the opening tag): one instruction per sample, and answers that
-  only echo an exemplar are counted as holding no proposal.
+  models rarely repeat the opening tag; see ``read_proposal`` in ``_base``): one
+  instruction per sample, and answers that only echo an exemplar are counted as
+  holding no proposal.
 """
 
 from __future__ import annotations
@@ -32,58 +33,8 @@ from collections.abc import Sequence
 from promptopt.errors import BudgetExhausted
 from promptopt.optimizers._base import Optimizer, SearchContext
 from promptopt.registry import optimizers
-from promptopt.template import Template
 
 TAG = "INS"
-
-
-def continue_tagged(raw: str, tag: str = TAG, *, echo_labels: Sequence[str] = ()) -> str:
-    """Turn a continuation of a prompt ending in ``<TAG>`` into one tagged proposal.
-
-    A base model that completes a meta-prompt ending with ``<INS>`` answers with the
-    instruction and maybe ``</INS>``, without the opening tag; a chat model may repeat
-    it. The proposal is the text up to the first closing tag, or, when the answer runs
-    on without one (or opens a new tag first), its first non-empty line. An answer that
-    merely echoes the meta-prompt's exemplars (its first line starts with one of
-    ``echo_labels``, e.g. ``"Original text:"``) or has no letters holds no proposal.
-
-    Args:
-        raw: The proposer's raw answer.
-        tag: The tag name.
-        echo_labels: Line labels of the exemplars shown in the meta-prompt.
-
-    Returns:
-        ``<TAG>proposal</TAG>``, or ``""`` when the answer holds no proposal.
-    """
-    opening, closing = f"<{tag}>".lower(), f"</{tag}>".lower()
-    text = (raw or "").strip()
-    if text.lower().startswith(opening):
-        text = text[len(opening) :]
-    cut, closed = len(text), False
-    for marker in (opening, closing):
-        at = text.lower().find(marker)
-        if 0 <= at < cut:
-            cut, closed = at, marker == closing
-    body = text[:cut].strip()
-    if not closed:
-        body = next((ln.strip() for ln in body.split("\n") if ln.strip()), "")
-    first = body.split("\n", 1)[0].lower()
-    if not any(ch.isalpha() for ch in body) or any(
-        first.startswith(label.lower()) for label in echo_labels
-    ):
-        return ""
-    return f"<{tag}>{body}</{tag}>"
-
-
-def echo_labels(ctx: SearchContext) -> list[str]:
-    """The ``"Label:"`` prefixes of the task's exemplar lines, plus generic ones."""
-    labels = {"Input:", "Output:", "Example ", "Score:"}
-    if ctx.train:
-        for line in ctx.task.format_example(ctx.train[0]).split("\n"):
-            label, sep, _ = line.partition(":")
-            if sep and 0 < len(label) <= 40:
-                labels.add(label.strip() + ":")
-    return sorted(labels)
 
 
 @optimizers.register("opro")
@@ -191,7 +142,6 @@ class OPRO(Optimizer):
         start_eval = ctx.evaluate(ctx.start, batch, meta={"step": 0})
         history: list[tuple[str, float]] = [(ctx.start.instruction, start_eval.score)]
         ids: dict[str, str] = {ctx.start.instruction: ctx.start.id}
-        labels = echo_labels(ctx)
         for step in range(1, self.max_steps + 1):
             n = self._affordable(ctx, len(batch))
             if n == 0:
@@ -201,10 +151,7 @@ class OPRO(Optimizer):
             prompt = self.build_meta_prompt(history, exemplars)
             parents = [ids[text] for text, _ in self.trajectory(history)]
             raw = ctx.propose(prompt, n=n, temperature=self.temperature)
-            candidates: list[Template] = ctx.accept_all(
-                [continue_tagged(r, echo_labels=labels) for r in raw]
-            )
-            for template in candidates:
+            for template in ctx.accept_answers(raw, tag=TAG):
                 ev = ctx.evaluate(template, batch, parents=parents, meta={"step": step})
                 history.append((template.instruction, ev.score))
                 ids[template.instruction] = template.id

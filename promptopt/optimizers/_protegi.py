@@ -26,12 +26,11 @@ from typing import Any
 from promptopt.data import Example
 from promptopt.errors import BudgetExhausted
 from promptopt.evaluator import Evaluation
-from promptopt.optimizers._base import Optimizer, SearchContext, extract_tagged
+from promptopt.optimizers._base import Optimizer, SearchContext, strip_tags
 from promptopt.registry import optimizers
 from promptopt.template import Template
 
 MAX_GRADIENT_CHARS = 600
-_STRAY_TAG = re.compile(r"</?\s*[A-Za-z_]+\s*>")
 
 GRADIENT_PROMPT = (
     "I'm trying to write a prompt for this task: {task}\n\n"
@@ -67,16 +66,10 @@ def between(raw: str, opened: bool = True, start: str = "<START>", end: str = "<
     for chunk in re.split(re.escape(start), text, flags=re.IGNORECASE)[1:]:
         closed = re.split(re.escape(end), chunk, maxsplit=1, flags=re.IGNORECASE)
         body = closed[0] if len(closed) == 2 else chunk.strip().split("\n", 1)[0]
-        body = " ".join(_STRAY_TAG.sub(" ", body).split())
+        body = strip_tags(body).replace("\n", " ")
         if body:
             out.append(body)
     return out
-
-
-def _first_line(raw: str) -> list[str]:
-    """The paraphrase in an answer (``<INS>`` tags if any, else its first line)."""
-    found = [" ".join(_STRAY_TAG.sub(" ", t).split()) for t in extract_tagged(raw, "INS")]
-    return [t for t in found if t][:1]
 
 
 def lowest_scoring(evaluation: Evaluation, k: int) -> list[int]:
@@ -287,20 +280,19 @@ class ProTeGi(Optimizer):
                     answers = ctx.propose(
                         PARAPHRASE_PROMPT.format(prompt=edit.instruction), n=self.mc_samples
                     )
-                    texts = [t for a in answers for t in _first_line(a)]
-                    for para in self._accept(ctx, texts, edit, self.mc_samples, len(answers)):
+                    for para in ctx.accept_answers(answers, edit):
                         self._lineage[para.id] = ([edit.id], {**meta, "kind": "paraphrase"})
                         out.append(para)
         return out
 
     @staticmethod
     def _accept(
-        ctx: SearchContext, texts: list[str], base: Template, limit: int, asked: int = 1
+        ctx: SearchContext, texts: list[str], base: Template, limit: int
     ) -> list[Template]:
-        """Accept up to ``limit`` proposals, counting answers that held none."""
-        if len(texts) < asked:
-            ctx.proposed += asked - len(texts)
-            ctx.rejected["no proposal in answer"] += asked - len(texts)
+        """Accept up to ``limit`` proposals, counting an answer that held none."""
+        if not texts:
+            ctx.proposed += 1
+            ctx.rejected["no proposal in answer"] += 1
         accepted = (ctx.accept(t, base) for t in texts[:limit])
         return [t for t in accepted if t is not None]
 

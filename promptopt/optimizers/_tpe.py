@@ -23,8 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.errors import DataError
-from promptopt.optimizers._base import MAX_INSTRUCTION_CHARS, Optimizer, SearchContext
-from promptopt.optimizers._baselines import INSTRUCTION_POOL
+from promptopt.optimizers._base import (
+    INSTRUCTION_POOL,
+    MAX_INSTRUCTION_CHARS,
+    Optimizer,
+    SearchContext,
+)
 from promptopt.registry import optimizers
 from promptopt.tasks import Task
 

@@ -1,0 +1,94 @@
+"""Reading a proposer's answer into one proposed instruction (shared by every LLM optimizer)."""
+
+from __future__ import annotations
+
+import pytest
+
+from promptopt.optimizers import SearchContext, read_proposal
+from promptopt.optimizers._base import strip_tags
+from promptopt.testing import FakeSetup
+
+LABELS = ["Original text:", "Rewritten text:", "Rewrite prompt:", "Example "]
+
+
+def _ctx():
+    setup = FakeSetup(budget=40)
+    return SearchContext(
+        task=setup.task,
+        evaluator=setup.evaluator,
+        proposer=setup.proposer,
+        start=setup.task.start_template(),
+        seed=0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Make it formal.</INS>\nmore text", "Make it formal."),
+        ("  Make it formal.\nmore", "Make it formal."),
+        ("<INS>Be brief.</INS> <INS>second</INS>", "Be brief."),
+        ("<INS>Be brief.\nKeep names.</INS>", "Be brief.\nKeep names."),
+        ("\nRewrite it as a poem.\nRewrite it as a poem.\n", "Rewrite it as a poem."),
+        # Answers the embedded 270M base model gave: exemplar echoes and junk.
+        ("\n\nOriginal text: 110,120.\nRewrite prompt: Make this formal.\n\nExample 3:\n<INS>", ""),
+        ("\nOriginal text:\n<INS>\nNew instructions:\nOriginal text:\n<INS>", ""),
+        ("\n<INS>\nOriginal text: Our school is preparing a trip.\nRewritten text: ...", ""),
+        ("\n1.\n2.\n3.\n", ""),
+        ("", ""),
+        ("</INS>", ""),
+        # Chat models often introduce the tagged proposal.
+        ("Here is a new instruction: <INS>Make it rhyme.</INS>", "Make it rhyme."),
+        ("Sure!\n<INS>Make it rhyme.\nmore", "Make it rhyme."),
+    ],
+)
+def test_reads_continuations_of_an_opened_tag(raw, expected):
+    assert read_proposal(raw, echo_labels=LABELS) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Make it formal.</prompt>", "Make it formal."),
+        ("\n\nFinal prompt: Make it a poem.\nStep 2: ...", "Make it a poem."),
+        ("<prompt>Make it a tweet.</prompt> and more", "Make it a tweet."),
+        ("<PROMPT>Upper-case tags.</Prompt>", "Upper-case tags."),
+        ("Final prompt: <prompt>Label, then tag.</prompt>", "Label, then tag."),
+        ("<prompt>Prompt 2: Tag, then label.</prompt>", "Tag, then label."),
+        ("New prompt:\nOn the next line.\nmore", "On the next line."),
+        ("Instruction: Be terse.</prompt>", "Be terse."),
+        ("Keep the   <b>tone</b> and\n\n  the names.</prompt>", "Keep the tone and\nthe names."),
+        ("Unclosed with a stray tag</INS>\nStep 2", "Unclosed with a stray tag"),
+        ("Final prompt:", ""),
+        ("<prompt></prompt>", ""),
+    ],
+)
+def test_reads_labels_and_stray_tags(raw, expected):
+    assert read_proposal(raw, "prompt") == expected
+
+
+def test_strip_tags_keeps_lines_and_collapses_spaces():
+    assert strip_tags("  a <END>\tb \n\n</x>\n c ") == "a b\nc"
+
+
+def test_echo_labels_come_from_the_task_exemplars():
+    labels = _ctx().echo_labels
+    assert {"Original text:", "Rewritten text:", "Rewrite prompt:", "Input:"} <= set(labels)
+
+
+def test_accept_answers_counts_answers_without_a_proposal():
+    ctx = _ctx()
+    raw = [
+        "Make it formal.</INS>",
+        "Original text: an echoed exemplar",  # the context's echo labels apply by default
+        "",
+        "<INS>Make it formal.</INS>",  # duplicate
+        "Make it a poem.",
+    ]
+    found = [t.instruction for t in ctx.accept_answers(raw)]
+    assert found == ["Make it formal.", "Make it a poem."]
+    assert ctx.proposed == 5
+    assert ctx.rejected == {"no proposal in answer": 2, "duplicate": 1}
+    assert [t.instruction for t in ctx.accept_answers(["Original text: x"], echo_labels=())] == [
+        "Original text: x"
+    ]
