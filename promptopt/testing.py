@@ -160,6 +160,8 @@ class FakeSetup:
         train, val, test: Split sizes.
         cache_dir: Disk cache folder (None: no cache).
         storage: Optuna storage URL to record trials into (None: not recorded).
+        fake_name: Name of the recovery FakeLLM (the same name in two setups means
+            the same model string, so they share cache entries).
     """
 
     def __init__(
@@ -175,6 +177,7 @@ class FakeSetup:
         storage: str | None = None,
         study: str = "test",
         method: str = "test",
+        fake_name: str | None = None,
     ) -> None:
         from promptopt.data import load_examples, sample_path, split_examples
         from promptopt.evaluator import Evaluator
@@ -189,7 +192,7 @@ class FakeSetup:
         )
         splits = split_examples(examples, train=train, val=val, test=test, seed=0)
         self.task = PromptRecoveryTask(splits, scorer=HashingScorer())
-        self.fake = FakeLLM(replies)
+        self.fake = FakeLLM(replies, name=fake_name)
         self.proposer_fake = self.fake if proposer_replies is None else FakeLLM(proposer_replies)
         cache = DiskCache(cache_dir, "llm") if cache_dir else None
         self.budget, usage = Budget(budget), Usage()

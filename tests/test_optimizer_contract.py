@@ -80,3 +80,44 @@ def test_budget_too_small_for_validation_is_a_clear_error(name):
     setup = FakeSetup(budget=3, val=6)
     with pytest.raises(ConfigError, match="budget too small"):
         setup.optimize(_make(name))
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_rerun_with_the_same_seed_replays_from_the_cache(name, tmp_path):
+    first = FakeSetup(budget=BUDGET, cache_dir=str(tmp_path), fake_name=f"replay-{name}")
+    r1 = first.optimize(_make(name), seed=1)
+    second = FakeSetup(budget=BUDGET, cache_dir=str(tmp_path), fake_name=f"replay-{name}")
+    r2 = second.optimize(_make(name), seed=1)
+    assert second.calls == 0
+    assert r2.template == r1.template and r2.val_score == r1.val_score
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_interrupted_run_resumes_from_the_cache_paying_only_the_rest(name, tmp_path):
+    from promptopt.errors import LLMError
+    from promptopt.testing import default_reply
+
+    # Count with a cache too: a run may ask the same request twice, paid only once.
+    full_setup = FakeSetup(budget=BUDGET, cache_dir=str(tmp_path / "full"))
+    full = full_setup.optimize(_make(name), seed=2)
+    total = full_setup.calls
+    if total < 4:
+        pytest.skip(f"{name} makes too few LLM calls to interrupt")
+    dies_at = total // 2
+    seen = {"n": 0}
+
+    def outage(prompt, params):
+        seen["n"] += 1
+        if seen["n"] >= dies_at:
+            raise LLMError("provider outage")
+        return default_reply(prompt, params)
+
+    fake_name = f"outage-{name}"
+    crashed = FakeSetup(budget=BUDGET, cache_dir=str(tmp_path), replies=outage,
+                        fake_name=fake_name)
+    with pytest.raises(LLMError):
+        crashed.optimize(_make(name), seed=2)
+    resumed = FakeSetup(budget=BUDGET, cache_dir=str(tmp_path), fake_name=fake_name)
+    result = resumed.optimize(_make(name), seed=2)
+    assert resumed.calls == total - (dies_at - 1)
+    assert result.template == full.template and result.val_score == full.val_score
