@@ -193,7 +193,7 @@ class APE(Optimizer):
         k = min(self.demos_per_prompt, len(ctx.train))
         for _ in range(n):
             prompt = self.generation_prompt(ctx, ctx.rng.sample(ctx.train, k))
-            raw = ctx.propose(prompt, n=1, temperature=self.temperature)
+            raw = ctx.propose(prompt, n=1, temperature=self.temperature, stop=["</INS>"])
             for template in ctx.accept_answers([self._tidy(r) for r in raw]):
                 pool.append(_Arm(template, stage="generate", round=0))
 
@@ -209,7 +209,7 @@ class APE(Optimizer):
             if count <= 0:
                 break
             prompt = self.resample_prompt(arm.template.instruction)
-            raw = ctx.propose(prompt, n=count, temperature=self.temperature)
+            raw = ctx.propose(prompt, n=count, temperature=self.temperature, stop=["</INS>"])
             answers = [self._tidy(r) for r in raw]
             for template in ctx.accept_answers(answers, base=arm.template):
                 pool.append(_Arm(template, stage="resample", round=rnd, parents=(arm.template.id,)))

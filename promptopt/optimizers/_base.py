@@ -226,15 +226,20 @@ class SearchContext:
         n: int = 1,
         temperature: float = 1.0,
         max_tokens: int = PROPOSER_MAX_TOKENS,
+        stop: Sequence[str] | None = None,
     ) -> list[str]:
-        """Ask the proposer ``n`` times (seeded samples); returns the raw answers."""
+        """Ask the proposer ``n`` times (seeded samples); returns the raw answers.
+
+        ``stop`` ends generation early, e.g. at the closing tag of a one-proposal
+        answer, so a rambling model does not spend ``max_tokens`` every time.
+        """
         seeds = []
         for _ in range(n):
             self._proposal_calls += 1
             seeds.append(self.seed * 1_000_003 + self._proposal_calls)
         messages = [[{"role": "user", "content": prompt}]] * n
         return self.proposer.complete_many(
-            messages, temperature=temperature, max_tokens=max_tokens, seeds=seeds
+            messages, temperature=temperature, max_tokens=max_tokens, seeds=seeds, stop=stop
         )
 
     def accept(self, instruction: str, base: Template | None = None) -> Template | None:

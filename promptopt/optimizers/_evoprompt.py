@@ -170,7 +170,9 @@ class _EvoPrompt(Optimizer):
         population = [Member(ctx.start, start_eval)]
         self.population_ = population
         prompt = PARAPHRASE_PROMPT.format(prompt=ctx.start.instruction)
-        answers = ctx.propose(prompt, n=self.population_size - 1, temperature=1.0)
+        answers = ctx.propose(
+            prompt, n=self.population_size - 1, temperature=1.0, stop=[f"</{TAG}>"]
+        )
         for template in ctx.accept_answers(answers, ctx.start, tag=TAG):
             ev = ctx.evaluate(
                 template, batch, parents=[ctx.start.id], meta={"generation": 0, "op": "init"}
@@ -193,7 +195,7 @@ class _EvoPrompt(Optimizer):
         """
         if not ctx.can_afford(1 + len(batch)):
             raise BudgetExhausted("no budget left for one more child")
-        answers = ctx.propose(prompt, n=1, temperature=self.temperature)
+        answers = ctx.propose(prompt, n=1, temperature=self.temperature, stop=[f"</{TAG}>"])
         children = ctx.accept_answers(answers, parents[0].template, tag=TAG)
         if not children:
             return None

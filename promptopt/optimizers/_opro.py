@@ -150,7 +150,7 @@ class OPRO(Optimizer):
             exemplars = [ctx.task.format_example(e) for e in ctx.rng.sample(ctx.train, k)]
             prompt = self.build_meta_prompt(history, exemplars)
             parents = [ids[text] for text, _ in self.trajectory(history)]
-            raw = ctx.propose(prompt, n=n, temperature=self.temperature)
+            raw = ctx.propose(prompt, n=n, temperature=self.temperature, stop=[f"</{TAG}>"])
             for template in ctx.accept_answers(raw, tag=TAG):
                 ev = ctx.evaluate(template, batch, parents=parents, meta={"step": step})
                 history.append((template.instruction, ev.score))
