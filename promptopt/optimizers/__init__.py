@@ -12,6 +12,7 @@ from promptopt.optimizers._base import (
     read_proposal,
 )
 from promptopt.optimizers._baselines import Identity, RandomSearch
+from promptopt.optimizers._dspy import DSPyBootstrap, DSPyMIPRO
 from promptopt.optimizers._evoprompt import EvoPromptDE, EvoPromptGA
 from promptopt.optimizers._mean_prompt import MeanPrompt, MeanPromptResult, search_mean_prompt
 from promptopt.optimizers._opro import OPRO
@@ -22,6 +23,8 @@ from promptopt.registry import optimizers
 __all__ = [
     "APE",
     "INSTRUCTION_POOL",
+    "DSPyBootstrap",
+    "DSPyMIPRO",
     "EvoPromptDE",
     "EvoPromptGA",
     "Identity",
