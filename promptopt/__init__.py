@@ -9,6 +9,7 @@ Library use mirrors the CLI::
 
 __version__ = "0.1.0"
 
+from promptopt.comparison import CompareResult, compare  # noqa: E402
 from promptopt.data import Example, Splits, load_examples, sample_path, split_examples  # noqa: E402
 from promptopt.errors import (  # noqa: E402
     BudgetExhausted,
@@ -40,6 +41,7 @@ __all__ = [
     "LLM",
     "Budget",
     "BudgetExhausted",
+    "CompareResult",
     "ConfigError",
     "DataError",
     "DiskCache",
@@ -63,6 +65,7 @@ __all__ = [
     "Usage",
     "__version__",
     "best_template",
+    "compare",
     "evaluate",
     "load_examples",
     "make_llms",

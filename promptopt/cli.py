@@ -1,4 +1,5 @@
-"""The ``promptopt`` command line: a thin Typer layer over :mod:`promptopt.runner`."""
+"""The ``promptopt`` command line: a thin Typer layer over :mod:`promptopt.runner`
+and :mod:`promptopt.comparison`."""
 
 from __future__ import annotations
 
@@ -229,6 +230,96 @@ def run(
         out.print(f"[yellow]note:[/yellow] {note}")
     out.print(f"best template (test SCS {_score(result.test_score)}):")
     out.print(result.template.to_json(), highlight=False, markup=False, soft_wrap=True)
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected integers like 0,1,2, got {text!r}",
+                                 param_hint="--seeds") from None
+    if not seeds:
+        raise typer.BadParameter("give at least one seed, e.g. 0,1,2", param_hint="--seeds")
+    return seeds
+
+
+@app.command()
+def compare(
+    methods: Annotated[
+        str | None,
+        typer.Option("--methods", help="Comma-separated methods, e.g. opro,ape (default: all)."),
+    ] = None,
+    seeds: Annotated[str, typer.Option(help="Comma-separated search seeds, e.g. 0,1,2.")] = "0",
+    task: Task = "prompt-recovery",
+    data: Data = None,
+    model: Model = DEFAULT_MODEL,
+    proposer: Annotated[
+        str | None, typer.Option(help="LLM that writes new instructions (default: --model).")
+    ] = None,
+    scorer: Scorer = "auto",
+    budget: Annotated[
+        int, typer.Option(help="Max LLM calls per run (each method and seed), proposer included.")
+    ] = 100,
+    storage: Storage = DEFAULT_STORAGE,
+    prefix: Annotated[
+        str | None,
+        typer.Option(help="Study-name prefix: studies PREFIX-METHOD-sSEED (default: generated)."),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for report.md, best_so_far.png, trials.csv "
+                     "(default: the prefix, compare-<timestamp>-<hex>)."),
+    ] = None,
+    train: TrainSize = DEFAULT_SPLITS["train"],
+    val: ValSize = DEFAULT_SPLITS["val"],
+    test: TestSize = DEFAULT_SPLITS["test"],
+    split_seed: SplitSeed = 0,
+    skip_bad_rows: SkipBadRows = False,
+    start: Annotated[
+        str | None,
+        typer.Option(help="Starting template: a .json/.txt file or the instruction itself."),
+    ] = None,
+    no_cache: NoCache = False,
+) -> None:
+    """Run several METHODS on one task with the same settings and seeds; table, plot, report."""
+    from promptopt.comparison import TABLE_COLUMNS, resolve_methods
+    from promptopt.comparison import compare as run_compare
+    from promptopt.runner import new_study_name
+
+    with _errors():
+        names = resolve_methods(methods.split(",") if methods is not None else None)
+        seed_list = _parse_seeds(seeds)
+        prefix = prefix or new_study_name("compare")
+        folder = out_dir or Path(prefix)
+        err.print(f"comparing {', '.join(names)} over seeds {seed_list}: studies "
+                  f"[bold]{prefix}-<method>-s<seed>[/bold] in {storage}, files in {folder}")
+        with _progress(budget * len(names) * len(seed_list), "compare: LLM calls") as advance:
+            result = run_compare(
+                names, seeds=seed_list, task=task, data=data, model=model, proposer=proposer,
+                scorer=scorer, budget=budget, storage=storage, prefix=prefix, out_dir=folder,
+                train=_size(train), val=_size(val), test=_size(test), split_seed=split_seed,
+                skip_bad_rows=skip_bad_rows, start=start, cache=not no_cache,
+                on_progress=advance, on_study=lambda name: err.print(f"study [bold]{name}[/bold]"),
+            )
+    table = Table(
+        title=f"promptopt compare: {result.settings['task']}, seeds "
+        f"{', '.join(map(str, result.seeds))}, "
+        f"budget {budget}, scorer {result.settings['scorer']}",
+        caption="scores: mean ± sd over seeds; usage: mean per run",
+    )
+    for i, column in enumerate(TABLE_COLUMNS):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row, cells in zip(result.rows, result.table(), strict=True):
+        table.add_row(*cells, end_section=row is result.rows[len(result.methods) - 1])
+    out.print(table)
+    calls = sum(r.usage["calls"] for r in result.runs)
+    hits = sum(r.usage["cache_hits"] for r in result.runs)
+    cost = sum(r.usage["cost"] for r in result.runs)
+    wall = sum(r.wall_time_s for r in result.runs)
+    out.print(f"{len(result.runs)} runs | calls {calls} (cache hits {hits}) | cost ${cost:.4f} "
+              f"| {wall:.1f}s | studies {result.prefix}-<method>-s<seed> in {result.storage}")
+    for kind, path in result.files.items():
+        out.print(f"{kind}: {path}", highlight=False)
 
 
 @app.command("eval")

@@ -192,7 +192,12 @@ class Evaluator:
     def _record(
         self, evaluation: Evaluation, examples: Sequence[Example], usage: Mapping[str, Any]
     ) -> None:
-        """Write one evaluation to the tracker as a trial (no-op without a tracker)."""
+        """Write one evaluation to the tracker as a trial (no-op without a tracker).
+
+        Besides the evaluation's own ``usage``, the trial holds ``requests_so_far``:
+        the LLM requests of the shared usage (recovery and proposer calls, cache hits
+        included) up to the end of this evaluation, i.e. the search's x-axis.
+        """
         if self.tracker is None:
             return
         template = evaluation.template
@@ -209,6 +214,7 @@ class Evaluator:
                 "score": evaluation.score,
                 "scorer": evaluation.scorer,
                 "usage": dict(usage),
+                "requests_so_far": int(self.llm.usage.requests),
                 "meta": dict(evaluation.meta),
                 "predictions": [
                     {"id": e.id, "prediction": p, "target": e.target, "score": round(s, 4)}

@@ -26,7 +26,7 @@ def _invoke(*args):
 def test_version_and_help():
     assert __version__ in _invoke("--version").stdout
     help_text = _invoke("-h").stdout
-    for command in ("run", "eval", "predict", "dashboard", "list"):
+    for command in ("run", "eval", "predict", "dashboard", "list", "compare"):
         assert command in help_text
     assert "--budget" in _invoke("run", "-h").stdout
 

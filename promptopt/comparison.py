@@ -1,0 +1,400 @@
+"""Comparing methods: several optimizers on one task, with the same settings and seeds.
+
+    from promptopt import compare
+    result = compare(["opro", "ape"], seeds=(0, 1, 2), budget=100)
+    print(result.table())
+
+:func:`compare` runs :func:`~promptopt.runner.run` once per (method, seed), each in its
+own study ``<prefix>-<method>-s<seed>``, with the same task, data, splits, model,
+proposer, budget and one scorer object (the LLM disk cache is shared as usual). It
+adds constant baselines scored on the same splits with the same scorer (the starting
+template, the fixed prediction :data:`FIXED_PREDICTION` and the mean-prompt string
+alone), reads every trial back from the studies and writes ``trials.csv``,
+``best_so_far.png`` and ``report.md`` (see :mod:`promptopt.comparison_report`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from promptopt.errors import ConfigError
+from promptopt.llm import DEFAULT_MODEL
+from promptopt.registry import optimizers
+from promptopt.runner import (
+    DEFAULT_SPLITS,
+    DEFAULT_STORAGE,
+    RunResult,
+    make_scorer,
+    make_task,
+    new_study_name,
+    run,
+)
+from promptopt.tasks import Task
+from promptopt.template import Template
+from promptopt.tracker import _optuna, open_storage
+
+FIXED_PREDICTION = "Improve this text."
+"""The constant prediction scored as a baseline (no LLM call)."""
+
+TABLE_COLUMNS = (
+    "method", "val (mean ± sd)", "test (mean ± sd)", "start val", "start test",
+    "LLM calls", "tokens", "cost $", "wall s",
+)
+"""Header of :meth:`CompareResult.table`; usage columns are means per run over seeds."""
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean and spread of one number over seeds.
+
+    Attributes:
+        values: One value per seed (or per run), in seed order.
+    """
+
+    values: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        """The mean (nan when empty)."""
+        return float(np.mean(self.values)) if self.values else float("nan")
+
+    @property
+    def sd(self) -> float:
+        """The sample standard deviation (ddof=1); 0 for a single value."""
+        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0
+
+    def __str__(self) -> str:
+        return f"{self.mean:.4f} ± {self.sd:.4f}"
+
+
+@dataclass
+class CompareRow:
+    """One line of the comparison table: a method over seeds, or a constant baseline.
+
+    Attributes:
+        name: Method name, or the baseline's label.
+        kind: ``"method"`` or ``"baseline"``.
+        val, test: Scores of the returned template (or the constant) over seeds.
+        start_val, start_test: The starting template's scores in the method's runs.
+        requests, tokens, cost, wall_time_s: Per run over seeds (None for baselines):
+            LLM requests (calls plus cache hits), prompt plus completion tokens, the
+            dollars paid, and the run's wall time.
+    """
+
+    name: str
+    kind: str
+    val: Stat
+    test: Stat
+    start_val: Stat | None = None
+    start_test: Stat | None = None
+    requests: Stat | None = None
+    tokens: Stat | None = None
+    cost: Stat | None = None
+    wall_time_s: Stat | None = None
+
+    def cells(self) -> list[str]:
+        """The row as table cells, in :data:`TABLE_COLUMNS` order."""
+
+        def num(stat: Stat | None, fmt: str) -> str:
+            return "-" if stat is None else format(stat.mean, fmt)
+
+        return [
+            self.name, str(self.val), str(self.test),
+            num(self.start_val, ".4f"), num(self.start_test, ".4f"),
+            num(self.requests, ".0f"), num(self.tokens, ".0f"), num(self.cost, ".4f"),
+            num(self.wall_time_s, ".1f"),
+        ]
+
+
+@dataclass
+class CompareResult:
+    """The outcome of :func:`compare`.
+
+    Attributes:
+        prefix: Study-name prefix; studies are ``<prefix>-<method>-s<seed>``.
+        storage: The Optuna storage URL holding the studies.
+        out_dir: Folder of ``report.md``, ``best_so_far.png`` and ``trials.csv``.
+        methods, seeds: What was run.
+        settings: The shared settings (JSON-ready; written into the report).
+        runs: Every run's result, method by method, seed by seed.
+        rows: The table: one row per method, then the constant baselines.
+        trials: One dict per trial of every study (the rows of ``trials.csv``).
+        mean_prompt_texts: The mean-prompt string learned for each seed.
+        files: ``{"report": ..., "plot": ..., "trials": ...}`` paths.
+    """
+
+    prefix: str
+    storage: str
+    out_dir: Path
+    methods: list[str]
+    seeds: list[int]
+    settings: dict[str, Any]
+    runs: list[RunResult] = field(default_factory=list)
+    rows: list[CompareRow] = field(default_factory=list)
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    mean_prompt_texts: list[str] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def study(self, method: str, seed: int) -> str:
+        """The study name of one run."""
+        return study_name(self.prefix, method, seed)
+
+    def table(self) -> list[list[str]]:
+        """The comparison table as cells (header :data:`TABLE_COLUMNS`)."""
+        return [row.cells() for row in self.rows]
+
+    def row(self, name: str) -> CompareRow:
+        """The table row called ``name``."""
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise KeyError(name)
+
+
+def study_name(prefix: str, method: str, seed: int) -> str:
+    """The study of one (method, seed) run: ``<prefix>-<method>-s<seed>``."""
+    return f"{prefix}-{method}-s{seed}"
+
+
+def resolve_methods(methods: Sequence[str] | None) -> list[str]:
+    """The methods to compare: all registered ones by default, each checked by name.
+
+    Raises:
+        UnknownNameError: for a name that is not registered (listing the valid ones).
+        ConfigError: for an empty list.
+    """
+    import promptopt.optimizers  # noqa: F401  (registers the methods)
+
+    if methods is None:
+        return optimizers.names()
+    names = list(dict.fromkeys(m.strip() for m in methods if m.strip()))
+    if not names:
+        raise ConfigError("no method to compare; give at least one (promptopt list)")
+    for name in names:
+        optimizers.get(name)
+    return names
+
+
+def compare(
+    methods: Sequence[str] | None = None,
+    *,
+    seeds: Sequence[int] = (0,),
+    task: str = "prompt-recovery",
+    data: str | Path | None = None,
+    model: str = DEFAULT_MODEL,
+    proposer: str | None = None,
+    scorer: str | Any = "auto",
+    budget: int = 100,
+    storage: str = DEFAULT_STORAGE,
+    prefix: str | None = None,
+    out_dir: str | Path | None = None,
+    train: int | float = DEFAULT_SPLITS["train"],
+    val: int | float = DEFAULT_SPLITS["val"],
+    test: int | float | None = DEFAULT_SPLITS["test"],
+    split_seed: int = 0,
+    skip_bad_rows: bool = False,
+    start: Template | str | None = None,
+    cache: bool = True,
+    cache_dir: str | None = None,
+    on_progress: Callable[[], None] | None = None,
+    on_study: Callable[[str], None] | None = None,
+) -> CompareResult:
+    """Run several methods with the same settings and seeds; tabulate, plot and report.
+
+    Args:
+        methods: Registered optimizer names (default: all of them).
+        seeds: Search seeds; every method runs once per seed.
+        task, data, model, proposer, scorer, budget, storage, train, val, test,
+            split_seed, skip_bad_rows, start, cache, cache_dir: As for
+            :func:`~promptopt.runner.run`, shared by every run. The scorer is built
+            once and the same object serves every run and the baselines.
+        prefix: Study-name prefix (default: generated, ``compare-<time>-<hex>``).
+        out_dir: Folder for ``report.md``, ``best_so_far.png``, ``trials.csv``
+            (default: ``prefix`` in the working directory).
+        on_progress: Called after every LLM request of every run.
+        on_study: Called with each study's name as its run starts.
+
+    Raises:
+        UnknownNameError: for an unknown method, before anything runs.
+        ConfigError: for no seeds, bad settings, or a study name already in the
+            storage (its old trials would mix with the new ones).
+    """
+    from promptopt.comparison_report import write_files
+
+    names = resolve_methods(methods)
+    seed_list = [int(s) for s in dict.fromkeys(seeds)]
+    if not seed_list:
+        raise ConfigError("no seeds given; e.g. --seeds 0,1,2")
+    if budget < 1:
+        raise ConfigError(f"budget must be a positive number of LLM calls, got {budget}")
+    the_scorer = make_scorer(scorer, cache=cache, cache_dir=cache_dir)
+    the_task = make_task(
+        task, data, scorer=the_scorer, train=train, val=val, test=test, split_seed=split_seed,
+        cache=cache, cache_dir=cache_dir, skip_bad_rows=skip_bad_rows,
+    )
+    prefix = prefix or new_study_name("compare")
+    result = CompareResult(
+        prefix=prefix, storage=storage, out_dir=Path(out_dir or prefix), methods=names,
+        seeds=seed_list,
+        settings={
+            "methods": names, "seeds": seed_list, "task": task,
+            "data": str(data) if data is not None else "bundled sample",
+            "model": model, "proposer": proposer or model, "scorer": the_task.scorer_name,
+            "budget": budget, "splits": the_task.splits.sizes(), "split_seed": split_seed,
+            "storage": storage, "prefix": prefix, "cache": cache,
+        },
+    )
+    plan = [(method, seed, study_name(prefix, method, seed))
+            for method in names for seed in seed_list]
+    taken = set(_optuna().get_all_study_names(open_storage(storage)))
+    clash = [study for _, _, study in plan if study in taken]
+    if clash:
+        raise ConfigError(
+            f"study {clash[0]!r} already exists in {storage}; choose another prefix"
+        )
+    for method, seed, study in plan:
+        result.runs.append(run(
+            method, task=task, data=data, model=model, proposer=proposer,
+            scorer=the_scorer, budget=budget, seed=seed, storage=storage, study=study,
+            train=train, val=val, test=test, split_seed=split_seed,
+            skip_bad_rows=skip_bad_rows, start=start, cache=cache, cache_dir=cache_dir,
+            on_progress=on_progress, on_study=on_study,
+        ))
+    result.settings["start_template"] = result.runs[0].start_template.instruction
+    result.trials = read_trials(storage, plan)
+    result.rows = [
+        method_row(method, [r for r in result.runs if r.method == method]) for method in names
+    ]
+    result.rows += baseline_rows(the_task, result)
+    result.files = write_files(result)
+    return result
+
+
+def method_row(method: str, runs: Sequence[RunResult]) -> CompareRow:
+    """The table row of one method: its runs' scores and usage over seeds."""
+
+    def stat(get: Callable[[RunResult], float]) -> Stat:
+        return Stat(tuple(float(get(r)) for r in runs))
+
+    return CompareRow(
+        name=method, kind="method", val=stat(lambda r: r.val_score),
+        test=stat(lambda r: r.test_score), start_val=stat(lambda r: r.start_val_score),
+        start_test=stat(lambda r: r.start_test_score),
+        requests=stat(lambda r: r.usage["requests"]),
+        tokens=stat(lambda r: r.usage["prompt_tokens"] + r.usage["completion_tokens"]),
+        cost=stat(lambda r: r.usage["cost"]), wall_time_s=stat(lambda r: r.wall_time_s),
+    )
+
+
+def baseline_rows(task: Task, result: CompareResult) -> list[CompareRow]:
+    """The constant baselines on ``task``'s validation and test splits (no LLM call).
+
+    The starting template (its scores in all of ``result.runs``), the fixed prediction
+    :data:`FIXED_PREDICTION`, and the mean-prompt string alone, learned on the train
+    targets once per seed (stored in ``result.mean_prompt_texts``).
+    """
+    from promptopt.optimizers import search_mean_prompt
+
+    def constant(prediction: str, split: str) -> float:
+        examples = task.examples(split)
+        return float(np.mean(task.score([prediction] * len(examples), examples)))
+
+    targets = [e.target for e in task.examples("train")]
+    result.mean_prompt_texts = [
+        search_mean_prompt(task.scorer, targets, seed=seed).text for seed in result.seeds
+    ]
+    return [
+        CompareRow(
+            name="start template", kind="baseline",
+            val=Stat(tuple(r.start_val_score for r in result.runs)),
+            test=Stat(tuple(r.start_test_score for r in result.runs)),
+        ),
+        CompareRow(
+            name=f'constant "{FIXED_PREDICTION}"', kind="baseline",
+            val=Stat((constant(FIXED_PREDICTION, "val"),)),
+            test=Stat((constant(FIXED_PREDICTION, "test"),)),
+        ),
+        CompareRow(
+            name="mean-prompt string alone", kind="baseline",
+            val=Stat(tuple(constant(t, "val") for t in result.mean_prompt_texts)),
+            test=Stat(tuple(constant(t, "test") for t in result.mean_prompt_texts)),
+        ),
+    ]
+
+
+def read_trials(storage: str, studies: Sequence[tuple[str, int, str]]) -> list[dict[str, Any]]:
+    """Every trial of the given ``(method, seed, study)`` studies, in trial order.
+
+    ``cumulative_requests`` is the run's LLM requests (proposer calls and cache hits
+    included) when the trial was recorded (the trial's ``requests_so_far``; the
+    running sum of the evaluations' own requests for studies recorded without it).
+    """
+    optuna = _optuna()
+    store = open_storage(storage)
+    rows = []
+    for method, seed, name in studies:
+        study = optuna.load_study(study_name=name, storage=store)
+        total = 0
+        for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+            attrs = trial.user_attrs
+            requests = int(attrs.get("usage", {}).get("requests", 0))
+            total = int(attrs.get("requests_so_far", total + requests))
+            meta = attrs.get("meta", {})
+            rows.append({
+                "method": method, "seed": seed, "study": name, "trial": trial.number,
+                "split": attrs.get("split", ""), "role": meta.get("role", ""),
+                "constant": bool(meta.get("constant", False)), "score": trial.value,
+                "requests": requests, "cumulative_requests": total,
+                "template_id": attrs.get("template_id", ""),
+                "instruction": attrs.get("instruction", ""),
+                "parents": " ".join(attrs.get("parents", [])),
+            })
+    return rows
+
+
+def best_so_far(trials: Sequence[dict[str, Any]]) -> list[tuple[int, float]]:
+    """The best validation score so far against cumulative LLM requests, for one run.
+
+    One point per trial from the first validation-split evaluation of a template
+    on (constant-prediction trials, such as the mean-prompt string alone, are left
+    out). Methods that score on validation only when choosing the final template
+    give a single step near the end.
+    """
+    points: list[tuple[int, float]] = []
+    best: float | None = None
+    for t in trials:
+        if t["split"] == "val" and not t["constant"]:
+            best = t["score"] if best is None else max(best, t["score"])
+        if best is not None:
+            points.append((int(t["cumulative_requests"]), float(best)))
+    return points
+
+
+def curve_band(curves: Sequence[Sequence[tuple[int, float]]]) -> tuple[np.ndarray, ...]:
+    """Mean, min and max over runs of step curves, on the union of their x values.
+
+    Each run's curve holds its last value to the right; at an x where only some runs
+    have a validation score yet, the statistics are over those runs.
+
+    Returns:
+        ``(x, mean, low, high)`` arrays (empty when no run has a point).
+    """
+    xs = np.array(sorted({x for c in curves for x, _ in c}), dtype=float)
+    grid = np.full((len(curves), len(xs)), np.nan)
+    for i, curve in enumerate(curves):
+        if not curve:
+            continue
+        cx = np.array([x for x, _ in curve], dtype=float)
+        cy = np.array([y for _, y in curve], dtype=float)
+        idx = np.searchsorted(cx, xs, side="right") - 1
+        grid[i] = np.where(idx >= 0, cy[np.clip(idx, 0, None)], np.nan)
+    keep = ~np.all(np.isnan(grid), axis=0)
+    grid, xs = grid[:, keep], xs[keep]
+    if not xs.size:
+        return xs, xs, xs, xs
+    return xs, np.nanmean(grid, axis=0), np.nanmin(grid, axis=0), np.nanmax(grid, axis=0)
