@@ -60,7 +60,7 @@ def main() -> None:
     ]
     # Interleave the raw loop and the evaluator chunk by chunk, so that any background
     # load on the machine hits both alike.
-    chunk = 20
+    chunk = 5
     raw = cold = 0.0
     cold_scores: list[float] = []
     with tempfile.TemporaryDirectory() as cache_dir:

@@ -79,15 +79,20 @@ def test_optimizer_search_makes_no_llm_call_and_records_trials(tmp_path):
     assert setup.calls == 0 and setup.budget.spent == 0
     assert setup.evaluator.history == []  # constants never reach select_final's ranking
     steps = opt.result_.steps
-    assert steps and len(setup.evaluator.constants) == 2 * len(steps)
+    # train, validation and test SCS reported after every accepted token
+    assert steps and len(setup.evaluator.constants) == 3 * len(steps)
     trials = optuna.load_study(study_name="mp", storage=url).trials
-    assert len(trials) == 2 * len(steps) == setup.evaluator.trial_count
+    assert len(trials) == 3 * len(steps) == setup.evaluator.trial_count
     first = trials[0].user_attrs
     assert first["meta"]["kind"] == "mean-prompt" and first["meta"]["step"] == 1
     assert first["meta"]["added"] == steps[0].added  # stored as is, not scrubbed
     assert first["template"]["suffix"] == first["meta"]["prefix"] == steps[0].text
     assert first["usage"]["calls"] == 0
-    assert {t.user_attrs["split"] for t in trials} == {"train", "val"}
+    assert {t.user_attrs["split"] for t in trials} == {"train", "val", "test"}
+    by_split = {(t.user_attrs["meta"]["step"], t.user_attrs["split"]): t.value for t in trials}
+    for step in steps:
+        assert by_split[(step.step, "train")] == pytest.approx(step.train)
+        assert by_split[(step.step, "test")] == pytest.approx(step.test)
 
 
 def test_optimizer_result_is_start_or_start_plus_learned_suffix():

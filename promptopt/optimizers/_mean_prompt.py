@@ -275,10 +275,11 @@ class MeanPrompt(Optimizer):
     """Learn a mean-prompt suffix from the train prompts (no LLM calls in the search).
 
     The search records each accepted string as a constant-prediction trial on the
-    train and validation splits (``Evaluator.score_constant``, template = the start
-    template with ``suffix`` = the string, meta ``kind="mean-prompt"``); those stay
-    out of the history that ``select_final`` ranks. The search never sees the test
-    split (the runner scores it at the end). The final choice scores, with the LLM,
+    train, validation and test splits (``Evaluator.score_constant``, template = the
+    start template with ``suffix`` = the string, meta ``kind="mean-prompt"``), so the
+    SCS of the string alone is reported after every token; only the train scores
+    drive the search, and these trials stay out of the history that ``select_final``
+    ranks. The final choice scores, with the LLM,
     the start template and the start template with the learned suffix on the
     validation split; ties keep the start. The learned string stays on the optimizer
     as ``result_`` (a :class:`MeanPromptResult`).
@@ -318,7 +319,7 @@ class MeanPrompt(Optimizer):
             meta = {"kind": "mean-prompt", "step": step.step, "prefix": step.text,
                     "added": step.added}
             template = ctx.start.replace(suffix=step.text)
-            for split in ("train", "val"):
+            for split in ("train", "val", "test"):  # val and test: reported, never chosen on
                 evaluator.score_constant(step.text, split, meta=meta, template=template)
                 self.recorded_ += 1
 
@@ -330,6 +331,7 @@ class MeanPrompt(Optimizer):
             pool_size=self.pool_size,
             seed=ctx.seed,
             val_targets=[e.target for e in ctx.val],
+            test_targets=[e.target for e in ctx.task.examples("test")],
             on_step=record,
         )
 
