@@ -42,6 +42,10 @@ Data = Annotated[
 Model = Annotated[
     str, typer.Option("--model", help="Recovery LLM: a LiteLLM model string or llamacpp/<name>.")
 ]
+Proposer = Annotated[
+    str | None,
+    typer.Option(help="LLM that writes new instructions (default: --model)."),
+]
 Scorer = Annotated[
     str,
     typer.Option(help="Scorer: auto, minilm, sentence-t5, a sentence-transformers name or path."),
@@ -139,9 +143,7 @@ def run(
     task: Task = "prompt-recovery",
     data: Data = None,
     model: Model = DEFAULT_MODEL,
-    proposer: Annotated[
-        str | None, typer.Option(help="LLM that writes new instructions (default: --model).")
-    ] = None,
+    proposer: Proposer = None,
     scorer: Scorer = "auto",
     budget: Annotated[
         int, typer.Option(help="Max LLM calls for the search, proposer calls included.")
@@ -253,9 +255,7 @@ def compare(
     task: Task = "prompt-recovery",
     data: Data = None,
     model: Model = DEFAULT_MODEL,
-    proposer: Annotated[
-        str | None, typer.Option(help="LLM that writes new instructions (default: --model).")
-    ] = None,
+    proposer: Proposer = None,
     scorer: Scorer = "auto",
     budget: Annotated[
         int, typer.Option(help="Max LLM calls per run (each method and seed), proposer included.")
