@@ -17,6 +17,7 @@ from promptopt.errors import (  # noqa: E402
     DataError,
     LLMError,
     PromptoptError,
+    ResumeError,
     UnknownNameError,
 )
 from promptopt.evaluator import Evaluation, Evaluator  # noqa: E402
@@ -30,6 +31,7 @@ from promptopt.runner import (  # noqa: E402
     make_llms,
     make_task,
     predict,
+    resume_run,
     run,
 )
 from promptopt.scorer import SCSScorer  # noqa: E402
@@ -54,6 +56,7 @@ __all__ = [
     "PromptRecoveryTask",
     "PromptoptError",
     "Registry",
+    "ResumeError",
     "RunResult",
     "SCSScorer",
     "SearchContext",
@@ -72,6 +75,7 @@ __all__ = [
     "make_task",
     "optimizers",
     "predict",
+    "resume_run",
     "run",
     "sample_path",
     "split_examples",

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from promptopt import __version__
-from promptopt.errors import PromptoptError
+from promptopt.errors import Interrupted, PromptoptError
 from promptopt.llm import DEFAULT_MODEL, EMBEDDED_MODELS
 from promptopt.runner import DEFAULT_SPLITS, DEFAULT_STORAGE
 
@@ -114,10 +114,20 @@ def _errors() -> Iterator[None]:
             yield
         except PromptoptError as exc:
             err.print(f"[red]error:[/red] {exc}", highlight=False)
+            _resume_hint(exc)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err.print("[red]interrupted[/red]: the study and cache keep everything recorded so far")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            why = f" ({exc.signal_name})" if isinstance(exc, Interrupted) else ""
+            err.print(f"[red]interrupted[/red]{why}: the study and cache keep everything "
+                      "recorded so far", highlight=False)
+            _resume_hint(exc)
+            raise typer.Exit(143 if isinstance(exc, Interrupted) else 130) from None
+
+
+def _resume_hint(exc: BaseException) -> None:
+    hint = getattr(exc, "resume_hint", None)
+    if hint:
+        err.print(f"resume with:  {hint}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _parse_settings(pairs: list[str]) -> dict[str, Any]:
@@ -139,6 +149,7 @@ def _score(value: float) -> str:
 
 @app.command()
 def run(
+    ctx: typer.Context,
     method: Annotated[str, typer.Option("--method", "-m", help="Optimizer (see `list`).")] = "opro",
     task: Task = "prompt-recovery",
     data: Data = None,
@@ -173,39 +184,49 @@ def run(
             "template; reports the test score with and without it.",
         ),
     ] = False,
+    api_base: Annotated[
+        str | None,
+        typer.Option(help="Provider URL for both LLMs, e.g. an OpenAI-compatible server "
+                     "(vLLM, llama.cpp) at http://HOST:PORT/v1 with --model openai/NAME."),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue the interrupted run --study with its stored "
+                     "settings; recorded work is replayed from the cache and storage."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Search for the best template with METHOD and report its held-out test score."""
+    from promptopt.runner import resume_run
     from promptopt.runner import run as run_search
+    from promptopt.runstate import sigterm_as_interrupt
 
-    with _errors(), _progress(budget, f"{method}: LLM calls") as advance:
-        result = run_search(
-            method,
-            task=task,
-            data=data,
-            model=model,
-            proposer=proposer,
-            scorer=scorer,
-            budget=budget,
-            seed=seed,
-            storage=storage,
-            study=study,
-            train=_size(train),
-            val=_size(val),
-            test=_size(test),
-            split_seed=split_seed,
-            skip_bad_rows=skip_bad_rows,
-            settings=_parse_settings(setting),
-            start=start,
-            cache=not no_cache,
-            suffix=suffix,
-            on_progress=advance,
-            on_study=lambda name: err.print(f"study [bold]{name}[/bold] in {storage}"),
-        )
+    options: dict[str, Any] = {
+        "method": method, "task": task, "data": data, "model": model, "proposer": proposer,
+        "scorer": scorer, "budget": budget, "seed": seed, "train": _size(train),
+        "val": _size(val), "test": _size(test), "split_seed": split_seed,
+        "skip_bad_rows": skip_bad_rows, "settings": _parse_settings(setting), "start": start,
+        "suffix": suffix, "api_base": api_base,
+    }
+    verb = "resuming study" if resume else "study"
+    common: dict[str, Any] = dict(
+        storage=storage, cache=not no_cache,
+        on_study=lambda name: err.print(f"{verb} [bold]{name}[/bold] in {storage}"),
+    )
+    if resume and study is None:
+        raise typer.BadParameter("give the --study to resume", param_hint="--resume")
+    total = None if resume and not _explicit(ctx, "budget") else budget
+    label = f"{study if resume else method}: LLM calls"
+    with _errors(), sigterm_as_interrupt(), _progress(total, label) as advance:
+        if resume:
+            given = {k: v for k, v in options.items() if _explicit(ctx, _PARAM.get(k, k))}
+            result = resume_run(str(study), given=given, on_progress=advance, **common)
+        else:
+            result = run_search(study=study, on_progress=advance, **options, **common)
     if as_json:
         out.print_json(json.dumps(result.to_dict()))
         return
-    table = Table(title=f"promptopt run: {method} ({result.stopped})", show_lines=True)
+    table = Table(title=f"promptopt run: {result.method} ({result.stopped})", show_lines=True)
     table.add_column("template")
     table.add_column("val", justify="right")
     table.add_column("test", justify="right")
@@ -232,6 +253,15 @@ def run(
         out.print(f"[yellow]note:[/yellow] {note}")
     out.print(f"best template (test SCS {_score(result.test_score)}):")
     out.print(result.template.to_json(), highlight=False, markup=False, soft_wrap=True)
+
+
+_PARAM = {"settings": "setting"}  # run() argument -> CLI parameter, where they differ
+
+
+def _explicit(ctx: typer.Context, param: str) -> bool:
+    """Whether the user gave the option ``param`` (not its default)."""
+    source = ctx.get_parameter_source(param)  # an enum of Typer's own (vendored) click
+    return source is not None and source.name != "DEFAULT"
 
 
 def _parse_seeds(text: str) -> list[int]:

@@ -46,6 +46,22 @@ class ConfigError(PromptoptError, ValueError):
     """A setting has an invalid value (checked when a run starts, not in constructors)."""
 
 
+class ResumeError(PromptoptError):
+    """A run cannot be resumed: no such run, or its replay differs from what was recorded."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by a signal other than Ctrl-C (SIGTERM), handled like Ctrl-C.
+
+    Args:
+        signal_name: The signal, e.g. ``"SIGTERM"``.
+    """
+
+    def __init__(self, signal_name: str = "SIGTERM") -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
 class BudgetExhausted(PromptoptError):
     """The run's LLM-call budget cannot pay for the requested work."""
 

@@ -10,6 +10,7 @@ history that optimizers rank.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,11 @@ from promptopt.tracker import Tracker
 PREDICTIONS_KEPT = 5  # predictions stored on each trial, for the dashboard
 CONSTANT_INSTRUCTION = "(constant prediction: no LLM call; the prediction is the suffix)"
 """Instruction of the default template that :meth:`Evaluator.score_constant` records under."""
+
+
+def examples_hash(example_ids: Sequence[str]) -> str:
+    """A short hash of example ids in order (stored on trials to match them on resume)."""
+    return hashlib.sha256("\0".join(example_ids).encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -211,6 +217,7 @@ class Evaluator:
                 "method": self.method,
                 "split": evaluation.split,
                 "n_examples": len(examples),
+                "examples_hash": examples_hash(evaluation.example_ids),
                 "score": evaluation.score,
                 "scorer": evaluation.scorer,
                 "usage": dict(usage),

@@ -7,24 +7,33 @@
 :func:`run` loads the task's data and splits it, builds the recovery and proposer
 LLMs (shared cache, budget and usage), the scorer and the Optuna tracker, runs the
 optimizer, then scores the chosen and the starting template on the test split.
+:func:`resume_run` (``run(..., resume=True)``) continues an interrupted run.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import inspect
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promptopt import __version__
 from promptopt.data import Splits, load_examples, sample_path
 from promptopt.errors import ConfigError
 from promptopt.evaluator import Evaluation, Evaluator
 from promptopt.llm import DEFAULT_MODEL, LLM, Budget, DiskCache, Usage
 from promptopt.registry import optimizers, tasks
+from promptopt.results import RunResult
+from promptopt.runstate import (
+    check_new,
+    check_replayable,
+    load_for_resume,
+    record_stop,
+    run_settings,
+    set_status,
+)
 from promptopt.scorer import SCSScorer
 from promptopt.tasks import Task
 from promptopt.template import Template
@@ -100,55 +109,6 @@ def make_llms(
     return recovery, writer
 
 
-@dataclass
-class RunResult:
-    """The outcome of :func:`run`."""
-
-    study: str
-    storage: str
-    method: str
-    template: Template
-    val_score: float
-    test_score: float
-    start_template: Template
-    start_val_score: float
-    start_test_score: float
-    scorer: str
-    usage: dict[str, Any]
-    budget: int | None
-    budget_spent: int
-    trials: int
-    rejected: dict[str, int] = field(default_factory=dict)
-    stopped: str = "finished"
-    notes: list[str] = field(default_factory=list)
-    wall_time_s: float = 0.0
-    test_score_without_suffix: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (stored on the study as ``result``)."""
-        return {
-            "study": self.study,
-            "method": self.method,
-            "template": self.template.to_dict(),
-            "template_id": self.template.id,
-            "val_score": self.val_score,
-            "test_score": self.test_score,
-            "start_template": self.start_template.to_dict(),
-            "start_val_score": self.start_val_score,
-            "start_test_score": self.start_test_score,
-            "scorer": self.scorer,
-            "usage": self.usage,
-            "budget": self.budget,
-            "budget_spent": self.budget_spent,
-            "trials": self.trials,
-            "rejected": self.rejected,
-            "stopped": self.stopped,
-            "notes": self.notes,
-            "wall_time_s": round(self.wall_time_s, 3),
-            "test_score_without_suffix": self.test_score_without_suffix,
-        }
-
-
 def run(
     method: str = "opro",
     *,
@@ -171,6 +131,8 @@ def run(
     cache: bool = True,
     cache_dir: str | None = None,
     suffix: bool = False,
+    api_base: str | None = None,
+    resume: bool = False,
     on_progress: Callable[[], None] | None = None,
     on_study: Callable[[str], None] | None = None,
 ) -> RunResult:
@@ -187,7 +149,8 @@ def run(
             test-split scoring of the chosen and the starting template is extra.
         seed: Search seed (same seed + cache = same result, no new calls).
         storage: Optuna storage URL.
-        study: Study name (default: generated).
+        study: Study name (default: generated). A study that already holds a run's
+            trials is refused unless ``resume`` is set.
         train, val, test: Split sizes (counts or fractions; test defaults to the rest).
         split_seed: Seed of the data split (kept fixed across search seeds).
         skip_bad_rows: Skip (and list in a warning) data rows with empty or non-text
@@ -200,92 +163,179 @@ def run(
             and append it to every prediction of the final template (the competition
             winners' "prediction + mean prompt"); the test score without it is
             reported too.
+        api_base: URL of the provider for both LLMs, e.g. an OpenAI-compatible
+            server (``--model openai/NAME --api-base http://host:8000/v1``).
+        resume: Continue the interrupted run ``study`` in ``storage`` (see
+            :func:`resume_run`): the stored settings are used; any setting passed here
+            with a value other than its default must agree with them.
         on_progress: Called after every LLM request (for progress bars).
         on_study: Called with the study name once it exists.
+
+    Raises:
+        KeyboardInterrupt, LLMError: the run stopped; the study is marked
+            ``"interrupted"`` and the exception's ``resume_hint`` is the command
+            that continues it.
     """
+    spec: dict[str, Any] = {
+        "method": method, "task": task, "data": data, "model": model, "proposer": proposer,
+        "scorer": scorer, "budget": budget, "seed": seed, "train": train, "val": val,
+        "test": test, "split_seed": split_seed, "skip_bad_rows": skip_bad_rows,
+        "settings": settings, "start": start, "suffix": suffix, "api_base": api_base,
+    }
+    if resume:
+        if study is None:
+            raise ConfigError("resuming needs the name of the study to continue (study=...)")
+        defaults = inspect.signature(run).parameters
+        given = {k: v for k, v in spec.items() if v is not defaults[k].default
+                 and v != defaults[k].default}
+        return resume_run(study, storage=storage, given=given, cache=cache, cache_dir=cache_dir,
+                          on_progress=on_progress, on_study=on_study)
+    return _execute(spec, storage=storage, study=study, cache=cache, cache_dir=cache_dir,
+                    on_progress=on_progress, on_study=on_study)
+
+
+def resume_run(
+    study: str,
+    *,
+    storage: str = DEFAULT_STORAGE,
+    given: Mapping[str, Any] | None = None,
+    cache: bool = True,
+    cache_dir: str | None = None,
+    on_progress: Callable[[], None] | None = None,
+    on_study: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Continue the interrupted run ``study``; the result is the uninterrupted run's.
+
+    The run is replayed from the start with the settings stored on the study. The
+    disk cache answers the LLM calls made before the interruption (no new calls, but
+    charged to the budget as in the first attempt, so the budget already spent
+    counts and the search takes the same path); evaluations the study already holds
+    are not recorded again; then the search goes on. A study that already has a
+    result is not run again: its stored result comes back, with a note, and no LLM
+    is called.
+
+    Args:
+        study: The study to continue.
+        storage: Its Optuna storage URL.
+        given: Settings given again, by :func:`run` argument name. Each must agree with
+            the stored setting (``settings`` key by key), except ``api_base``, which
+            replaces the stored one, and a scorer object, used if its name agrees.
+        cache: Use the disk cache (without it every call is made again).
+        cache_dir: Cache folder (overrides the environment).
+        on_progress: Called after every LLM request (for progress bars).
+        on_study: Called with the study name.
+
+    Raises:
+        ConfigError: no such study, or a given setting contradicts a stored one.
+        ResumeError: the study holds no promptopt run, another live process runs it,
+            or the replay differs from the recorded trials (code, data or cache changed).
+    """
+    spec, attrs = load_for_resume(storage, study, dict(given or {}))
+    if "result" in attrs:
+        if on_study is not None:
+            on_study(study)
+        done = RunResult.from_dict(attrs["result"], storage=storage)
+        done.notes.append(f"study {study!r} had already finished: this is its stored result "
+                          "(no LLM call)")
+        return done
+    return _execute(spec, storage=storage, study=study, cache=cache, cache_dir=cache_dir,
+                    on_progress=on_progress, on_study=on_study, resuming=attrs["settings"])
+
+
+def _execute(
+    spec: Mapping[str, Any],
+    *,
+    storage: str,
+    study: str | None,
+    cache: bool,
+    cache_dir: str | None,
+    on_progress: Callable[[], None] | None,
+    on_study: Callable[[str], None] | None,
+    resuming: Mapping[str, Any] | None = None,
+) -> RunResult:
+    """Run (or, with ``resuming``, replay and continue) the search that ``spec`` describes."""
     t0 = time.perf_counter()
+    method, budget, seed, data = spec["method"], spec["budget"], spec["seed"], spec["data"]
     optimizer_cls = optimizers.get(method)
     try:
-        optimizer = optimizer_cls(**dict(settings or {}))
+        optimizer = optimizer_cls(**dict(spec["settings"] or {}))
     except TypeError as exc:
         raise ConfigError(f"bad settings for method {method!r}: {exc}") from None
     if budget is not None and budget < 1:
         raise ConfigError(f"budget must be a positive number of LLM calls, got {budget}")
     the_task = make_task(
-        task, data, scorer=scorer, train=train, val=val, test=test, split_seed=split_seed,
-        cache=cache, cache_dir=cache_dir, skip_bad_rows=skip_bad_rows,
+        spec["task"], data, scorer=spec["scorer"], train=spec["train"], val=spec["val"],
+        test=spec["test"], split_seed=spec["split_seed"], cache=cache, cache_dir=cache_dir,
+        skip_bad_rows=spec["skip_bad_rows"],
     )
-    recovery, writer = make_llms(model, proposer, budget=budget, cache=cache, cache_dir=cache_dir)
+    recovery, writer = make_llms(spec["model"], spec["proposer"], budget=budget, cache=cache,
+                                 cache_dir=cache_dir, api_base=spec["api_base"])
     recovery.on_request = writer.on_request = on_progress
+    start = spec["start"]
     start_template = (
         start if isinstance(start, Template)
         else Template.load(start) if start else the_task.start_template()
     )
     study_name = study or new_study_name(method)
-    tracker = Tracker(storage, study_name)
+    settings = run_settings(spec, optimizer.get_params(), the_task, start_template)
+    if resuming is not None:
+        check_replayable(study_name, resuming, settings)
+    elif study is not None:
+        check_new(storage, study_name)
+    tracker = Tracker(storage, study_name, resume=resuming is not None)
+    if resuming is None:
+        tracker.set_attr("settings", settings)
     if on_study is not None:
         on_study(study_name)
-    tracker.set_attr(
-        "settings",
-        {
-            "method": method,
-            "method_settings": optimizer.get_params(),
-            "task": task,
-            "data": str(data) if data is not None else "bundled sample",
-            "model": model,
-            "proposer": proposer or model,
-            "scorer": the_task.scorer_name,
-            "budget": budget,
-            "seed": seed,
-            "splits": the_task.splits.sizes(),
-            "split_seed": split_seed,
-            "skip_bad_rows": skip_bad_rows,
-            "suffix": suffix,
-            "start_template": start_template.to_dict(),
-            "promptopt_version": __version__,
-        },
-    )
-    evaluator = Evaluator(the_task, recovery, tracker=tracker, method=method)
-    result = optimizer.optimize(the_task, evaluator, writer, start=start_template, seed=seed)
-    final = result.template
-    without_suffix = None
-    if suffix:
-        from promptopt.optimizers import search_mean_prompt
+    set_status(tracker, "running", resumed=resuming is not None)
+    try:
+        evaluator = Evaluator(the_task, recovery, tracker=tracker, method=method)
+        result = optimizer.optimize(the_task, evaluator, writer, start=start_template, seed=seed)
+        final = result.template
+        without_suffix = None
+        if spec["suffix"]:
+            from promptopt.optimizers import search_mean_prompt
 
-        learned = search_mean_prompt(
-            the_task.scorer, [e.target for e in the_task.examples("train")], seed=seed
+            learned = search_mean_prompt(
+                the_task.scorer, [e.target for e in the_task.examples("train")], seed=seed
+            )
+            plain = evaluator.evaluate(final, "test", meta={"role": "final without suffix"},
+                                       charge=False)
+            without_suffix = plain.score
+            final = final.replace(suffix=f"{final.suffix} {learned.text}".strip())
+        best_test = evaluator.evaluate(final, "test", meta={"role": "final"}, charge=False)
+        start_test = (
+            best_test if final.id == start_template.id
+            else evaluator.evaluate(start_template, "test", meta={"role": "start"}, charge=False)
         )
-        plain = evaluator.evaluate(final, "test", meta={"role": "final without suffix"},
-                                   charge=False)
-        without_suffix = plain.score
-        final = final.replace(suffix=f"{final.suffix} {learned.text}".strip())
-    best_test = evaluator.evaluate(final, "test", meta={"role": "final"}, charge=False)
-    start_test = (
-        best_test if final.id == start_template.id
-        else evaluator.evaluate(start_template, "test", meta={"role": "start"}, charge=False)
-    )
-    out = RunResult(
-        study=study_name,
-        storage=storage,
-        method=method,
-        template=final,
-        val_score=result.val_score,
-        test_score=best_test.score,
-        start_template=start_template,
-        start_val_score=result.start_val_score,
-        start_test_score=start_test.score,
-        scorer=the_task.scorer_name,
-        usage=recovery.usage.as_dict(),
-        budget=budget,
-        budget_spent=recovery.budget.spent if recovery.budget else 0,
-        trials=evaluator.trial_count,
-        rejected=result.rejected,
-        stopped=result.stopped,
-        notes=result.notes,
-        wall_time_s=time.perf_counter() - t0,
-        test_score_without_suffix=without_suffix,
-    )
-    tracker.set_attr("result", out.to_dict())
+        tracker.check_replayed()
+        out = RunResult(
+            study=study_name,
+            storage=storage,
+            method=method,
+            template=final,
+            val_score=result.val_score,
+            test_score=best_test.score,
+            start_template=start_template,
+            start_val_score=result.start_val_score,
+            start_test_score=start_test.score,
+            scorer=the_task.scorer_name,
+            usage=recovery.usage.as_dict(),
+            budget=budget,
+            budget_spent=recovery.budget.spent if recovery.budget else 0,
+            trials=evaluator.trial_count,
+            rejected=result.rejected,
+            stopped=result.stopped,
+            notes=result.notes,
+            wall_time_s=time.perf_counter() - t0,
+            test_score_without_suffix=without_suffix,
+            replayed_trials=tracker.replayed,
+        )
+        tracker.set_attr("result", out.to_dict())
+    except BaseException as exc:
+        record_stop(tracker, exc)
+        raise
+    set_status(tracker, "finished")
     return out
 
 

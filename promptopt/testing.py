@@ -7,15 +7,19 @@ the real client (cache, budget, usage, retries) with scripted replies::
     llm = LLM(fake.model)
 
 ``HashingScorer`` embeds texts as hashed bags of words: no torch model, same API
-and caching as :class:`~promptopt.scorer.SCSScorer`.
+and caching as :class:`~promptopt.scorer.SCSScorer`. ``FakeOpenAIServer`` serves
+:func:`default_reply` over HTTP as an OpenAI-compatible server on 127.0.0.1, for
+tests that run ``promptopt`` in another process.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -121,6 +125,87 @@ def fake_generate(
     if fake is None:
         raise UnknownModelError(f"no FakeLLM named {name!r} in this process")
     return fake(messages, params)
+
+
+class FakeOpenAIServer:
+    """A tiny OpenAI-compatible chat-completions server on 127.0.0.1, for tests.
+
+    It answers ``POST .../chat/completions`` with :func:`default_reply` (or
+    ``replies``) after ``delay`` seconds, and counts the requests, so a test can run
+    ``promptopt run --model openai/NAME --api-base URL`` in another process::
+
+        with FakeOpenAIServer(delay=0.05) as server:
+            run("opro", model="openai/fake", api_base=server.url, ...)
+            print(server.count)
+
+    Args:
+        replies: ``fn(prompt, params) -> str`` (default :func:`default_reply`).
+        delay: Seconds to wait before each answer (a slow provider).
+    """
+
+    def __init__(self, replies: Reply | None = None, *, delay: float = 0.0) -> None:
+        self.reply: Reply = replies or default_reply
+        self.delay = delay
+        self.prompts: list[str] = []
+        self._lock = threading.Lock()
+        self._server: Any = None
+
+    @property
+    def url(self) -> str:
+        """The ``api_base`` to give the client (``http://127.0.0.1:PORT/v1``)."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    @property
+    def count(self) -> int:
+        """Requests received so far."""
+        with self._lock:
+            return len(self.prompts)
+
+    def _answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        prompt = "\n\n".join(str(m.get("content", "")) for m in body.get("messages", []))
+        with self._lock:
+            self.prompts.append(prompt)
+        time.sleep(self.delay)
+        params = {"seed": body.get("seed"), "temperature": body.get("temperature")}
+        text = self.reply(prompt, params)
+        n_in, n_out = len(prompt.split()), len(text.split())
+        return {
+            "id": f"fake-{_stable_int(prompt, params['seed'])}",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body.get("model", "fake"),
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": n_in, "completion_tokens": n_out,
+                      "total_tokens": n_in + n_out},
+        }
+
+    def __enter__(self) -> FakeOpenAIServer:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                data = json.dumps(owner._answer(body)).encode("utf-8")
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 class _HashingEncoder:

@@ -1,0 +1,81 @@
+"""The outcome of a run: :class:`RunResult`, stored on the study as ``result``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from promptopt.template import Template
+
+
+@dataclass
+class RunResult:
+    """The outcome of :func:`run`."""
+
+    study: str
+    storage: str
+    method: str
+    template: Template
+    val_score: float
+    test_score: float
+    start_template: Template
+    start_val_score: float
+    start_test_score: float
+    scorer: str
+    usage: dict[str, Any]
+    budget: int | None
+    budget_spent: int
+    trials: int
+    rejected: dict[str, int] = field(default_factory=dict)
+    stopped: str = "finished"
+    notes: list[str] = field(default_factory=list)
+    wall_time_s: float = 0.0
+    test_score_without_suffix: float | None = None
+    replayed_trials: int = 0
+    """Trials a resumed run found already recorded (0 for a run never interrupted)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (stored on the study as ``result``)."""
+        return {
+            "study": self.study,
+            "method": self.method,
+            "template": self.template.to_dict(),
+            "template_id": self.template.id,
+            "val_score": self.val_score,
+            "test_score": self.test_score,
+            "start_template": self.start_template.to_dict(),
+            "start_val_score": self.start_val_score,
+            "start_test_score": self.start_test_score,
+            "scorer": self.scorer,
+            "usage": self.usage,
+            "budget": self.budget,
+            "budget_spent": self.budget_spent,
+            "trials": self.trials,
+            "rejected": self.rejected,
+            "stopped": self.stopped,
+            "notes": self.notes,
+            "wall_time_s": round(self.wall_time_s, 3),
+            "test_score_without_suffix": self.test_score_without_suffix,
+            "replayed_trials": self.replayed_trials,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, storage: str) -> RunResult:
+        """Rebuild a result from :meth:`to_dict` output (a study's stored ``result``)."""
+        source = f"{storage}#{data.get('study')}"
+        return cls(
+            storage=storage,
+            template=Template.from_dict(data["template"], source=source),
+            start_template=Template.from_dict(data["start_template"], source=source),
+            **{k: data[k] for k in (
+                "study", "method", "val_score", "test_score", "start_val_score",
+                "start_test_score", "scorer", "usage", "budget", "budget_spent", "trials",
+            )},
+            rejected=dict(data.get("rejected") or {}),
+            stopped=data.get("stopped", "finished"),
+            notes=list(data.get("notes") or []),
+            wall_time_s=float(data.get("wall_time_s", 0.0)),
+            test_score_without_suffix=data.get("test_score_without_suffix"),
+            replayed_trials=int(data.get("replayed_trials", 0)),
+        )

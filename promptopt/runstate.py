@@ -1,0 +1,333 @@
+"""The state of a run on its study, and what resuming an interrupted run needs.
+
+A run writes its settings on the study when it starts and its ``status`` as it goes:
+``"running"``, then ``"finished"``, or ``"interrupted"`` (Ctrl-C, SIGTERM, an LLM
+provider error: resumable) or ``"failed"`` (any other error), with the reason in
+``status_detail``. Resuming reads the settings back (:func:`args_from_settings`),
+checks options given again against them (:func:`check_given`), and replays the run:
+the disk cache answers the LLM calls already made and the tracker skips the trials
+already recorded (see :class:`~promptopt.tracker.Tracker`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import shlex
+import signal
+import socket
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from promptopt import __version__
+from promptopt.data import Splits, sample_path
+from promptopt.errors import ConfigError, Interrupted, LLMError, ResumeError
+from promptopt.tasks import Task
+from promptopt.template import Template
+from promptopt.tracker import Tracker, find_study, load_study_attrs
+
+OPTION_NAMES = {
+    "method": "--method", "task": "--task", "data": "--data", "model": "--model",
+    "proposer": "--proposer", "scorer": "--scorer", "budget": "--budget", "seed": "--seed",
+    "train": "--train", "val": "--val", "test": "--test", "split_seed": "--split-seed",
+    "skip_bad_rows": "--skip-bad-rows", "settings": "--set", "start": "--start",
+    "suffix": "--suffix", "api_base": "--api-base",
+}
+"""The settings a resumed run takes from its study, with their command-line options."""
+
+_MISSING = object()
+OVERRIDABLE = {"api_base"}
+"""Settings a resume may change: where the model is served, not what the run does."""
+
+
+def resume_command(storage: str, study: str) -> str:
+    """The command line that resumes ``study``."""
+    return f"promptopt run --resume --study {shlex.quote(study)} --storage {shlex.quote(storage)}"
+
+
+def data_fingerprint(splits: Splits) -> str:
+    """A hash of the split examples (ids, inputs, targets, in order)."""
+    digest = hashlib.sha256()
+    for name in ("train", "val", "test"):
+        for e in getattr(splits, name):
+            item = [name, e.id, sorted(e.inputs.items()), e.target]
+            digest.update(json.dumps(item, ensure_ascii=False).encode("utf-8"))
+    return digest.hexdigest()[:16]
+
+
+def run_settings(
+    spec: Mapping[str, Any], method_settings: Mapping[str, Any], task: Task, start: Template
+) -> dict[str, Any]:
+    """The settings stored on a run's study (JSON-ready; what a resume reruns with).
+
+    Args:
+        spec: The :func:`promptopt.run` arguments that define the run.
+        method_settings: The optimizer's settings (``get_params()``).
+        task: The task built from ``spec`` (resolved scorer and split sizes).
+        start: The starting template.
+    """
+    data = spec["data"]
+    return {
+        "method": spec["method"],
+        "method_settings": dict(method_settings),
+        "task": spec["task"],
+        "data": str(data) if data is not None else "bundled sample",
+        "data_path": str(Path(data).resolve()) if data is not None else None,
+        "data_fingerprint": data_fingerprint(task.splits),
+        "model": spec["model"],
+        "proposer": spec["proposer"] or spec["model"],
+        "api_base": spec["api_base"],
+        "scorer": task.scorer_name,
+        "scorer_option": spec["scorer"] if isinstance(spec["scorer"], str) else None,
+        "budget": spec["budget"],
+        "seed": spec["seed"],
+        "splits": task.splits.sizes(),
+        "split_request": {k: spec[k] for k in ("train", "val", "test")},
+        "split_seed": spec["split_seed"],
+        "skip_bad_rows": spec["skip_bad_rows"],
+        "suffix": spec["suffix"],
+        "start_template": start.to_dict(),
+        "promptopt_version": __version__,
+    }
+
+
+def _scorer_option(settings: Mapping[str, Any]) -> str:
+    option = settings.get("scorer_option")
+    if isinstance(option, str):
+        return option
+    name = str(settings.get("scorer", "auto"))
+    return "hashing" if name.startswith("hashing-bow") else name
+
+
+def args_from_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The :func:`promptopt.run` arguments of a run, from its stored ``settings``."""
+    try:
+        data = settings.get("data_path") or (
+            None if settings["data"] == "bundled sample" else settings["data"]
+        )
+        sizes = settings["splits"]
+        return {
+            "method": settings["method"],
+            "settings": dict(settings.get("method_settings") or {}),
+            "task": settings["task"],
+            "data": data,
+            "model": settings["model"],
+            "proposer": settings["proposer"],
+            "scorer": _scorer_option(settings),
+            "budget": settings["budget"],
+            "seed": settings["seed"],
+            "train": sizes["train"],
+            "val": sizes["val"],
+            "test": sizes["test"],
+            "split_seed": settings["split_seed"],
+            "skip_bad_rows": bool(settings.get("skip_bad_rows", False)),
+            "start": Template.from_dict(settings["start_template"], source="stored settings"),
+            "suffix": bool(settings.get("suffix", False)),
+            "api_base": settings.get("api_base"),
+        }
+    except (KeyError, TypeError) as exc:
+        raise ResumeError(f"the study's stored settings are incomplete (missing {exc})") from None
+
+
+def _same(name: str, given: Any, stored: Any, settings: Mapping[str, Any]) -> bool:
+    """Whether an option given to a resume agrees with the stored setting."""
+    if name == "data":
+        def where(path: Any) -> Path:
+            return Path(path if path is not None else sample_path()).resolve()
+
+        return where(given) == where(stored)
+    if name == "scorer":
+        return not isinstance(given, str) or given in (stored, settings.get("scorer"))
+    if name in ("train", "val", "test"):
+        requested = (settings.get("split_request") or {}).get(name)
+        return given in (stored, requested)
+    if name == "start":
+        template = given if isinstance(given, Template) else Template.load(str(given))
+        return bool(template.id == stored.id)
+    return bool(given == stored)
+
+
+def check_given(
+    study: str, stored: Mapping[str, Any], settings: Mapping[str, Any],
+    given: Mapping[str, Any],
+) -> None:
+    """Raise :class:`ConfigError` naming the first option that contradicts the study.
+
+    A resumed run keeps the settings it was started with; options given again must
+    agree with them (``--set`` keys one by one). ``api_base`` may change.
+    """
+    def conflict(option: str, was: Any, now: Any) -> ConfigError:
+        return ConfigError(
+            f"cannot resume study {study!r} with {option} {now!r}: the run was started with "
+            f"{was!r}. A resumed run keeps its stored settings: leave {option} out, or start "
+            "a new study"
+        )
+
+    for name, value in given.items():
+        if name not in OPTION_NAMES:
+            raise ConfigError(f"unknown setting {name!r} for a resumed run")
+        if name in OVERRIDABLE:
+            continue
+        if name == "settings":
+            stored_settings = stored["settings"]
+            for key, item in dict(value or {}).items():
+                item = json.loads(json.dumps(item, default=str))
+                if stored_settings.get(key, _MISSING) != item:
+                    raise conflict(f"--set {key}", stored_settings.get(key, "(not set)"), item)
+        elif not _same(name, value, stored[name], settings):
+            shown = stored[name].instruction if name == "start" else stored[name]
+            raise conflict(OPTION_NAMES[name], shown, value)
+
+
+def check_new(storage: str, study: str) -> None:
+    """Refuse to start a run in a study that already holds a run's trials."""
+    found = find_study(storage, study)
+    if found is not None and "settings" in found[0] and found[1]:
+        status = found[0].get("status", "finished" if "result" in found[0] else "unknown")
+        raise ConfigError(
+            f"study {study!r} in {storage} already holds a run ({found[1]} trials, status "
+            f"{status}); continue it with --resume (resume=True) or choose another study name"
+        )
+
+
+def check_replayable(
+    study: str, stored: Mapping[str, Any], now: Mapping[str, Any]
+) -> None:
+    """Refuse a resume whose scorer or data differ from the stored run's."""
+    if stored.get("scorer") != now["scorer"]:
+        raise ResumeError(
+            f"cannot resume study {study!r}: it was scored with {stored.get('scorer')!r}, "
+            f"but the scorer is now {now['scorer']!r} (scores from different scorers are "
+            "not comparable)"
+        )
+    for key, what in (("data_fingerprint", "data"), ("splits", "split sizes")):
+        if key in stored and stored[key] != now[key]:
+            raise ResumeError(
+                f"cannot resume study {study!r}: its {what} changed since the run started "
+                f"({stored[key]} then, {now[key]} now)"
+            )
+
+
+def load_for_resume(
+    storage: str, study: str, given: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The run arguments to resume ``study`` with, and the study's attributes.
+
+    Raises:
+        ConfigError: no such study, or ``given`` contradicts the stored settings.
+        ResumeError: the study holds no promptopt run, or a live process runs it.
+    """
+    attrs = load_study_attrs(storage, study)
+    if "settings" not in attrs:
+        raise ResumeError(f"study {study!r} in {storage} holds no promptopt run to resume")
+    spec = args_from_settings(attrs["settings"])
+    check_given(study, spec, attrs["settings"], given)
+    if "result" not in attrs:
+        check_not_running(study, attrs)
+    for name in OVERRIDABLE & set(given):
+        spec[name] = given[name]
+    if not isinstance(given.get("scorer", ""), str):
+        spec["scorer"] = given["scorer"]  # an object (e.g. shared by compare); name checked
+    return spec, attrs
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (Linux), to tell it from a later one with its id."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    return None if fields[0] == "Z" else fields[19]  # zombies count as gone
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    now = _process_start(pid)
+    if Path("/proc").is_dir():
+        return now is not None and (started is None or now == started)
+    return True
+
+
+def check_not_running(study: str, attrs: Mapping[str, Any]) -> None:
+    """Refuse to resume a run that another live process on this machine is running."""
+    detail = attrs.get("status_detail") or {}
+    pid = detail.get("pid")
+    if (
+        attrs.get("status") == "running" and isinstance(pid, int) and pid != os.getpid()
+        and detail.get("host") == socket.gethostname() and _alive(pid, detail.get("started"))
+    ):
+        raise ResumeError(
+            f"study {study!r} is being run by process {pid} on this machine; stop it (or wait "
+            "for it) before resuming"
+        )
+
+
+def set_status(tracker: Tracker, status: str, reason: str = "", *, resumed: bool = False) -> None:
+    """Write the run's ``status`` and ``status_detail`` (reason, process, time, resumes)."""
+    previous = tracker.study.user_attrs.get("status_detail") or {}
+    resumes = int(previous.get("resumes", 0)) + (1 if resumed else 0)
+    tracker.set_attr("status", status)
+    tracker.set_attr("status_detail", {
+        "reason": reason,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": _process_start(os.getpid()),
+        "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "resumes": resumes,
+        "replayed_trials": tracker.replayed,
+    })
+
+
+def record_stop(tracker: Tracker, exc: BaseException) -> None:
+    """Mark the run stopped by ``exc``; resumable stops get a ``resume_hint`` attribute.
+
+    Ctrl-C, SIGTERM and LLM errors (a provider outage) are ``"interrupted"``; other
+    errors ``"failed"``. Never raises: the storage itself may be what failed.
+    """
+    if isinstance(exc, Interrupted):
+        status, reason = "interrupted", exc.signal_name
+    elif isinstance(exc, KeyboardInterrupt):
+        status, reason = "interrupted", "KeyboardInterrupt (Ctrl-C)"
+    elif isinstance(exc, LLMError):
+        status, reason = "interrupted", f"{type(exc).__name__}: {exc}"
+    else:
+        status, reason = "failed", f"{type(exc).__name__}: {exc}"
+    if status == "interrupted":
+        with contextlib.suppress(Exception):
+            exc.resume_hint = resume_command(  # type: ignore[attr-defined]
+                tracker.storage_url, tracker.study_name
+            )
+    with contextlib.suppress(Exception):
+        set_status(tracker, status, reason[:500])
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Interrupted` (handled like Ctrl-C).
+
+    The previous handler is restored afterwards. Outside the main thread (where
+    signal handlers cannot be set) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupted("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
