@@ -28,3 +28,12 @@ def describe() -> str:
         f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} cores{mem}, "
         f"Python {platform.python_version()}"
     )
+
+
+def loadavg() -> str:
+    """The 1, 5 and 15 minute load averages (``/proc/loadavg``), e.g. ``"1.92 1.40 0.88"``."""
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -1,0 +1,112 @@
+"""Quality: ``promptopt.compare`` on the dev set with the embedded model, at two budgets.
+
+    .venv/bin/python experiments/bench_quality.py            # the full run (hours on 2 cores)
+    .venv/bin/python experiments/bench_quality.py --quick    # smoke test (minutes)
+
+Settings come from ``experiments/quality.toml`` (``[common]`` and ``[compare]``; with
+``--quick`` also ``[quick.common]`` and ``[quick.compare]``): every registered method
+(or the listed ones), seeds 0, 1, 2, fixed train/val/test splits (split seed 0), the
+embedded Gemma 3 270M as recovery model and proposer, packaged MiniLM scorer. For each
+budget it runs ``compare`` and writes its ``report.md``, ``best_so_far.png`` and
+``trials.csv`` under ``<out>/budget-<B>/``; the Optuna studies go to
+``<out>/studies.db`` and the LLM and embedding caches to ``<out>/cache`` (shared by
+the budgets: a cached call still counts against the budget, so results are those of
+a cold run). Prints the machine, load averages, each table, and ``<out>/summary.md``.
+The peer rows (DSPy driven directly) come from ``bench_dspy_direct.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from _machine import describe, loadavg  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = Path(__file__).resolve().parent / "quality.toml"
+
+
+def load_config(path: Path, section: str, quick: bool) -> dict[str, Any]:
+    """``[common]`` + ``[section]`` (+ their ``[quick.*]`` overrides), paths resolved."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    raw = tomllib.loads(path.read_text())
+    cfg = {**raw.get("common", {}), **raw.get(section, {})}
+    if quick:
+        cfg.update(raw.get("quick", {}).get("common", {}))
+        cfg.update(raw.get("quick", {}).get(section, {}))
+    for key in ("data", "out"):
+        cfg[key] = str((ROOT / cfg[key]).resolve())
+    return cfg
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", type=Path, default=CONFIG)
+    parser.add_argument("--quick", action="store_true", help="the [quick.*] smoke-test settings")
+    args = parser.parse_args()
+    cfg = load_config(args.config, "compare", args.quick)
+
+    from promptopt import compare
+    from promptopt.comparison import TABLE_COLUMNS
+
+    out = Path(cfg["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    started = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    head = [
+        f"machine: {describe()}",
+        f"started: {started}; load average at start: {loadavg()}",
+        f"settings: {args.config.name}{' --quick' if args.quick else ''}: "
+        + ", ".join(f"{k}={cfg[k]}" for k in ("data", "model", "proposer", "scorer", "budgets",
+                                             "seeds", "train", "val", "test", "split_seed",
+                                             "methods")),
+    ]
+    print("\n".join(head), flush=True)
+    sections = []
+    for budget in cfg["budgets"]:
+        t0 = time.perf_counter()
+        result = compare(
+            cfg["methods"] or None, seeds=cfg["seeds"], data=cfg["data"], model=cfg["model"],
+            proposer=cfg["proposer"], scorer=cfg["scorer"], budget=int(budget),
+            storage=f"sqlite:///{out}/studies.db", prefix=f"b{budget}-{stamp}",
+            out_dir=out / f"budget-{budget}", train=cfg["train"], val=cfg["val"],
+            test=cfg["test"], split_seed=cfg["split_seed"], skip_bad_rows=cfg["skip_bad_rows"],
+            cache=True, cache_dir=str(out / "cache"),
+            on_study=lambda s: print(f"  {dt.datetime.now():%H:%M:%S} study {s} "
+                                     f"(load {loadavg()})", flush=True),
+        )
+        wall = time.perf_counter() - t0
+        table = markdown(list(TABLE_COLUMNS), result.table())
+        section = (f"## budget {budget} calls per run\n\n{table}\n\n"
+                   f"wall time {wall / 60:.1f} min; load average after: {loadavg()}; "
+                   f"splits {result.settings['splits']}; scorer {result.settings['scorer']}; "
+                   f"report: {result.files['report']}")
+        print("\n" + section, flush=True)
+        sections.append(section)
+    summary = out / "summary.md"
+    summary.write_text("# Quality benchmark\n\n" + "\n\n".join(head) + "\n\n"
+                       + "\n\n".join(sections) + "\n")
+    print(f"\nwritten: {summary}")
+
+
+if __name__ == "__main__":
+    main()
