@@ -46,6 +46,10 @@ Proposer = Annotated[
     str | None,
     typer.Option(help="LLM that writes new instructions (default: --model)."),
 ]
+Start = Annotated[
+    str | None,
+    typer.Option(help="Starting template: a .json/.txt file or the instruction itself."),
+]
 Scorer = Annotated[
     str,
     typer.Option(help="Scorer: auto, minilm, sentence-t5, a sentence-transformers name or path."),
@@ -167,10 +171,7 @@ def run(
     test: TestSize = DEFAULT_SPLITS["test"],
     split_seed: SplitSeed = 0,
     skip_bad_rows: SkipBadRows = False,
-    start: Annotated[
-        str | None,
-        typer.Option(help="Starting template: a .json/.txt file or the instruction itself."),
-    ] = None,
+    start: Start = None,
     setting: Annotated[
         list[str],
         typer.Option("--set", help="Optimizer setting KEY=VALUE (JSON values), repeatable."),
@@ -305,10 +306,7 @@ def compare(
     test: TestSize = DEFAULT_SPLITS["test"],
     split_seed: SplitSeed = 0,
     skip_bad_rows: SkipBadRows = False,
-    start: Annotated[
-        str | None,
-        typer.Option(help="Starting template: a .json/.txt file or the instruction itself."),
-    ] = None,
+    start: Start = None,
     no_cache: NoCache = False,
 ) -> None:
     """Run several METHODS on one task with the same settings and seeds; table, plot, report."""
