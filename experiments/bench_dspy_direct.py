@@ -166,8 +166,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--quick", action="store_true", help="the [quick.*] smoke-test settings")
+    parser.add_argument("--budgets", type=lambda s: [int(b) for b in s.split(",")],
+                        help="override the config's budgets, e.g. 60 (one budget at a time)")
     args = parser.parse_args()
     cfg = load_config(args.config, "dspy_direct", args.quick)
+    if args.budgets:
+        cfg["budgets"] = args.budgets
     unknown = set(cfg["methods"]) - set(METHODS)
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}; use {sorted(METHODS)}")
@@ -230,7 +234,8 @@ def main() -> None:
                    f"load average after: {loadavg()}")
         print("\n" + section, flush=True)
         sections.append(section)
-    summary = out / "summary.md"
+    summary = out / ("summary.md" if not args.budgets else
+                     f"summary-b{'-'.join(map(str, args.budgets))}.md")
     summary.write_text("# DSPy optimizers driven directly\n\n" + "\n\n".join(head) + "\n\n"
                        + "\n\n".join(sections) + "\n")
     print(f"\nwritten: {summary} (and runs.jsonl)")

@@ -62,8 +62,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--quick", action="store_true", help="the [quick.*] smoke-test settings")
+    parser.add_argument("--budgets", type=lambda s: [int(b) for b in s.split(",")],
+                        help="override the config's budgets, e.g. 60 (one budget at a time)")
     args = parser.parse_args()
     cfg = load_config(args.config, "compare", args.quick)
+    if args.budgets:
+        cfg["budgets"] = args.budgets
 
     from promptopt import compare
     from promptopt.comparison import TABLE_COLUMNS
@@ -102,7 +106,8 @@ def main() -> None:
                    f"report: {result.files['report']}")
         print("\n" + section, flush=True)
         sections.append(section)
-    summary = out / "summary.md"
+    summary = out / ("summary.md" if not args.budgets else
+                     f"summary-b{'-'.join(map(str, args.budgets))}.md")
     summary.write_text("# Quality benchmark\n\n" + "\n\n".join(head) + "\n\n"
                        + "\n\n".join(sections) + "\n")
     print(f"\nwritten: {summary}")
