@@ -6,6 +6,7 @@ from promptopt.tasks._prompt_recovery import (
     DEFAULT_PREDICTION,
     PromptRecoveryTask,
     clean_prediction,
+    strip_chatter,
 )
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "PromptRecoveryTask",
     "Task",
     "clean_prediction",
+    "strip_chatter",
     "tasks",
     "truncate_tokens",
 ]

@@ -34,20 +34,45 @@ _BARE_PREAMBLE = re.compile(
 )
 
 
+_CLOSING = re.compile(
+    r"\n\s*\n\s*(?:\(?note:|i hope (?:this|that|you)|hope this|let me know|feel free|"
+    r"please let me know|is there anything|would you like|if you(?:'d| would) like)[^\n]*\s*$",
+    re.IGNORECASE,
+)
+_PAIRS = {'"': '"', "“": "”", "'": "'", "«": "»", "`": "`"}
+
+
+def strip_chatter(raw: str, *, labels: re.Pattern[str] = _LABEL) -> str:
+    """Strip an assistant's chatter around its answer, keeping the answer's lines.
+
+    Removes "Sure! Here is ...:" preambles and leading labels (``labels``, by default
+    "Instruction:", "Prompt:", "Answer:" ...), possibly nested, a closing paragraph
+    such as "I hope this helps!" or "Let me know if ...", and one pair of quotes
+    wrapping the whole answer. Prediction cleaning (:func:`clean_prediction`) and
+    generated rewrites (:mod:`promptopt.datagen`) share it.
+    """
+    text = (raw or "").replace("\r\n", "\n").replace("\r", "\n").strip()
+    for _ in range(3):  # preamble, then label, possibly nested
+        before = text
+        text = _PREAMBLE.sub("", text, count=1).lstrip()
+        text = labels.sub("", text, count=1).lstrip()
+        if text == before:
+            break
+    text = _CLOSING.sub("", text).rstrip()
+    close = _PAIRS.get(text[:1])
+    if close and len(text) > 1 and text.endswith(close) and close not in text[1:-1]:
+        text = text[1:-1].strip()
+    return text
+
+
 def clean_prediction(raw: str, *, default: str = DEFAULT_PREDICTION, max_chars: int = 300) -> str:
     """Clean a recovery LLM's raw output into one instruction line.
 
     Strips "Sure! Here is ..." preambles, labels such as "Instruction:", wrapping
-    quotes and markdown, keeps the first non-empty line, and falls back to
-    ``default`` when nothing is left.
+    quotes and markdown (:func:`strip_chatter`), keeps the first non-empty line, and
+    falls back to ``default`` when nothing is left.
     """
-    text = (raw or "").replace("\r", "\n").strip()
-    for _ in range(3):  # preamble, then label, possibly nested
-        before = text
-        text = _PREAMBLE.sub("", text, count=1).lstrip()
-        text = _LABEL.sub("", text, count=1).lstrip()
-        if text == before:
-            break
+    text = strip_chatter(raw)
     line = next((ln.strip() for ln in text.split("\n") if ln.strip().strip(_QUOTES)), "")
     line = _LABEL.sub("", line, count=1).strip().strip(_QUOTES).strip()
     if len(line) > max_chars:
