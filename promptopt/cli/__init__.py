@@ -456,6 +456,11 @@ def list_() -> None:
     out.print(table)
 
 
+from promptopt.cli.data import data_app  # noqa: E402  (uses the helpers above)
+
+app.add_typer(data_app)
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="promptopt")
