@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 from promptopt.comparison import CompareResult, compare  # noqa: E402
 from promptopt.data import Example, Splits, load_examples, sample_path, split_examples  # noqa: E402
+from promptopt.datagen import DataGenSummary, generate_data  # noqa: E402
 from promptopt.errors import (  # noqa: E402
     BudgetExhausted,
     ConfigError,
@@ -46,6 +47,7 @@ __all__ = [
     "CompareResult",
     "ConfigError",
     "DataError",
+    "DataGenSummary",
     "DiskCache",
     "Evaluation",
     "Evaluator",
@@ -70,6 +72,7 @@ __all__ = [
     "best_template",
     "compare",
     "evaluate",
+    "generate_data",
     "load_examples",
     "make_llms",
     "make_task",

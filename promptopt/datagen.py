@@ -28,7 +28,7 @@ from promptopt.datagen_io import (
     load_texts,
 )
 from promptopt.errors import ConfigError
-from promptopt.instruction_families import instruction_stream
+from promptopt.instruction_families import instruction_stream, templates_for
 from promptopt.llm import DEFAULT_MODEL, LLM, Budget, DiskCache, Usage
 from promptopt.tasks import strip_chatter, truncate_tokens
 
@@ -308,6 +308,9 @@ def generate_data(
         prompts = distinct([p.strip() for p in instructions if p.strip()])
     if not texts or prompts == []:
         raise ConfigError("no original texts" if not texts else "no instructions")
+    if families is not None and prompts is not None:
+        raise ConfigError("families choose built-in instructions: give them or instructions")
+    templates_for(families)  # unknown family names fail here, before the output is touched
     data = DataFile(out_path)  # reads the rows already there; checks the header
     summary = DataGenSummary(output=str(out_path), requested=n, existing=len(data.rows),
                              model=model, originals=len(texts),

@@ -99,7 +99,8 @@ def template_families(template: str) -> set[str]:
     return set(_SLOT.findall(template))
 
 
-def _templates_for(families: Sequence[str] | None) -> list[str]:
+def templates_for(families: Sequence[str] | None) -> list[str]:
+    """The templates whose slots are all in ``families`` (all for None); checks the names."""
     if families is None:
         return list(TEMPLATES)
     unknown = [f for f in families if f not in FAMILIES]
@@ -131,7 +132,7 @@ def instruction_stream(
     Raises:
         ConfigError: if ``families`` names an unknown family.
     """
-    templates = _templates_for(families)
+    templates = templates_for(families)
     rng = random.Random(f"{seed}\0{key}")  # str seeds hash deterministically (sha512)
     seen: set[str] = set()
     misses = 0

@@ -227,6 +227,9 @@ def test_instruction_files_and_bad_settings(tmp_path):
     with pytest.raises(ConfigError, match="unknown instruction family.*tone, genre"):
         generate_data(ORIGINALS, tmp_path / "o.csv", families=["colour"],
                       model=FakeLLM(Rewriter()).model)
+    with pytest.raises(ConfigError, match="families choose built-in instructions"):
+        generate_data(ORIGINALS, tmp_path / "o.csv", instructions=prompts, families=["tone"])
+    assert not (tmp_path / "o.csv").exists()
 
 
 def test_built_in_instructions_are_varied_and_restricted_by_family(tmp_path):
