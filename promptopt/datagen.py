@@ -137,11 +137,15 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+def _contains(words: list[str], part: list[str]) -> bool:
+    return f" {' '.join(part)} " in f" {' '.join(words)} "
+
+
 def _is_copy(words: list[str], other: list[str], max_overlap: float) -> bool:
     a, b = set(words), set(other)
     if a and len(a & b) / len(a | b) >= max_overlap:
         return True
-    return f" {' '.join(words)} " in f" {' '.join(other)} "  # a verbatim stretch of it
+    return _contains(other, words)  # a verbatim stretch of it
 
 
 def _ngrams(words: list[str], size: int = 5) -> set[tuple[str, ...]]:
@@ -159,9 +163,9 @@ def drop_reason(
 
     ``"empty"``; ``"too_short"`` (fewer than ``min_words`` words); ``"copy"`` (word-set
     Jaccard similarity of at least ``max_overlap`` with, or a verbatim stretch of, the
-    original, the instruction or a prompt example's rewrite, or five words in a row
-    from an example's rewrite); ``"repetitive"`` (at least four sentences or lines, at
-    most half of them distinct).
+    original, the instruction or a prompt example's rewrite, five words in a row from an
+    example's rewrite, or the whole original (of five words or more) inside it);
+    ``"repetitive"`` (at least four sentences or lines, at most half of them distinct).
     """
     words = _words(rewrite)
     if not words:
@@ -172,6 +176,9 @@ def drop_reason(
         if _is_copy(words, _words(other), max_overlap):
             return "copy"
     if _ngrams(words) & _EXAMPLE_NGRAMS:  # small base models borrow the example's phrases
+        return "copy"
+    source = _words(original)
+    if len(source) >= 5 and _contains(words, source):  # the original with a few words around
         return "copy"
     units = [u.strip().lower() for u in _UNIT.split(rewrite) if u.strip()]
     if len(units) >= 4 and len(set(units)) * 2 <= len(units):

@@ -295,6 +295,8 @@ def test_drop_reason():
     assert drop_reason("Closed Friday.", original, "x") == "too_short"
     assert drop_reason(original.upper(), original, "x") == "copy"
     assert drop_reason("The library will close early on Friday", original, "x") == "copy"
+    assert drop_reason(f"I am sorry, but {original.lower()} Truly.", original, "x") == "copy"
+    assert drop_reason(f"Sad news: {ok}", "Hear ye!", "x") is None  # short originals may recur
     assert drop_reason("Make it sound medieval and grand, please.",
                        original, "Make it sound medieval and grand, please.") == "copy"
     borrowed = "If I may be so bold, the library closes on Friday at noon."
