@@ -2,17 +2,21 @@
 
 from promptopt.registry import tasks
 from promptopt.tasks._base import Task, truncate_tokens
+from promptopt.tasks._csv import CSVTask
 from promptopt.tasks._prompt_recovery import (
     DEFAULT_PREDICTION,
     PromptRecoveryTask,
     clean_prediction,
+    strip_chatter,
 )
 
 __all__ = [
+    "CSVTask",
     "DEFAULT_PREDICTION",
     "PromptRecoveryTask",
     "Task",
     "clean_prediction",
+    "strip_chatter",
     "tasks",
     "truncate_tokens",
 ]
