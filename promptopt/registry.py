@@ -72,8 +72,13 @@ class Registry(Generic[T]):
 
         for ep in entry_points(group=self.group):
             where = f"{ep.name} = {ep.value}"
-            if ep.name in self._plugins or ep.name in self._broken:
-                continue  # loaded already, or the same plugin seen twice on sys.path
+            if ep.name in self._plugins:
+                if self._plugins[ep.name] != where:  # two packages claim one name
+                    self._broken[ep.name] = (
+                        f"entry point '{where}' in group {self.group!r} clashes with the "
+                        f"plugin '{self._plugins[ep.name]}', which is used"
+                    )
+                continue  # loaded already (or the same package seen twice on sys.path)
             try:
                 obj = ep.load()
             except Exception as exc:  # any failure inside a third-party import
@@ -90,6 +95,7 @@ class Registry(Generic[T]):
                 continue
             self.register(ep.name)(obj)
             self._plugins[ep.name] = where
+            self._broken.pop(ep.name, None)  # loads now (e.g. a missing module was installed)
 
     def _ensure_scanned(self) -> None:
         if not self._scanned:

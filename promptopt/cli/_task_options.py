@@ -30,7 +30,7 @@ Metric = Annotated[
 TaskOption = Annotated[
     list[str],
     typer.Option("--task-option", help="Other task option KEY=VALUE (JSON values), repeatable, "
-                 "e.g. answer=\"full\" (csv: keep the whole answer, not its first line)."),
+                 "e.g. answer=full (csv: keep the whole answer, not its first line)."),
 ]
 
 

@@ -44,6 +44,11 @@ def truncate_tokens(text: str, max_tokens: int) -> str:
 class Task(ABC):
     """Base class of tasks; subclasses set the class attributes and rendering.
 
+    A task's options are its keyword-only constructor arguments (besides ``scorer``);
+    it keeps each under its own name (``self.max_text_tokens = max_text_tokens``), so
+    :meth:`get_params` can store them with a run and a resume can rebuild the task.
+    Plugin packages register tasks in the entry-point group ``promptopt.tasks``.
+
     Args:
         splits: Train/validation/test examples.
         scorer: Object with ``name`` and ``score(predictions, targets)``.
@@ -80,7 +85,8 @@ class Task(ABC):
             if key in cls.option_names():
                 continue
             valid = ", ".join(cls.option_names()) or "none"
-            takers = [n for n in tasks.names() if key in tasks.get(n).option_names()]
+            takers = [n for n in tasks.names()
+                      if key in getattr(tasks.get(n), "option_names", list)()]
             hint = f"; task {' and '.join(takers)} takes it" if takers else ""
             raise ConfigError(
                 f"task {cls.name!r} has no option {key!r} (its options: {valid}){hint}"
@@ -91,7 +97,14 @@ class Task(ABC):
 
         Functions and objects (e.g. a metric) are stored as ``"module:qualname"``.
         """
-        params = {name: getattr(self, name) for name in self.option_names()}
+        params = {}
+        for name in self.option_names():
+            if not hasattr(self, name):
+                raise ConfigError(
+                    f"task {self.name!r} does not keep its option {name!r} as self.{name}; a "
+                    "task stores each option under its own name (so a run can be resumed)"
+                )
+            params[name] = getattr(self, name)
         return json.loads(json.dumps(params, default=object_spec))
 
     @classmethod
