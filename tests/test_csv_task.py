@@ -21,7 +21,7 @@ from promptopt.cli import app
 from promptopt.comparison import compare
 from promptopt.data import Example, Splits
 from promptopt.errors import ConfigError, DataError, LLMError, UnknownNameError
-from promptopt.registry import optimizers, tasks
+from promptopt.registry import metrics, optimizers, tasks
 from promptopt.runner import evaluate, make_task, predict, run
 from promptopt.tasks import CSVTask
 from promptopt.template import Template
@@ -367,6 +367,11 @@ class CapitalsTask(CSVTask):
     def __init__(self, splits, *, scorer="auto", metric="exact"):
         super().__init__(splits, inputs=["country"], target="capital", metric=metric,
                          scorer=scorer)
+
+
+def first_letter(prediction, target):
+    """Half marks for the right first letter (a plugin metric)."""
+    return 1.0 if prediction == target else 0.5 * (prediction[:1] == target[:1])
 '''
 
 
@@ -383,6 +388,8 @@ def make_plugin(root: Path) -> Path:
         "[promptopt.tasks]\n"
         "capitals = promptopt_capitals_plugin:CapitalsTask\n"
         "half-done = promptopt_missing_module_xyz:Task\n"
+        "[promptopt.metrics]\n"
+        "first-letter = promptopt_capitals_plugin:first_letter\n"
     )
     return root
 
@@ -391,11 +398,13 @@ def make_plugin(root: Path) -> Path:
 def plugin(tmp_path, monkeypatch):
     """The plugin on sys.path; the task registry is restored afterwards."""
     root = make_plugin(tmp_path / "site")
-    for attr in ("_items", "_plugins", "_broken"):
-        monkeypatch.setattr(tasks, attr, dict(getattr(tasks, attr)))
+    for registry in (tasks, metrics):
+        for attr in ("_items", "_plugins", "_broken"):
+            monkeypatch.setattr(registry, attr, dict(getattr(registry, attr)))
     monkeypatch.syspath_prepend(str(root))
     monkeypatch.delitem(sys.modules, "promptopt_capitals_plugin", raising=False)
     tasks.load_plugins()
+    metrics.load_plugins()
     return root
 
 
@@ -406,6 +415,9 @@ def test_entry_point_plugin_registers_a_task(plugin, capitals):
     result = run("identity", task="capitals", data=capitals, model=fake.model, scorer="hashing",
                  budget=20, storage="sqlite:///p.db", start="Name the capital city.", **SIZES)
     assert result.test_score == 1.0 and result.scorer == "exact"
+    assert "first-letter" in metrics.names()
+    task = make_task("capitals", capitals, metric="first-letter", **SIZES)
+    assert task.score(["Pisa", "Paris"], [Example("a", {}, "Paris")] * 2).tolist() == [0.5, 1.0]
 
 
 def test_broken_plugin_is_reported_not_fatal(plugin):
