@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 import promptopt.optimizers  # noqa: F401  (registers every method)
 from promptopt.cli import app
-from promptopt.comparison import compare
+from promptopt.comparison import compare, runnable_methods
 from promptopt.data import Example, Splits
 from promptopt.errors import ConfigError, DataError, LLMError, UnknownNameError
 from promptopt.registry import metrics, optimizers, tasks
@@ -258,6 +258,16 @@ def test_compare_on_a_csv_task(capitals):
     assert result.row("opro").val.mean == 1.0
     assert [r.name for r in result.rows if r.kind == "baseline"][-1].startswith("constant")
     assert "no mean prompt" in Path(result.files["report"]).read_text()
+
+
+def test_compare_leaves_out_methods_that_cannot_run_unless_named(capitals):
+    task = make_task("csv", capitals, **SIZES, **OPTIONS)
+    with pytest.warns(UserWarning, match="left out method mean-prompt: .*scs"):
+        assert runnable_methods(["opro", "mean-prompt"], task, explicit=False) == ["opro"]
+    with pytest.raises(ConfigError, match="mean-prompt cannot run on task csv"):
+        runnable_methods(["opro", "mean-prompt"], task, explicit=True)
+    scs = make_task("csv", capitals, scorer="hashing", **SIZES, **{**OPTIONS, "metric": "scs"})
+    assert runnable_methods(["mean-prompt"], scs, explicit=True) == ["mean-prompt"]
 
 
 # --- the command line ----------------------------------------------------------------------
