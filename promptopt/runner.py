@@ -278,6 +278,9 @@ def _execute(
         test=spec["test"], split_seed=spec["split_seed"], cache=cache, cache_dir=cache_dir,
         skip_bad_rows=spec["skip_bad_rows"], **dict(spec.get("task_options") or {}),
     )
+    problem = optimizer.unsupported(the_task)
+    if problem:  # before any study is created
+        raise ConfigError(f"method {method} cannot run on task {the_task.name}: {problem}")
     if spec["suffix"] and not is_embedding_metric(the_task.scorer):
         raise ConfigError(f"--suffix (a mean-prompt string) needs an embedding metric such as "
                           f"scs; this task's metric is {the_task.scorer_name}")

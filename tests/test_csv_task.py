@@ -204,6 +204,7 @@ def test_mean_prompt_refuses_exact_but_runs_with_scs(capitals):
     with pytest.raises(ConfigError, match=r"--suffix .*embedding metric.*exact"):
         run("identity", task_options=OPTIONS, suffix=True, **kw)
     assert not fake.calls  # refused before any LLM call
+    assert not optuna.get_all_study_names("sqlite:///promptopt.db")  # and any study
     result = run("mean-prompt", task_options={**OPTIONS, "metric": "scs"}, **kw)
     assert result.scorer.startswith("hashing-bow")
     assert any("mean prompt" in note for note in result.notes)
