@@ -23,6 +23,7 @@ from promptopt.errors import (  # noqa: E402
 )
 from promptopt.evaluator import Evaluation, Evaluator  # noqa: E402
 from promptopt.llm import LLM, Budget, DiskCache, Usage  # noqa: E402
+from promptopt.metrics import make_metric, metrics  # noqa: E402
 from promptopt.optimizers import Optimizer, OptimizeResult, SearchContext, optimizers  # noqa: E402
 from promptopt.registry import Registry  # noqa: E402
 from promptopt.runner import (  # noqa: E402
@@ -36,7 +37,7 @@ from promptopt.runner import (  # noqa: E402
     run,
 )
 from promptopt.scorer import SCSScorer  # noqa: E402
-from promptopt.tasks import PromptRecoveryTask, Task, tasks  # noqa: E402
+from promptopt.tasks import CSVTask, PromptRecoveryTask, Task, tasks  # noqa: E402
 from promptopt.template import Template  # noqa: E402
 from promptopt.tracker import Tracker  # noqa: E402
 
@@ -44,6 +45,7 @@ __all__ = [
     "LLM",
     "Budget",
     "BudgetExhausted",
+    "CSVTask",
     "CompareResult",
     "ConfigError",
     "DataError",
@@ -75,7 +77,9 @@ __all__ = [
     "generate_data",
     "load_examples",
     "make_llms",
+    "make_metric",
     "make_task",
+    "metrics",
     "optimizers",
     "predict",
     "resume_run",

@@ -9,13 +9,14 @@ own study ``<prefix>-<method>-s<seed>``, with the same task, data, splits, model
 proposer, budget and one scorer object (the LLM disk cache is shared as usual). It
 adds constant baselines scored on the same splits with the same scorer (the starting
 template, the fixed prediction :data:`FIXED_PREDICTION` and the mean-prompt string
-alone), reads every trial back from the studies and writes ``trials.csv``,
+alone, for an embedding metric), reads every trial back from the studies and writes ``trials.csv``,
 ``best_so_far.png`` and ``report.md`` (see :mod:`promptopt.comparison_report`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import numpy as np
 
 from promptopt.errors import ConfigError
 from promptopt.llm import DEFAULT_MODEL
+from promptopt.metrics import is_embedding_metric
 from promptopt.registry import optimizers
 from promptopt.runner import (
     DEFAULT_SPLITS,
@@ -180,12 +182,28 @@ def resolve_methods(methods: Sequence[str] | None) -> list[str]:
     return names
 
 
+def runnable_methods(names: Sequence[str], task: Task, *, explicit: bool) -> list[str]:
+    """The methods that can run on ``task``: an unusable one named by the user is an
+    error (before anything runs); from the default list it is left out with a warning."""
+    out = []
+    for name in names:
+        problem = optimizers.get(name).unsupported(task)
+        if problem is None:
+            out.append(name)
+        elif explicit:
+            raise ConfigError(f"method {name} cannot run on task {task.name}: {problem}")
+        else:
+            warnings.warn(f"left out method {name}: {problem}", UserWarning, stacklevel=3)
+    return out
+
+
 def compare(
     methods: Sequence[str] | None = None,
     *,
     seeds: Sequence[int] = (0,),
     task: str = "prompt-recovery",
     data: str | Path | None = None,
+    task_options: Mapping[str, Any] | None = None,
     model: str = DEFAULT_MODEL,
     proposer: str | None = None,
     scorer: str | Any = "auto",
@@ -207,10 +225,11 @@ def compare(
     """Run several methods with the same settings and seeds; tabulate, plot and report.
 
     Args:
-        methods: Registered optimizer names (default: all of them).
+        methods: Registered optimizer names (default: all of them that can run on
+            the task; e.g. ``mean-prompt`` needs the ``scs`` metric).
         seeds: Search seeds; every method runs once per seed.
-        task, data, model, proposer, scorer, budget, storage, train, val, test,
-            split_seed, skip_bad_rows, start, cache, cache_dir: As for
+        task, data, task_options, model, proposer, scorer, budget, storage, train, val,
+            test, split_seed, skip_bad_rows, start, cache, cache_dir: As for
             :func:`~promptopt.runner.run`, shared by every run. The scorer is built
             once and the same object serves every run and the baselines.
         prefix: Study-name prefix (default: generated, ``compare-<time>-<hex>``).
@@ -227,6 +246,7 @@ def compare(
     from promptopt.comparison_report import write_files
 
     names = resolve_methods(methods)
+    task_options = dict(task_options or {})
     seed_list = [int(s) for s in dict.fromkeys(seeds)]
     if not seed_list:
         raise ConfigError("no seeds given; e.g. --seeds 0,1,2")
@@ -235,14 +255,16 @@ def compare(
     the_scorer = make_scorer(scorer, cache=cache, cache_dir=cache_dir)
     the_task = make_task(
         task, data, scorer=the_scorer, train=train, val=val, test=test, split_seed=split_seed,
-        cache=cache, cache_dir=cache_dir, skip_bad_rows=skip_bad_rows,
+        cache=cache, cache_dir=cache_dir, skip_bad_rows=skip_bad_rows, **task_options,
     )
+    names = runnable_methods(names, the_task, explicit=methods is not None)
     prefix = prefix or new_study_name("compare")
     result = CompareResult(
         prefix=prefix, storage=storage, out_dir=Path(out_dir or prefix), methods=names,
         seeds=seed_list,
         settings={
             "methods": names, "seeds": seed_list, "task": task,
+            "task_options": the_task.get_params(),
             "data": str(data) if data is not None else "bundled sample",
             "model": model, "proposer": proposer or model, "scorer": the_task.scorer_name,
             "budget": budget, "splits": the_task.splits.sizes(), "split_seed": split_seed,
@@ -259,7 +281,8 @@ def compare(
         )
     for method, seed, study in plan:
         result.runs.append(run(
-            method, task=task, data=data, model=model, proposer=proposer,
+            method, task=task, data=data, task_options=task_options, model=model,
+            proposer=proposer,
             scorer=the_scorer, budget=budget, seed=seed, storage=storage, study=study,
             train=train, val=val, test=test, split_seed=split_seed,
             skip_bad_rows=skip_bad_rows, start=start, cache=cache, cache_dir=cache_dir,
@@ -307,8 +330,8 @@ def baseline_rows(task: Task, result: CompareResult) -> list[CompareRow]:
     targets = [e.target for e in task.examples("train")]
     result.mean_prompt_texts = [
         search_mean_prompt(task.scorer, targets, seed=seed).text for seed in result.seeds
-    ]
-    return [
+    ] if is_embedding_metric(task.scorer) else []
+    rows = [
         CompareRow(
             name="start template", kind="baseline",
             val=Stat(tuple(r.start_val_score for r in result.runs)),
@@ -325,6 +348,7 @@ def baseline_rows(task: Task, result: CompareResult) -> list[CompareRow]:
             test=Stat(tuple(constant(t, "test") for t in result.mean_prompt_texts)),
         ),
     ]
+    return rows if result.mean_prompt_texts else rows[:2]  # no embedding metric: no string
 
 
 def read_trials(storage: str, studies: Sequence[tuple[str, int, str]]) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from promptopt.data import Splits, load_examples, sample_path
 from promptopt.errors import ConfigError
 from promptopt.evaluator import Evaluation, Evaluator
 from promptopt.llm import DEFAULT_MODEL, LLM, Budget, DiskCache, Usage
+from promptopt.metrics import is_embedding_metric
 from promptopt.registry import optimizers, tasks
 from promptopt.results import RunResult
 from promptopt.runstate import (
@@ -76,7 +77,12 @@ def make_task(
     skip_bad_rows: bool = False,
     **options: Any,
 ) -> Task:
-    """Build a registered task on a data file (default: the bundled sample)."""
+    """Build a registered task on a data file (default: the bundled sample).
+
+    ``options`` are the task's own (``Task.option_names()``), e.g. ``make_task("csv",
+    "data.csv", inputs=["question"], target="answer", metric="exact")``; the
+    ``scorer`` is the embedding scorer (the ``scs`` metric's, for ``csv``).
+    """
     cls = tasks.get(task)
     return cls.from_file(
         data if data is not None else sample_path(),
@@ -114,6 +120,7 @@ def run(
     *,
     task: str = "prompt-recovery",
     data: str | Path | None = None,
+    task_options: Mapping[str, Any] | None = None,
     model: str = DEFAULT_MODEL,
     proposer: str | None = None,
     scorer: str | Any = "auto",
@@ -142,6 +149,8 @@ def run(
         method: A registered optimizer name (``promptopt list`` shows them).
         task: A registered task name.
         data: Dataset file (CSV, JSONL or Parquet); default: the bundled sample.
+        task_options: The task's options, e.g. for ``task="csv"``: ``{"inputs": ["a",
+            "b"], "target": "y", "metric": "exact"}`` (a metric may be a function).
         model: Recovery LLM (LiteLLM model string); default: the embedded Gemma 3 270M.
         proposer: LLM that writes new instructions (default: ``model``).
         scorer: Scorer name ("auto", "minilm", a sentence-transformers name or path).
@@ -177,7 +186,8 @@ def run(
             that continues it.
     """
     spec: dict[str, Any] = {
-        "method": method, "task": task, "data": data, "model": model, "proposer": proposer,
+        "method": method, "task": task, "data": data, "task_options": task_options,
+        "model": model, "proposer": proposer,
         "scorer": scorer, "budget": budget, "seed": seed, "train": train, "val": val,
         "test": test, "split_seed": split_seed, "skip_bad_rows": skip_bad_rows,
         "settings": settings, "start": start, "suffix": suffix, "api_base": api_base,
@@ -266,8 +276,14 @@ def _execute(
     the_task = make_task(
         spec["task"], data, scorer=spec["scorer"], train=spec["train"], val=spec["val"],
         test=spec["test"], split_seed=spec["split_seed"], cache=cache, cache_dir=cache_dir,
-        skip_bad_rows=spec["skip_bad_rows"],
+        skip_bad_rows=spec["skip_bad_rows"], **dict(spec.get("task_options") or {}),
     )
+    problem = optimizer.unsupported(the_task)
+    if problem:  # before any study is created
+        raise ConfigError(f"method {method} cannot run on task {the_task.name}: {problem}")
+    if spec["suffix"] and not is_embedding_metric(the_task.scorer):
+        raise ConfigError(f"--suffix (a mean-prompt string) needs an embedding metric such as "
+                          f"scs; this task's metric is {the_task.scorer_name}")
     recovery, writer = make_llms(spec["model"], spec["proposer"], budget=budget, cache=cache,
                                  cache_dir=cache_dir, api_base=spec["api_base"])
     recovery.on_request = writer.on_request = on_progress
@@ -345,6 +361,7 @@ def evaluate(
     split: str = "test",
     task: str = "prompt-recovery",
     data: str | Path | None = None,
+    task_options: Mapping[str, Any] | None = None,
     model: str = DEFAULT_MODEL,
     scorer: str | Any = "auto",
     train: int | float = DEFAULT_SPLITS["train"],
@@ -358,12 +375,15 @@ def evaluate(
     study: str | None = None,
     on_progress: Callable[[], None] | None = None,
 ) -> Evaluation:
-    """Score one template on one split (recorded in ``study`` when a storage is given)."""
+    """Score one template on one split (recorded in ``study`` when a storage is given).
+
+    ``task_options`` are the task's options, as for :func:`run`.
+    """
     if split not in ("train", "val", "test"):
         raise ConfigError(f"unknown split {split!r}; use train, val or test")
     the_task = make_task(
         task, data, scorer=scorer, train=train, val=val, test=test, split_seed=split_seed,
-        cache=cache, cache_dir=cache_dir, skip_bad_rows=skip_bad_rows,
+        cache=cache, cache_dir=cache_dir, skip_bad_rows=skip_bad_rows, **dict(task_options or {}),
     )
     recovery, _ = make_llms(model, budget=None, cache=cache, cache_dir=cache_dir)
     recovery.on_request = on_progress
@@ -390,19 +410,24 @@ def predict(
     output: str | Path,
     *,
     task: str = "prompt-recovery",
+    task_options: Mapping[str, Any] | None = None,
     model: str = DEFAULT_MODEL,
     cache: bool = True,
     cache_dir: str | None = None,
     on_progress: Callable[[], None] | None = None,
 ) -> int:
-    """Write a Kaggle submission (``id,<target>``) for every row of ``data``; returns rows."""
+    """Write a Kaggle submission (``id,<target>``) for every row of ``data``; returns rows.
+
+    ``task_options`` are the task's options, as for :func:`run`.
+    """
     import csv
 
     cls = tasks.get(task)
-    examples = load_examples(
-        data, input_fields=cls.input_fields, target_field=cls.target_field, require_target=False
-    )
-    the_task = cls(Splits([], [], []), scorer=None)  # rendering and parsing only
+    options = dict(task_options or {})
+    cls.check_options(options)
+    the_task = cls(Splits([], [], []), scorer="auto", **options)  # rendering and parsing only
+    examples = load_examples(data, input_fields=the_task.input_fields,
+                             target_field=the_task.target_field, require_target=False)
     tpl = template if isinstance(template, Template) else Template.load(template)
     recovery, _ = make_llms(model, budget=None, cache=cache, cache_dir=cache_dir)
     recovery.on_request = on_progress
@@ -419,6 +444,6 @@ def predict(
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["id", cls.target_field])
+        writer.writerow(["id", the_task.target_field])
         writer.writerows(rows)
     return len(rows)

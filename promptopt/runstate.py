@@ -27,6 +27,7 @@ from typing import Any
 from promptopt import __version__
 from promptopt.data import Splits, sample_path
 from promptopt.errors import ConfigError, Interrupted, LLMError, ResumeError
+from promptopt.metrics import object_spec
 from promptopt.tasks import Task
 from promptopt.template import Template
 from promptopt.tracker import Tracker, find_study, load_study_attrs
@@ -36,9 +37,12 @@ OPTION_NAMES = {
     "proposer": "--proposer", "scorer": "--scorer", "budget": "--budget", "seed": "--seed",
     "train": "--train", "val": "--val", "test": "--test", "split_seed": "--split-seed",
     "skip_bad_rows": "--skip-bad-rows", "settings": "--set", "start": "--start",
-    "suffix": "--suffix", "api_base": "--api-base",
+    "suffix": "--suffix", "api_base": "--api-base", "task_options": "--task-option",
 }
 """The settings a resumed run takes from its study, with their command-line options."""
+
+TASK_OPTION_NAMES = {"inputs": "--inputs", "target": "--target", "metric": "--metric"}
+"""Task options with command-line options of their own (others: ``--task-option KEY=VALUE``)."""
 
 _MISSING = object()
 OVERRIDABLE = {"api_base"}
@@ -76,6 +80,7 @@ def run_settings(
         "method": spec["method"],
         "method_settings": dict(method_settings),
         "task": spec["task"],
+        "task_options": task.get_params(),
         "data": str(data) if data is not None else "bundled sample",
         "data_path": str(Path(data).resolve()) if data is not None else None,
         "data_fingerprint": data_fingerprint(task.splits),
@@ -115,6 +120,7 @@ def args_from_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
             "method": settings["method"],
             "settings": dict(settings.get("method_settings") or {}),
             "task": settings["task"],
+            "task_options": dict(settings.get("task_options") or {}),
             "data": data,
             "model": settings["model"],
             "proposer": settings["proposer"],
@@ -159,7 +165,7 @@ def check_given(
     """Raise :class:`ConfigError` naming the first option that contradicts the study.
 
     A resumed run keeps the settings it was started with; options given again must
-    agree with them (``--set`` keys one by one). ``api_base`` may change.
+    agree with them (``--set`` keys and task options one by one). ``api_base`` may change.
     """
     def conflict(option: str, was: Any, now: Any) -> ConfigError:
         return ConfigError(
@@ -173,12 +179,14 @@ def check_given(
             raise ConfigError(f"unknown setting {name!r} for a resumed run")
         if name in OVERRIDABLE:
             continue
-        if name == "settings":
-            stored_settings = stored["settings"]
+        if name in ("settings", "task_options"):
+            stored_items = stored[name]
             for key, item in dict(value or {}).items():
-                item = json.loads(json.dumps(item, default=str))
-                if stored_settings.get(key, _MISSING) != item:
-                    raise conflict(f"--set {key}", stored_settings.get(key, "(not set)"), item)
+                item = json.loads(json.dumps(item, default=object_spec))
+                if stored_items.get(key, _MISSING) != item:
+                    option = (f"--set {key}" if name == "settings"
+                              else TASK_OPTION_NAMES.get(key, f"--task-option {key}"))
+                    raise conflict(option, stored_items.get(key, "(not set)"), item)
         elif not _same(name, value, stored[name], settings):
             shown = stored[name].instruction if name == "start" else stored[name]
             raise conflict(OPTION_NAMES[name], shown, value)
@@ -233,6 +241,7 @@ def load_for_resume(
         spec[name] = given[name]
     if not isinstance(given.get("scorer", ""), str):
         spec["scorer"] = given["scorer"]  # an object (e.g. shared by compare); name checked
+    spec["task_options"].update(given.get("task_options") or {})  # e.g. a metric function
     return spec, attrs
 
 

@@ -247,6 +247,8 @@ class FakeSetup:
         storage: Optuna storage URL to record trials into (None: not recorded).
         fake_name: Name of the recovery FakeLLM (the same name in two setups means
             the same model string, so they share cache entries).
+        task: A task with its splits to use instead (e.g. a ``CSVTask``); ``train``,
+            ``val`` and ``test`` are then ignored.
     """
 
     def __init__(
@@ -263,6 +265,7 @@ class FakeSetup:
         study: str = "test",
         method: str = "test",
         fake_name: str | None = None,
+        task: Any = None,
     ) -> None:
         from promptopt.data import load_examples, sample_path, split_examples
         from promptopt.evaluator import Evaluator
@@ -270,13 +273,15 @@ class FakeSetup:
         from promptopt.tasks import PromptRecoveryTask
         from promptopt.tracker import Tracker
 
-        examples = load_examples(
-            sample_path(),
-            input_fields=PromptRecoveryTask.input_fields,
-            target_field=PromptRecoveryTask.target_field,
-        )
-        splits = split_examples(examples, train=train, val=val, test=test, seed=0)
-        self.task = PromptRecoveryTask(splits, scorer=HashingScorer())
+        if task is None:
+            examples = load_examples(
+                sample_path(),
+                input_fields=PromptRecoveryTask.input_fields,
+                target_field=PromptRecoveryTask.target_field,
+            )
+            splits = split_examples(examples, train=train, val=val, test=test, seed=0)
+            task = PromptRecoveryTask(splits, scorer=HashingScorer())
+        self.task = task
         self.fake = FakeLLM(replies, name=fake_name)
         self.proposer_fake = self.fake if proposer_replies is None else FakeLLM(proposer_replies)
         cache = DiskCache(cache_dir, "llm") if cache_dir else None

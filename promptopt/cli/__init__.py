@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from promptopt import __version__
+from promptopt.cli._task_options import Inputs, Metric, Target, TaskOption, task_options
 from promptopt.errors import Interrupted, PromptoptError
 from promptopt.llm import DEFAULT_MODEL, EMBEDDED_MODELS
 from promptopt.runner import DEFAULT_SPLITS, DEFAULT_STORAGE
@@ -157,6 +158,10 @@ def run(
     method: Annotated[str, typer.Option("--method", "-m", help="Optimizer (see `list`).")] = "opro",
     task: Task = "prompt-recovery",
     data: Data = None,
+    inputs: Inputs = None,
+    target: Target = None,
+    metric: Metric = None,
+    task_option: TaskOption = [],  # noqa: B006 - Typer needs a literal default
     model: Model = DEFAULT_MODEL,
     proposer: Proposer = None,
     scorer: Scorer = "auto",
@@ -208,6 +213,7 @@ def run(
         "val": _size(val), "test": _size(test), "split_seed": split_seed,
         "skip_bad_rows": skip_bad_rows, "settings": _parse_settings(setting), "start": start,
         "suffix": suffix, "api_base": api_base,
+        "task_options": task_options(inputs, target, metric, task_option),
     }
     verb = "resuming study" if resume else "study"
     common: dict[str, Any] = dict(
@@ -221,6 +227,8 @@ def run(
     with _errors(), sigterm_as_interrupt(), _progress(total, label) as advance:
         if resume:
             given = {k: v for k, v in options.items() if _explicit(ctx, _PARAM.get(k, k))}
+            if options["task_options"]:
+                given["task_options"] = options["task_options"]
             result = resume_run(str(study), given=given, on_progress=advance, **common)
         else:
             result = run_search(study=study, on_progress=advance, **options, **common)
@@ -252,8 +260,15 @@ def run(
         out.print(f"rejected proposals: {result.rejected}")
     for note in result.notes:
         out.print(f"[yellow]note:[/yellow] {note}")
-    out.print(f"best template (test SCS {_score(result.test_score)}):")
+    out.print(f"best template (test {_metric_label(result.scorer)} {_score(result.test_score)}):")
     out.print(result.template.to_json(), highlight=False, markup=False, soft_wrap=True)
+
+
+def _metric_label(scorer: str) -> str:
+    """"SCS" for an embedding model's scores, else the metric's name (exact, rouge-l...)."""
+    from promptopt.registry import metrics
+
+    return scorer if scorer in metrics or ":" in scorer else "SCS"
 
 
 _PARAM = {"settings": "setting"}  # run() argument -> CLI parameter, where they differ
@@ -285,6 +300,10 @@ def compare(
     seeds: Annotated[str, typer.Option(help="Comma-separated search seeds, e.g. 0,1,2.")] = "0",
     task: Task = "prompt-recovery",
     data: Data = None,
+    inputs: Inputs = None,
+    target: Target = None,
+    metric: Metric = None,
+    task_option: TaskOption = [],  # noqa: B006 - Typer needs a literal default
     model: Model = DEFAULT_MODEL,
     proposer: Proposer = None,
     scorer: Scorer = "auto",
@@ -324,6 +343,7 @@ def compare(
         with _progress(budget * len(names) * len(seed_list), "compare: LLM calls") as advance:
             result = run_compare(
                 names, seeds=seed_list, task=task, data=data, model=model, proposer=proposer,
+                task_options=task_options(inputs, target, metric, task_option),
                 scorer=scorer, budget=budget, storage=storage, prefix=prefix, out_dir=folder,
                 train=_size(train), val=_size(val), test=_size(test), split_seed=split_seed,
                 skip_bad_rows=skip_bad_rows, start=start, cache=not no_cache,
@@ -356,6 +376,10 @@ def eval_(
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
     task: Task = "prompt-recovery",
     data: Data = None,
+    inputs: Inputs = None,
+    target: Target = None,
+    metric: Metric = None,
+    task_option: TaskOption = [],  # noqa: B006 - Typer needs a literal default
     model: Model = DEFAULT_MODEL,
     scorer: Scorer = "auto",
     train: TrainSize = DEFAULT_SPLITS["train"],
@@ -375,6 +399,7 @@ def eval_(
     with _errors(), _progress(None, "eval: LLM calls") as advance:
         ev = evaluate(
             template, split=split, task=task, data=data, model=model, scorer=scorer,
+            task_options=task_options(inputs, target, metric, task_option),
             train=_size(train), val=_size(val), test=_size(test), split_seed=split_seed,
             skip_bad_rows=skip_bad_rows, cache=not no_cache, storage=storage, study=study,
             on_progress=advance,
@@ -391,6 +416,7 @@ def eval_(
 
 @app.command()
 def predict(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Option("--data", "-d", help="CSV/JSONL/Parquet to predict on.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Submission CSV.")] = Path(
         "submission.csv"
@@ -400,11 +426,19 @@ def predict(
     ] = None,
     study: Annotated[str | None, typer.Option(help="Study whose best template to use.")] = None,
     storage: Storage = DEFAULT_STORAGE,
-    task: Task = "prompt-recovery",
+    task: Annotated[
+        str, typer.Option("--task", "-t", help="Registered task name (default: the --study's "
+                          "task and options, else prompt-recovery).")
+    ] = "prompt-recovery",
+    inputs: Inputs = None,
+    target: Target = None,
+    metric: Metric = None,
+    task_option: TaskOption = [],  # noqa: B006 - Typer needs a literal default
     model: Model = DEFAULT_MODEL,
     no_cache: NoCache = False,
 ) -> None:
     """Predict every row of DATA with a template and write a Kaggle submission (id,target)."""
+    from promptopt.cli._task_options import study_task
     from promptopt.runner import best_template
     from promptopt.runner import predict as run_predict
 
@@ -412,9 +446,13 @@ def predict(
         if template is None and study is None:
             raise typer.BadParameter("give --template or --study", param_hint="--template")
         tpl = template if template is not None else best_template(storage, str(study))
+        options = task_options(inputs, target, metric, task_option)
+        stored = study_task(storage, study) if study is not None else None
+        if stored is not None and not _explicit(ctx, "task"):
+            task, options = stored[0], {**stored[1], **options}
         with _progress(None, "predict: LLM calls") as advance:
-            n = run_predict(tpl, data, output, task=task, model=model, cache=not no_cache,
-                            on_progress=advance)
+            n = run_predict(tpl, data, output, task=task, task_options=options, model=model,
+                            cache=not no_cache, on_progress=advance)
     out.print(f"wrote {n} predictions to {output}")
 
 
@@ -437,9 +475,10 @@ def dashboard(
 
 @app.command("list")
 def list_() -> None:
-    """List methods, tasks and embedded models."""
+    """List methods, tasks, metrics, embedded models and plugins that failed to load."""
     import promptopt.optimizers  # noqa: F401  (registers the methods)
-    from promptopt.registry import optimizers, tasks
+    from promptopt.metrics import describe
+    from promptopt.registry import metrics, optimizers, tasks
 
     table = Table(title="promptopt")
     table.add_column("kind")
@@ -450,6 +489,11 @@ def list_() -> None:
         table.add_row("method", name, doc)
     for name in tasks.names():
         table.add_row("task", name, tasks.get(name).description)
+    for name in metrics.names():
+        table.add_row("metric", name, describe(name))
+    for registry in (optimizers, tasks, metrics):
+        for name, why in registry.broken().items():
+            table.add_row(f"[red]broken {registry.kind}[/red]", name, why)
     for name, m in EMBEDDED_MODELS.items():
         default = " (default)" if f"llamacpp/{name}" == DEFAULT_MODEL else ""
         table.add_row("model", f"llamacpp/{name}", f"{m.description}{default} [{m.package}]")

@@ -25,29 +25,11 @@ from promptopt.errors import BudgetExhausted, ConfigError
 from promptopt.evaluator import Evaluation, Evaluator
 from promptopt.llm import LLM
 from promptopt.tasks import Task
+from promptopt.tasks._prompt_recovery import INSTRUCTION_POOL  # noqa: F401 (re-exported)
 from promptopt.template import Template
 
 MAX_INSTRUCTION_CHARS = 1500
 PROPOSER_MAX_TOKENS = 160
-
-INSTRUCTION_POOL: tuple[str, ...] = (
-    "Read the original text and its rewritten version, then state the instruction that "
-    "produced the rewrite.",
-    "What prompt was used to rewrite the original text into the rewritten text? Answer with "
-    "the prompt only.",
-    "Compare the two texts. Write the rewriting instruction in one short sentence that starts "
-    "with a verb.",
-    "Guess the request a user gave an AI assistant to turn the first text into the second. "
-    "Reply with the request only.",
-    "Identify how the style, tone, format or length changed between the texts and write the "
-    "instruction that asks for that change.",
-    "You are an expert at reverse-engineering prompts. Give the single instruction that "
-    "transformed the original text into the rewritten text.",
-    "Describe, as an imperative sentence such as 'Rewrite this as a poem.', the change made "
-    "to the text.",
-    "Name the rewrite instruction. Be brief and general, e.g. 'Make this text more formal.'",
-)
-"""Hand-written instructions for the prompt-recovery task (``random`` and ``tpe`` draw on them)."""
 
 STRAY_TAG = re.compile(r"</?\s*[A-Za-z_]+\s*>")
 """A tag such as ``<INS>``, ``</prompt>`` or ``<END>`` left in a proposer's answer."""
@@ -321,6 +303,11 @@ class Optimizer(ABC):
         """Check settings; raise :class:`ConfigError` naming the bad one."""
         return None
 
+    @classmethod
+    def unsupported(cls, task: Task) -> str | None:
+        """Why this method cannot run on ``task`` (e.g. its metric), or None if it can."""
+        return None
+
     def _check(self, condition: bool, setting: str, requirement: str) -> None:
         if not condition:
             raise ConfigError(
@@ -347,6 +334,9 @@ class Optimizer(ABC):
     ) -> OptimizeResult:
         """Run the search, then choose the final template on the validation split."""
         self.validate()
+        problem = self.unsupported(task)
+        if problem:
+            raise ConfigError(f"method {self.name} cannot run on task {task.name}: {problem}")
         start = start or task.start_template()
         problem = task.validate_instruction(start.instruction)
         if problem:

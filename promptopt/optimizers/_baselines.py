@@ -5,7 +5,7 @@ They share the optimizer contract, so they show what a real method must beat.
 
 from __future__ import annotations
 
-from promptopt.optimizers._base import INSTRUCTION_POOL, Optimizer, SearchContext
+from promptopt.optimizers._base import Optimizer, SearchContext
 from promptopt.registry import optimizers
 
 
@@ -27,7 +27,7 @@ class RandomSearch(Optimizer):
 
     Args:
         minibatch_size: Train examples each candidate is scored on.
-        pool: Instructions to draw from (default: :data:`INSTRUCTION_POOL`).
+        pool: Instructions to draw from (default: the task's ``instruction_pool``).
     """
 
     def __init__(self, *, minibatch_size: int = 8, pool: tuple[str, ...] | None = None) -> None:
@@ -42,7 +42,7 @@ class RandomSearch(Optimizer):
         """Evaluate the start, then pool entries in a seeded random order."""
         batch = ctx.minibatch(self.minibatch_size)
         ctx.evaluate(ctx.start, batch)
-        pool = list(self.pool or INSTRUCTION_POOL)
+        pool = list(self.pool or ctx.task.instruction_pool)
         ctx.rng.shuffle(pool)
         for text in pool:
             template = ctx.accept(text)

@@ -30,8 +30,10 @@ import numpy as np
 
 from promptopt.errors import BudgetExhausted, ConfigError
 from promptopt.evaluator import Evaluation
+from promptopt.metrics import is_embedding_metric
 from promptopt.optimizers._base import Optimizer, OptimizeResult, SearchContext
 from promptopt.registry import optimizers
+from promptopt.tasks import Task
 
 _WORD = re.compile(r"[A-Za-z]+")
 _SPECIAL = re.compile(r"^(\[.*\]|<.*>)$")
@@ -297,6 +299,14 @@ class MeanPrompt(Optimizer):
         self.beam_width = beam_width
         self.pool_size = pool_size
 
+    @classmethod
+    def unsupported(cls, task: Task) -> str | None:
+        """It fits a string to an embedding similarity: other metrics are refused."""
+        if is_embedding_metric(task.scorer):
+            return None
+        return (f"the mean-prompt attack fits a string to an embedding similarity (metric "
+                f"scs), but this task is judged by {task.scorer_name}")
+
     def validate(self) -> None:
         """Check that every setting is a positive integer."""
         for name in ("max_tokens", "beam_width", "pool_size"):
@@ -306,11 +316,6 @@ class MeanPrompt(Optimizer):
     def search(self, ctx: SearchContext) -> None:
         """Fit the string to the train split's targets; record each accepted step."""
         scorer = ctx.task.scorer
-        if not (hasattr(scorer, "embed") and hasattr(scorer, "sharpen")):
-            raise ConfigError(
-                f"mean-prompt needs an embedding scorer (embed, sharpen); task {ctx.task.name} "
-                f"uses {type(scorer).__name__}"
-            )
         evaluator = ctx.evaluator
         self.result_: MeanPromptResult | None = None
         self.recorded_ = 0

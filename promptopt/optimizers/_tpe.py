@@ -3,7 +3,7 @@
 Source: Bergstra et al., "Algorithms for Hyper-Parameter Optimization" (NeurIPS 2011),
 as implemented by Optuna's ``TPESampler`` (multivariate, Falkner et al. 2018). A
 template is assembled from parts, each a categorical or integer parameter: the
-instruction (the starting one, :data:`INSTRUCTION_POOL`, and lines of a user file),
+instruction (the starting one, the task's ``instruction_pool``, and lines of a user file),
 the number and choice of few-shot demos from the train split, and an answer prefix;
 a fixed suffix is a setting. Each Optuna trial is one evaluation on a fixed train
 minibatch; demos are drawn only from train examples outside that minibatch whose
@@ -23,16 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.errors import DataError
-from promptopt.optimizers._base import (
-    INSTRUCTION_POOL,
-    MAX_INSTRUCTION_CHARS,
-    Optimizer,
-    SearchContext,
-)
+from promptopt.optimizers._base import MAX_INSTRUCTION_CHARS, Optimizer, SearchContext
 from promptopt.registry import optimizers
 from promptopt.tasks import Task
-
-ANSWER_PREFIXES: tuple[str, ...] = ("", "Rewrite", "Rewrite this text", "Convert this text into")
+from promptopt.tasks._prompt_recovery import ANSWER_PREFIXES  # noqa: F401 (re-exported)
 
 
 def _norm(text: str) -> str:
@@ -89,7 +83,7 @@ class TPESearch(Optimizer):
         demo_pool_size: Train examples (outside the minibatch) that demos are drawn from.
         n_trials: Most Optuna trials, duplicates included (the budget may end it first).
         instructions_file: Text file with extra instructions, one per line.
-        answer_prefixes: Answer prefixes to choose from (default: :data:`ANSWER_PREFIXES`).
+        answer_prefixes: Answer prefixes to choose from (default: the task's ``answer_prefixes``).
         suffix: Fixed string appended to every prediction of every candidate ("": keep
             the starting template's suffix).
         n_startup_trials: Random trials before TPE starts modelling.
@@ -144,7 +138,8 @@ class TPESearch(Optimizer):
 
     def _instruction_pool(self, ctx: SearchContext) -> list[tuple[str, str]]:
         """(instruction, source) pairs: start first, then built-ins, then the file."""
-        pool = [(ctx.start.instruction, "start")] + [(t, "builtin") for t in INSTRUCTION_POOL]
+        builtin = ctx.task.instruction_pool
+        pool = [(ctx.start.instruction, "start")] + [(t, "builtin") for t in builtin]
         if self.instructions_file:
             pool += [(t, "file") for t in read_instructions(self.instructions_file, ctx.task)]
         seen: set[str] = set()
@@ -163,7 +158,8 @@ class TPESearch(Optimizer):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         instructions = self._instruction_pool(ctx)
         prefixes = list(dict.fromkeys([ctx.start.answer_prefix, *(
-            self.answer_prefixes if self.answer_prefixes is not None else ANSWER_PREFIXES)]))
+            self.answer_prefixes if self.answer_prefixes is not None
+            else ctx.task.answer_prefixes)]))
         train = ctx.train
         size = self.minibatch_size
         if self.max_demos > 0 and len(train) > self.max_demos:

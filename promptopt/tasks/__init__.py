@@ -2,6 +2,7 @@
 
 from promptopt.registry import tasks
 from promptopt.tasks._base import Task, truncate_tokens
+from promptopt.tasks._csv import CSVTask
 from promptopt.tasks._prompt_recovery import (
     DEFAULT_PREDICTION,
     PromptRecoveryTask,
@@ -10,6 +11,7 @@ from promptopt.tasks._prompt_recovery import (
 )
 
 __all__ = [
+    "CSVTask",
     "DEFAULT_PREDICTION",
     "PromptRecoveryTask",
     "Task",

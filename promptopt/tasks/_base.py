@@ -7,15 +7,19 @@ how raw model output becomes a prediction, and how predictions are scored.
 
 from __future__ import annotations
 
+import inspect
+import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from promptopt.data import Example, Splits, load_examples, split_examples
+from promptopt.errors import ConfigError
+from promptopt.metrics import object_spec
 from promptopt.template import Template
 
 Messages = list[dict[str, str]]
@@ -40,21 +44,68 @@ def truncate_tokens(text: str, max_tokens: int) -> str:
 class Task(ABC):
     """Base class of tasks; subclasses set the class attributes and rendering.
 
+    A task's options are its keyword-only constructor arguments (besides ``scorer``);
+    it keeps each under its own name (``self.max_text_tokens = max_text_tokens``), so
+    :meth:`get_params` can store them with a run and a resume can rebuild the task.
+    Plugin packages register tasks in the entry-point group ``promptopt.tasks``.
+
     Args:
         splits: Train/validation/test examples.
         scorer: Object with ``name`` and ``score(predictions, targets)``.
     """
 
     name: ClassVar[str] = ""
-    input_fields: ClassVar[tuple[str, ...]] = ()
-    target_field: ClassVar[str] = ""
-    default_instruction: ClassVar[str] = ""
-    generation: ClassVar[dict[str, Any]] = {"max_tokens": 64}
-    description: ClassVar[str] = ""
+    # Class attributes; a task whose fields are options (``csv``) sets them per instance.
+    input_fields: tuple[str, ...] = ()
+    target_field: str = ""
+    default_instruction: str = ""
+    generation: dict[str, Any] = {"max_tokens": 64}
+    description: str = ""
+    instruction_pool: tuple[str, ...] = ()
+    """Hand-written instructions that the ``random`` and ``tpe`` methods draw on."""
+    answer_prefixes: tuple[str, ...] = ("",)
+    """Answer prefixes that the ``tpe`` method chooses from."""
 
     def __init__(self, splits: Splits, *, scorer: Any) -> None:
         self.splits = splits
         self.scorer = scorer
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The task's options: keyword-only constructor arguments other than ``scorer``."""
+        params = inspect.signature(cls.__init__).parameters.values()
+        return [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name != "scorer"]
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Raise :class:`ConfigError` naming the first option this task does not take."""
+        from promptopt.registry import tasks
+
+        for key in options:
+            if key in cls.option_names():
+                continue
+            valid = ", ".join(cls.option_names()) or "none"
+            takers = [n for n in tasks.names()
+                      if key in getattr(tasks.get(n), "option_names", list)()]
+            hint = f"; task {' and '.join(takers)} takes it" if takers else ""
+            raise ConfigError(
+                f"task {cls.name!r} has no option {key!r} (its options: {valid}){hint}"
+            )
+
+    def get_params(self) -> dict[str, Any]:
+        """The task's options with their values, JSON-ready (stored with a run's settings).
+
+        Functions and objects (e.g. a metric) are stored as ``"module:qualname"``.
+        """
+        params = {}
+        for name in self.option_names():
+            if not hasattr(self, name):
+                raise ConfigError(
+                    f"task {self.name!r} does not keep its option {name!r} as self.{name}; a "
+                    "task stores each option under its own name (so a run can be resumed)"
+                )
+            params[name] = getattr(self, name)
+        return json.loads(json.dumps(params, default=object_spec))
 
     @classmethod
     def from_file(
@@ -69,15 +120,20 @@ class Task(ABC):
         skip_bad_rows: bool = False,
         **options: Any,
     ) -> Task:
-        """Load a dataset file and split it with ``seed`` (see :func:`load_examples`)."""
+        """Load a dataset file and split it with ``seed`` (see :func:`load_examples`).
+
+        ``options`` are the task's own (:meth:`option_names`); they are checked first.
+        """
+        cls.check_options(options)
+        task = cls(Splits([], [], []), scorer=scorer, **options)
         examples = load_examples(
             path,
-            input_fields=cls.input_fields,
-            target_field=cls.target_field,
+            input_fields=task.input_fields,
+            target_field=task.target_field,
             skip_bad_rows=skip_bad_rows,
         )
-        splits = split_examples(examples, train=train, val=val, test=test, seed=seed)
-        return cls(splits, scorer=scorer, **options)
+        task.splits = split_examples(examples, train=train, val=val, test=test, seed=seed)
+        return task
 
     def examples(self, split: str) -> list[Example]:
         """The examples of ``split`` ("train", "val" or "test")."""

@@ -7,8 +7,9 @@ the rewrite; predictions are scored by sharpened cosine similarity to the truth.
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Any, ClassVar
+from typing import Any
 
 from promptopt.data import Example, Splits
 from promptopt.registry import tasks
@@ -17,6 +18,28 @@ from promptopt.template import Template
 
 DEFAULT_PREDICTION = "Rewrite this text in a different style."
 ANSWER_CUE = "Rewrite prompt:"
+
+INSTRUCTION_POOL: tuple[str, ...] = (
+    "Read the original text and its rewritten version, then state the instruction that "
+    "produced the rewrite.",
+    "What prompt was used to rewrite the original text into the rewritten text? Answer with "
+    "the prompt only.",
+    "Compare the two texts. Write the rewriting instruction in one short sentence that starts "
+    "with a verb.",
+    "Guess the request a user gave an AI assistant to turn the first text into the second. "
+    "Reply with the request only.",
+    "Identify how the style, tone, format or length changed between the texts and write the "
+    "instruction that asks for that change.",
+    "You are an expert at reverse-engineering prompts. Give the single instruction that "
+    "transformed the original text into the rewritten text.",
+    "Describe, as an imperative sentence such as 'Rewrite this as a poem.', the change made "
+    "to the text.",
+    "Name the rewrite instruction. Be brief and general, e.g. 'Make this text more formal.'",
+)
+"""Hand-written instructions for the prompt-recovery task (``random`` and ``tpe`` draw on them)."""
+
+ANSWER_PREFIXES: tuple[str, ...] = ("", "Rewrite", "Rewrite this text", "Convert this text into")
+"""Answer prefixes for the prompt-recovery task (``tpe`` chooses from them)."""
 
 _LABEL = re.compile(
     r"^\s*(?:\*\*|__)?\s*(?:the\s+)?(?:rewrite\s+prompt|recovered\s+prompt|prompt|instruction|"
@@ -42,20 +65,33 @@ _CLOSING = re.compile(
 _PAIRS = {'"': '"', "“": "”", "'": "'", "«": "»", "`": "`"}
 
 
-def strip_chatter(raw: str, *, labels: re.Pattern[str] = _LABEL) -> str:
+@functools.lru_cache(maxsize=64)
+def label_pattern(labels: tuple[str, ...] = ()) -> re.Pattern[str]:
+    """The answer-label regex (``"Instruction:"``, ``"**Answer** -"``...), plus ``labels``
+    (e.g. a target field name; ``_`` in a label also matches a space)."""
+    if not labels:
+        return _LABEL
+    extra = "|".join(re.escape(label).replace("_", r"[_\s]") for label in labels)
+    return re.compile(_LABEL.pattern.replace(r"(?:rewrite\s+prompt|", f"(?:{extra}|", 1),
+                      re.IGNORECASE)
+
+
+def strip_chatter(raw: str, *, labels: tuple[str, ...] | re.Pattern[str] = ()) -> str:
     """Strip an assistant's chatter around its answer, keeping the answer's lines.
 
-    Removes "Sure! Here is ...:" preambles and leading labels (``labels``, by default
-    "Instruction:", "Prompt:", "Answer:" ...), possibly nested, a closing paragraph
-    such as "I hope this helps!" or "Let me know if ...", and one pair of quotes
-    wrapping the whole answer. Prediction cleaning (:func:`clean_prediction`) and
-    generated rewrites (:mod:`promptopt.datagen`) share it.
+    Removes "Sure! Here is ...:" preambles and leading answer labels ("Instruction:",
+    "Answer:", ... plus ``labels``: extra label names, or a regex that replaces the
+    default labels), possibly nested, a closing paragraph such as "I hope this helps!"
+    or "Let me know if ...", and one pair of quotes wrapping the whole answer.
+    Prediction cleaning (:func:`clean_prediction`), the csv task and generated
+    rewrites (:mod:`promptopt.datagen`) share it.
     """
     text = (raw or "").replace("\r\n", "\n").replace("\r", "\n").strip()
+    label = labels if isinstance(labels, re.Pattern) else label_pattern(tuple(labels))
     for _ in range(3):  # preamble, then label, possibly nested
         before = text
         text = _PREAMBLE.sub("", text, count=1).lstrip()
-        text = labels.sub("", text, count=1).lstrip()
+        text = label.sub("", text, count=1).lstrip()
         if text == before:
             break
     text = _CLOSING.sub("", text).rstrip()
@@ -65,6 +101,13 @@ def strip_chatter(raw: str, *, labels: re.Pattern[str] = _LABEL) -> str:
     return text
 
 
+def first_line(text: str, *, labels: tuple[str, ...] = ()) -> str:
+    """The first line of ``text`` holding more than quotes, without a label or wrapping
+    quotes and markdown emphasis."""
+    line = next((ln.strip() for ln in text.split("\n") if ln.strip().strip(_QUOTES)), "")
+    return label_pattern(labels).sub("", line, count=1).strip().strip(_QUOTES).strip()
+
+
 def clean_prediction(raw: str, *, default: str = DEFAULT_PREDICTION, max_chars: int = 300) -> str:
     """Clean a recovery LLM's raw output into one instruction line.
 
@@ -72,9 +115,7 @@ def clean_prediction(raw: str, *, default: str = DEFAULT_PREDICTION, max_chars: 
     quotes and markdown (:func:`strip_chatter`), keeps the first non-empty line, and
     falls back to ``default`` when nothing is left.
     """
-    text = strip_chatter(raw)
-    line = next((ln.strip() for ln in text.split("\n") if ln.strip().strip(_QUOTES)), "")
-    line = _LABEL.sub("", line, count=1).strip().strip(_QUOTES).strip()
+    line = first_line(strip_chatter(raw))
     if len(line) > max_chars:
         cut = line[:max_chars]
         line = cut[: cut.rfind(" ")] if " " in cut else cut
@@ -92,17 +133,19 @@ class PromptRecoveryTask(Task):
         default_prediction: Used whenever cleaning leaves nothing.
     """
 
-    input_fields: ClassVar[tuple[str, ...]] = ("original_text", "rewritten_text")
-    target_field: ClassVar[str] = "rewrite_prompt"
-    default_instruction: ClassVar[str] = (
+    input_fields: tuple[str, ...] = ("original_text", "rewritten_text")
+    target_field: str = "rewrite_prompt"
+    default_instruction: str = (
         "Below is an original text and a rewritten version of it. Write the one-sentence "
         "instruction that was given to turn the original text into the rewritten text."
     )
-    generation: ClassVar[dict[str, Any]] = {
+    generation: dict[str, Any] = {
         "max_tokens": 48,
         "stop": ["\n\n", "\nOriginal text:", "\nRewritten text:"],
     }
-    description: ClassVar[str] = "Kaggle LLM Prompt Recovery: predict rewrite_prompt (SCS metric)"
+    description: str = "Kaggle LLM Prompt Recovery: predict rewrite_prompt (SCS metric)"
+    instruction_pool: tuple[str, ...] = INSTRUCTION_POOL
+    answer_prefixes: tuple[str, ...] = ANSWER_PREFIXES
 
     def __init__(
         self,
