@@ -59,6 +59,10 @@ def make_scorer(
         from promptopt.testing import HashingScorer
 
         return HashingScorer()
+    if scorer.startswith("human"):  # a person rates outputs in optuna-dashboard
+        from promptopt.human import HumanScorer
+
+        return HumanScorer.from_spec(scorer)
     return SCSScorer(scorer, cache=DiskCache(cache_dir, "embeddings") if cache else None)
 
 
@@ -283,6 +287,8 @@ def _execute(
     elif study is not None:
         check_new(storage, study_name)
     tracker = Tracker(storage, study_name, resume=resuming is not None)
+    if hasattr(the_task.scorer, "attach"):  # a scorer that rates in the study (human metric)
+        the_task.scorer.attach(storage, study_name)
     if resuming is None:
         tracker.set_attr("settings", settings)
     if on_study is not None:
@@ -368,6 +374,8 @@ def evaluate(
     recovery, _ = make_llms(model, budget=None, cache=cache, cache_dir=cache_dir)
     recovery.on_request = on_progress
     tracker = Tracker(storage, study or new_study_name("eval")) if storage else None
+    if tracker is not None and hasattr(the_task.scorer, "attach"):
+        the_task.scorer.attach(tracker.storage_url, tracker.study_name)
     evaluator = Evaluator(the_task, recovery, tracker=tracker, method="eval")
     tpl = template if isinstance(template, Template) else Template.load(template)
     problem = the_task.validate_instruction(tpl.instruction)

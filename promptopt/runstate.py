@@ -292,14 +292,15 @@ def set_status(tracker: Tracker, status: str, reason: str = "", *, resumed: bool
 def record_stop(tracker: Tracker, exc: BaseException) -> None:
     """Mark the run stopped by ``exc``; resumable stops get a ``resume_hint`` attribute.
 
-    Ctrl-C, SIGTERM and LLM errors (a provider outage) are ``"interrupted"``; other
-    errors ``"failed"``. Never raises: the storage itself may be what failed.
+    Ctrl-C, SIGTERM, LLM errors (a provider outage) and errors marked ``resumable``
+    (no human rating in time) are ``"interrupted"``; other errors ``"failed"``. Never
+    raises: the storage itself may be what failed.
     """
     if isinstance(exc, Interrupted):
         status, reason = "interrupted", exc.signal_name
     elif isinstance(exc, KeyboardInterrupt):
         status, reason = "interrupted", "KeyboardInterrupt (Ctrl-C)"
-    elif isinstance(exc, LLMError):
+    elif isinstance(exc, LLMError) or getattr(exc, "resumable", False):
         status, reason = "interrupted", f"{type(exc).__name__}: {exc}"
     else:
         status, reason = "failed", f"{type(exc).__name__}: {exc}"
