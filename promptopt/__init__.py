@@ -23,6 +23,7 @@ from promptopt.errors import (  # noqa: E402
 from promptopt.evaluator import Evaluation, Evaluator  # noqa: E402
 from promptopt.llm import LLM, Budget, DiskCache, Usage  # noqa: E402
 from promptopt.optimizers import Optimizer, OptimizeResult, SearchContext, optimizers  # noqa: E402
+from promptopt.refine import RefineResult, refine  # noqa: E402
 from promptopt.registry import Registry  # noqa: E402
 from promptopt.runner import (  # noqa: E402
     RunResult,
@@ -55,6 +56,7 @@ __all__ = [
     "Optimizer",
     "PromptRecoveryTask",
     "PromptoptError",
+    "RefineResult",
     "Registry",
     "ResumeError",
     "RunResult",
@@ -75,6 +77,7 @@ __all__ = [
     "make_task",
     "optimizers",
     "predict",
+    "refine",
     "resume_run",
     "run",
     "sample_path",

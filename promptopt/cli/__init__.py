@@ -160,6 +160,11 @@ def run(
     model: Model = DEFAULT_MODEL,
     proposer: Proposer = None,
     scorer: Scorer = "auto",
+    metric: Annotated[
+        str | None,
+        typer.Option(help="'human': you rate candidates' outputs in optuna-dashboard "
+                     "('human:examples=2,timeout=600'); overrides --scorer."),
+    ] = None,
     budget: Annotated[
         int, typer.Option(help="Max LLM calls for the search, proposer calls included.")
     ] = 100,
@@ -204,7 +209,7 @@ def run(
 
     options: dict[str, Any] = {
         "method": method, "task": task, "data": data, "model": model, "proposer": proposer,
-        "scorer": scorer, "budget": budget, "seed": seed, "train": _size(train),
+        "scorer": metric or scorer, "budget": budget, "seed": seed, "train": _size(train),
         "val": _size(val), "test": _size(test), "split_seed": split_seed,
         "skip_bad_rows": skip_bad_rows, "settings": _parse_settings(setting), "start": start,
         "suffix": suffix, "api_base": api_base,
@@ -454,6 +459,11 @@ def list_() -> None:
         default = " (default)" if f"llamacpp/{name}" == DEFAULT_MODEL else ""
         table.add_row("model", f"llamacpp/{name}", f"{m.description}{default} [{m.package}]")
     out.print(table)
+
+
+from promptopt.cli.refine import refine_command  # noqa: E402  (uses the helpers above)
+
+app.command("refine")(refine_command)
 
 
 def main() -> None:
