@@ -25,6 +25,7 @@ from promptopt.evaluator import Evaluation, Evaluator  # noqa: E402
 from promptopt.llm import LLM, Budget, DiskCache, Usage  # noqa: E402
 from promptopt.metrics import make_metric, metrics  # noqa: E402
 from promptopt.optimizers import Optimizer, OptimizeResult, SearchContext, optimizers  # noqa: E402
+from promptopt.refine import RefineResult, refine  # noqa: E402
 from promptopt.registry import Registry  # noqa: E402
 from promptopt.runner import (  # noqa: E402
     RunResult,
@@ -59,6 +60,7 @@ __all__ = [
     "Optimizer",
     "PromptRecoveryTask",
     "PromptoptError",
+    "RefineResult",
     "Registry",
     "ResumeError",
     "RunResult",
@@ -82,6 +84,7 @@ __all__ = [
     "metrics",
     "optimizers",
     "predict",
+    "refine",
     "resume_run",
     "run",
     "sample_path",

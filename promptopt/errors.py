@@ -84,3 +84,10 @@ class LLMTimeoutError(LLMError):
 
 class TransientLLMError(LLMError):
     """Rate limits, overloaded or unreachable servers: worth retrying with backoff."""
+
+
+class HumanTimeout(PromptoptError):
+    """No rating came from the person in time (the human metric); the run can resume."""
+
+    resumable = True
+    """A resumed run asks nothing again: given ratings are reused, open ones waited on."""

@@ -131,7 +131,7 @@ class Evaluator:
             charge=charge,
         )
         predictions = [self.task.parse(r, template) for r in raw]
-        scores = [float(s) for s in self.task.score(predictions, examples)]
+        scores = [float(s) for s in self.task.score(predictions, examples, template)]
         evaluation = Evaluation(
             template=template,
             split=split,
@@ -180,7 +180,9 @@ class Evaluator:
         if key in self._constant_memo:
             return self._constant_memo[key]
         predictions = [prediction] * len(examples)
-        scores = [float(s) for s in self.task.score(predictions, examples)] if examples else []
+        scores = (
+            [float(s) for s in self.task.score(predictions, examples, template)] if examples else []
+        )
         evaluation = Evaluation(
             template=template,
             split=split,

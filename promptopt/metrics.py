@@ -261,6 +261,10 @@ def make_metric(metric: Any = "exact", *, scorer: Any = "auto") -> Any:
     options = MetricOptions(scorer=scorer)
     if not isinstance(metric, str):
         return _from_object(metric, None, options)
+    if metric.split(":", 1)[0] == "human":  # "human:examples=2,timeout=600"
+        from promptopt.human import HumanScorer
+
+        return HumanScorer.from_spec(metric)
     if ":" in metric and metric not in metrics:
         return _from_object(import_object(metric), metric, options)
     try:
@@ -292,6 +296,17 @@ def scs(options: MetricOptions) -> Any:
 metrics.register("exact")(ExactMatch)
 metrics.register("rouge-l")(RougeL)
 metrics.register("scs")(scs)
+
+
+@metric_factory
+def human(options: MetricOptions) -> Any:
+    """A person rates outputs 1-5 in optuna-dashboard (human:examples=3,timeout=...,poll=...)."""
+    from promptopt.human import HumanScorer
+
+    return HumanScorer.from_spec("human")
+
+
+metrics.register("human")(human)
 
 __all__ = [
     "ExactMatch",

@@ -60,6 +60,10 @@ def make_scorer(
         from promptopt.testing import HashingScorer
 
         return HashingScorer()
+    if scorer.split(":", 1)[0] == "human":  # a person rates outputs in optuna-dashboard
+        from promptopt.metrics import make_metric
+
+        return make_metric(scorer)
     return SCSScorer(scorer, cache=DiskCache(cache_dir, "embeddings") if cache else None)
 
 
@@ -84,9 +88,16 @@ def make_task(
     ``scorer`` is the embedding scorer (the ``scs`` metric's, for ``csv``).
     """
     cls = tasks.get(task)
+    the_scorer = make_scorer(scorer, cache=cache, cache_dir=cache_dir)
+    if "metric" in options and "metric" not in cls.option_names():
+        # a task without a metric option of its own (prompt-recovery): the metric
+        # replaces its scorer (e.g. --metric human, --metric rouge-l)
+        from promptopt.metrics import make_metric
+
+        the_scorer = make_metric(options.pop("metric"), scorer=the_scorer)
     return cls.from_file(
         data if data is not None else sample_path(),
-        scorer=make_scorer(scorer, cache=cache, cache_dir=cache_dir),
+        scorer=the_scorer,
         train=train,
         val=val,
         test=test,
@@ -299,6 +310,8 @@ def _execute(
     elif study is not None:
         check_new(storage, study_name)
     tracker = Tracker(storage, study_name, resume=resuming is not None)
+    if hasattr(the_task.scorer, "attach"):  # a scorer that rates in the study (human metric)
+        the_task.scorer.attach(storage, study_name)
     if resuming is None:
         tracker.set_attr("settings", settings)
     if on_study is not None:
@@ -388,6 +401,8 @@ def evaluate(
     recovery, _ = make_llms(model, budget=None, cache=cache, cache_dir=cache_dir)
     recovery.on_request = on_progress
     tracker = Tracker(storage, study or new_study_name("eval")) if storage else None
+    if tracker is not None and hasattr(the_task.scorer, "attach"):
+        the_task.scorer.attach(tracker.storage_url, tracker.study_name)
     evaluator = Evaluator(the_task, recovery, tracker=tracker, method="eval")
     tpl = template if isinstance(template, Template) else Template.load(template)
     problem = the_task.validate_instruction(tpl.instruction)
@@ -425,6 +440,8 @@ def predict(
     cls = tasks.get(task)
     options = dict(task_options or {})
     cls.check_options(options)
+    if "metric" not in cls.option_names():
+        options.pop("metric", None)  # judges predictions; predict() writes them only
     the_task = cls(Splits([], [], []), scorer="auto", **options)  # rendering and parsing only
     examples = load_examples(data, input_fields=the_task.input_fields,
                              target_field=the_task.target_field, require_target=False)

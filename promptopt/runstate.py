@@ -76,11 +76,15 @@ def run_settings(
         start: The starting template.
     """
     data = spec["data"]
+    task_options = task.get_params()
+    metric = dict(spec.get("task_options") or {}).get("metric")
+    if metric is not None and "metric" not in task_options:  # a metric replacing the scorer
+        task_options["metric"] = metric if isinstance(metric, str) else task.scorer_name
     return {
         "method": spec["method"],
         "method_settings": dict(method_settings),
         "task": spec["task"],
-        "task_options": task.get_params(),
+        "task_options": task_options,
         "data": str(data) if data is not None else "bundled sample",
         "data_path": str(Path(data).resolve()) if data is not None else None,
         "data_fingerprint": data_fingerprint(task.splits),
@@ -301,14 +305,15 @@ def set_status(tracker: Tracker, status: str, reason: str = "", *, resumed: bool
 def record_stop(tracker: Tracker, exc: BaseException) -> None:
     """Mark the run stopped by ``exc``; resumable stops get a ``resume_hint`` attribute.
 
-    Ctrl-C, SIGTERM and LLM errors (a provider outage) are ``"interrupted"``; other
-    errors ``"failed"``. Never raises: the storage itself may be what failed.
+    Ctrl-C, SIGTERM, LLM errors (a provider outage) and errors marked ``resumable``
+    (no human rating in time) are ``"interrupted"``; other errors ``"failed"``. Never
+    raises: the storage itself may be what failed.
     """
     if isinstance(exc, Interrupted):
         status, reason = "interrupted", exc.signal_name
     elif isinstance(exc, KeyboardInterrupt):
         status, reason = "interrupted", "KeyboardInterrupt (Ctrl-C)"
-    elif isinstance(exc, LLMError):
+    elif isinstance(exc, LLMError) or getattr(exc, "resumable", False):
         status, reason = "interrupted", f"{type(exc).__name__}: {exc}"
     else:
         status, reason = "failed", f"{type(exc).__name__}: {exc}"

@@ -100,7 +100,7 @@ def test_module_function_string_is_imported_from_the_working_directory(tmp_path)
 
 
 def test_bad_metric_names_and_imports_are_clear_errors():
-    with pytest.raises(UnknownNameError, match=r"unknown metric 'f1'.*exact, rouge-l, scs.*"
+    with pytest.raises(UnknownNameError, match=r"unknown metric 'f1'.*exact, human, rouge-l, scs.*"
                                                r"module:function"):
         make_metric("f1")
     with pytest.raises(ConfigError, match=r"cannot import 'no_such_module_xyz:f'"):

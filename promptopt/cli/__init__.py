@@ -268,6 +268,8 @@ def _metric_label(scorer: str) -> str:
     """"SCS" for an embedding model's scores, else the metric's name (exact, rouge-l...)."""
     from promptopt.registry import metrics
 
+    if scorer.startswith("human"):
+        return "human rating"
     return scorer if scorer in metrics or ":" in scorer else "SCS"
 
 
@@ -503,6 +505,9 @@ def list_() -> None:
 from promptopt.cli.data import data_app  # noqa: E402  (uses the helpers above)
 
 app.add_typer(data_app)
+from promptopt.cli.refine import refine_command  # noqa: E402  (uses the helpers above)
+
+app.command("refine")(refine_command)
 
 
 def main() -> None:

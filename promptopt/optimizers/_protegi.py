@@ -28,6 +28,7 @@ from promptopt.errors import BudgetExhausted
 from promptopt.evaluator import Evaluation
 from promptopt.optimizers._base import Optimizer, SearchContext, strip_tags
 from promptopt.registry import optimizers
+from promptopt.tasks import Task
 from promptopt.template import Template
 
 MAX_GRADIENT_CHARS = 600
@@ -76,6 +77,44 @@ def lowest_scoring(evaluation: Evaluation, k: int) -> list[int]:
     """Positions of the ``k`` lowest-scoring examples (ties keep the earlier example)."""
     order = sorted(range(evaluation.n), key=lambda i: (evaluation.scores[i], i))
     return order[:k]
+
+
+def error_report(
+    task: Task, examples: Sequence[Example], evaluation: Evaluation, k: int
+) -> str:
+    """The ``k`` lowest-scoring of ``examples`` with their predictions and scores.
+
+    ``evaluation`` is ``examples``' evaluation; the report is what the gradient and
+    edit prompts show as the examples the prompt "gets wrong".
+    """
+    return "\n\n".join(
+        f"{task.format_example(examples[i])}\nPrediction: {evaluation.predictions[i]}\n"
+        f"Score: {evaluation.scores[i]:.2f}"
+        for i in lowest_scoring(evaluation, k)
+    )
+
+
+def edit_request(task: Task, instruction: str, errors: str, gradient: str, n: int) -> str:
+    """The prompt that asks for ``n`` edits of ``instruction`` against one textual gradient.
+
+    ``gradient`` completes "the problem with this prompt is that ...": a reason the
+    proposer wrote (ProTeGi) or a person's critique (:func:`promptopt.refine`).
+    """
+    return EDIT_PROMPT.format(
+        task=task.description or task.name, prompt=instruction, errors=errors,
+        gradient=gradient, n=n,
+    )
+
+
+def accept_edits(
+    ctx: SearchContext, texts: Sequence[str], base: Template, limit: int
+) -> list[Template]:
+    """Accept up to ``limit`` proposals, counting an answer that held none."""
+    if not texts:
+        ctx.proposed += 1
+        ctx.rejected["no proposal in answer"] += 1
+    accepted = (ctx.accept(t, base) for t in texts[:limit])
+    return [t for t in accepted if t is not None]
 
 
 def _start(n_arms: int, initial: Sequence[Sequence[float]] | None) -> list[list[float]]:
@@ -244,11 +283,7 @@ class ProTeGi(Optimizer):
         batch = ctx.minibatch(self.minibatch_size)
         ev = self._evaluate(ctx, member, batch)
         self._round_scores[member.id] = [ev.score]
-        errors = "\n\n".join(
-            f"{ctx.task.format_example(batch[i])}\nPrediction: {ev.predictions[i]}\n"
-            f"Score: {ev.scores[i]:.2f}"
-            for i in lowest_scoring(ev, self.errors_per_gradient)
-        )
+        errors = error_report(ctx.task, batch, ev, self.errors_per_gradient)
         task = ctx.task.description or ctx.task.name
         if not ctx.can_afford(2):
             raise BudgetExhausted("no budget left for a gradient and an edit")
@@ -263,15 +298,11 @@ class ProTeGi(Optimizer):
             ctx.rejected["no gradient in answer"] += 1
         out: list[Template] = []
         for gradient in gradients:
-            prompt = EDIT_PROMPT.format(
-                task=task,
-                prompt=member.instruction,
-                errors=errors,
-                gradient=gradient,
-                n=self.edits_per_gradient,
+            prompt = edit_request(
+                ctx.task, member.instruction, errors, gradient, self.edits_per_gradient
             )
             answer = ctx.propose(prompt, n=1)[0]
-            edits = self._accept(ctx, between(answer), member, self.edits_per_gradient)
+            edits = accept_edits(ctx, between(answer), member, self.edits_per_gradient)
             for edit in edits:
                 meta = {"gradient": gradient, "round": r, "kind": "edit"}
                 self._lineage[edit.id] = ([member.id], meta)
@@ -284,17 +315,6 @@ class ProTeGi(Optimizer):
                         self._lineage[para.id] = ([edit.id], {**meta, "kind": "paraphrase"})
                         out.append(para)
         return out
-
-    @staticmethod
-    def _accept(
-        ctx: SearchContext, texts: list[str], base: Template, limit: int
-    ) -> list[Template]:
-        """Accept up to ``limit`` proposals, counting an answer that held none."""
-        if not texts:
-            ctx.proposed += 1
-            ctx.rejected["no proposal in answer"] += 1
-        accepted = (ctx.accept(t, base) for t in texts[:limit])
-        return [t for t in accepted if t is not None]
 
     def select(self, ctx: SearchContext, candidates: Sequence[Template]) -> list[Template]:
         """The next beam: the bandit's best ``beam_size`` candidates by minibatch score.

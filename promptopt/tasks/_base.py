@@ -82,7 +82,7 @@ class Task(ABC):
         from promptopt.registry import tasks
 
         for key in options:
-            if key in cls.option_names():
+            if key in cls.option_names() or key == "metric":  # any task: see make_task
                 continue
             valid = ", ".join(cls.option_names()) or "none"
             takers = [n for n in tasks.names()
@@ -174,8 +174,20 @@ class Task(ABC):
         fields = example.as_fields(self.target_field) if with_target else dict(example.inputs)
         return "\n".join(f"{k}: {v}" for k, v in fields.items())
 
-    def score(self, predictions: Sequence[str], examples: Sequence[Example]) -> np.ndarray:
-        """Per-example scores (higher is better)."""
+    def score(
+        self,
+        predictions: Sequence[str],
+        examples: Sequence[Example],
+        template: Template | None = None,
+    ) -> np.ndarray:
+        """Per-example scores (higher is better).
+
+        A scorer with ``score_examples(predictions, examples, template)`` (one that needs
+        the inputs, such as the human metric) is given those; others get the targets.
+        """
+        score_examples = getattr(self.scorer, "score_examples", None)
+        if score_examples is not None:
+            return np.asarray(score_examples(list(predictions), list(examples), template))
         return np.asarray(self.scorer.score(list(predictions), [e.target for e in examples]))
 
     @property
