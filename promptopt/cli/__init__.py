@@ -151,6 +151,11 @@ def _score(value: float) -> str:
     return f"{value:.4f}"
 
 
+def _metrics(metrics: dict[str, float]) -> str:
+    """``log loss 0.9123, accuracy 0.5500``: a task's metrics on one line."""
+    return ", ".join(f"{name.replace('_', ' ')} {_score(v)}" for name, v in metrics.items())
+
+
 @app.command()
 def run(
     ctx: typer.Context,
@@ -248,11 +253,15 @@ def run(
             f"suffix {result.template.suffix!r}: test {_score(result.test_score)} with it, "
             f"{_score(result.test_score_without_suffix)} without"
         )
+    if result.test_metrics:
+        out.print(f"test metrics: best {_metrics(result.test_metrics)} | start "
+                  f"{_metrics(result.start_test_metrics)}")
     if result.rejected:
         out.print(f"rejected proposals: {result.rejected}")
     for note in result.notes:
         out.print(f"[yellow]note:[/yellow] {note}")
-    out.print(f"best template (test SCS {_score(result.test_score)}):")
+    what = "SCS" if result.scorer != "label-probability" else "p(true label)"
+    out.print(f"best template (test {what} {_score(result.test_score)}):")
     out.print(result.template.to_json(), highlight=False, markup=False, soft_wrap=True)
 
 
@@ -387,6 +396,8 @@ def eval_(
         table.add_row(i, p, _score(s))
     out.print(table)
     out.print(f"mean score: {_score(ev.score)}")
+    if ev.metrics:
+        out.print(f"metrics: {_metrics(dict(ev.metrics))}")
 
 
 @app.command()

@@ -27,7 +27,8 @@ class RandomSearch(Optimizer):
 
     Args:
         minibatch_size: Train examples each candidate is scored on.
-        pool: Instructions to draw from (default: :data:`INSTRUCTION_POOL`).
+        pool: Instructions to draw from (default: the task's ``instruction_pool()``, or
+            :data:`INSTRUCTION_POOL` for prompt recovery).
     """
 
     def __init__(self, *, minibatch_size: int = 8, pool: tuple[str, ...] | None = None) -> None:
@@ -42,7 +43,7 @@ class RandomSearch(Optimizer):
         """Evaluate the start, then pool entries in a seeded random order."""
         batch = ctx.minibatch(self.minibatch_size)
         ctx.evaluate(ctx.start, batch)
-        pool = list(self.pool or INSTRUCTION_POOL)
+        pool = list(self.pool or ctx.task.instruction_pool() or INSTRUCTION_POOL)
         ctx.rng.shuffle(pool)
         for text in pool:
             template = ctx.accept(text)

@@ -308,8 +308,9 @@ class MeanPrompt(Optimizer):
         scorer = ctx.task.scorer
         if not (hasattr(scorer, "embed") and hasattr(scorer, "sharpen")):
             raise ConfigError(
-                f"mean-prompt needs an embedding scorer (embed, sharpen); task {ctx.task.name} "
-                f"uses {type(scorer).__name__}"
+                f"mean-prompt attacks an embedding-similarity (SCS) metric and needs an "
+                f"embedding scorer (embed, sharpen); it cannot apply to task {ctx.task.name}, "
+                f"scored by {type(scorer).__name__}"
             )
         evaluator = ctx.evaluator
         self.result_: MeanPromptResult | None = None

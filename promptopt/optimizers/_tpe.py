@@ -89,7 +89,8 @@ class TPESearch(Optimizer):
         demo_pool_size: Train examples (outside the minibatch) that demos are drawn from.
         n_trials: Most Optuna trials, duplicates included (the budget may end it first).
         instructions_file: Text file with extra instructions, one per line.
-        answer_prefixes: Answer prefixes to choose from (default: :data:`ANSWER_PREFIXES`).
+        answer_prefixes: Answer prefixes to choose from (default: the task's
+            ``answer_prefix_pool()``, or :data:`ANSWER_PREFIXES` for prompt recovery).
         suffix: Fixed string appended to every prediction of every candidate ("": keep
             the starting template's suffix).
         n_startup_trials: Random trials before TPE starts modelling.
@@ -144,7 +145,8 @@ class TPESearch(Optimizer):
 
     def _instruction_pool(self, ctx: SearchContext) -> list[tuple[str, str]]:
         """(instruction, source) pairs: start first, then built-ins, then the file."""
-        pool = [(ctx.start.instruction, "start")] + [(t, "builtin") for t in INSTRUCTION_POOL]
+        builtin = ctx.task.instruction_pool() or INSTRUCTION_POOL
+        pool = [(ctx.start.instruction, "start")] + [(t, "builtin") for t in builtin]
         if self.instructions_file:
             pool += [(t, "file") for t in read_instructions(self.instructions_file, ctx.task)]
         seen: set[str] = set()
@@ -163,7 +165,8 @@ class TPESearch(Optimizer):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         instructions = self._instruction_pool(ctx)
         prefixes = list(dict.fromkeys([ctx.start.answer_prefix, *(
-            self.answer_prefixes if self.answer_prefixes is not None else ANSWER_PREFIXES)]))
+            self.answer_prefixes if self.answer_prefixes is not None
+            else ctx.task.answer_prefix_pool() or ANSWER_PREFIXES)]))
         train = ctx.train
         size = self.minibatch_size
         if self.max_demos > 0 and len(train) > self.max_demos:

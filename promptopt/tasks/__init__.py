@@ -2,6 +2,7 @@
 
 from promptopt.registry import tasks
 from promptopt.tasks._base import Task, truncate_tokens
+from promptopt.tasks._classification import ClassificationTask
 from promptopt.tasks._prompt_recovery import (
     DEFAULT_PREDICTION,
     PromptRecoveryTask,
@@ -9,6 +10,7 @@ from promptopt.tasks._prompt_recovery import (
 )
 
 __all__ = [
+    "ClassificationTask",
     "DEFAULT_PREDICTION",
     "PromptRecoveryTask",
     "Task",

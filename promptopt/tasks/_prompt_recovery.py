@@ -67,8 +67,8 @@ class PromptRecoveryTask(Task):
         default_prediction: Used whenever cleaning leaves nothing.
     """
 
-    input_fields: ClassVar[tuple[str, ...]] = ("original_text", "rewritten_text")
-    target_field: ClassVar[str] = "rewrite_prompt"
+    input_fields: tuple[str, ...] = ("original_text", "rewritten_text")
+    target_field: str = "rewrite_prompt"
     default_instruction: ClassVar[str] = (
         "Below is an original text and a rewritten version of it. Write the one-sentence "
         "instruction that was given to turn the original text into the rewritten text."
