@@ -21,6 +21,7 @@ from promptopt.errors import (
     AuthenticationError,
     LLMError,
     LLMTimeoutError,
+    PromptoptError,
     TransientLLMError,
     UnknownModelError,
 )
@@ -323,6 +324,8 @@ class LLM:
             try:
                 return send()
             except Exception as exc:  # provider SDKs raise many types
+                if isinstance(exc, PromptoptError) and not isinstance(exc, LLMError):
+                    raise  # e.g. unusable labels: no provider failure, nothing to retry
                 error = _map_error(exc, self.model)
                 retryable = isinstance(error, (TransientLLMError, LLMTimeoutError))
                 if not retryable or attempt >= self.max_retries:
