@@ -296,7 +296,8 @@ def baseline_rows(task: Task, result: CompareResult) -> list[CompareRow]:
 
     The starting template (its scores in all of ``result.runs``), the fixed prediction
     :data:`FIXED_PREDICTION`, and the mean-prompt string alone, learned on the train
-    targets once per seed (stored in ``result.mean_prompt_texts``).
+    targets once per seed (stored in ``result.mean_prompt_texts``); only the first on a
+    task without an SCS scorer.
     """
     from promptopt.optimizers import search_mean_prompt
 
@@ -304,16 +305,19 @@ def baseline_rows(task: Task, result: CompareResult) -> list[CompareRow]:
         examples = task.examples(split)
         return float(np.mean(task.score([prediction] * len(examples), examples)))
 
+    start = CompareRow(
+        name="start template", kind="baseline",
+        val=Stat(tuple(r.start_val_score for r in result.runs)),
+        test=Stat(tuple(r.start_test_score for r in result.runs)),
+    )
+    if not hasattr(task.scorer, "embed"):  # no SCS metric (e.g. classification): no constants
+        return [start]
     targets = [e.target for e in task.examples("train")]
     result.mean_prompt_texts = [
         search_mean_prompt(task.scorer, targets, seed=seed).text for seed in result.seeds
     ]
     return [
-        CompareRow(
-            name="start template", kind="baseline",
-            val=Stat(tuple(r.start_val_score for r in result.runs)),
-            test=Stat(tuple(r.start_test_score for r in result.runs)),
-        ),
+        start,
         CompareRow(
             name=f'constant "{FIXED_PREDICTION}"', kind="baseline",
             val=Stat((constant(FIXED_PREDICTION, "val"),)),

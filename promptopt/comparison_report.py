@@ -132,7 +132,8 @@ def report_markdown(result: CompareResult, plot_name: str, trials_name: str) -> 
     mean_prompts = "\n".join(
         f"- seed {seed}: `{text}`" for seed, text in zip(result.seeds, result.mean_prompt_texts,
                                                          strict=True)
-    )
+    ) if result.mean_prompt_texts else "  (none here: the task's scorer is no SCS metric, so the "\
+        "only baseline is the starting template)"
     return f"""# promptopt compare: {result.prefix}
 
 ## Settings

@@ -261,6 +261,8 @@ def test_random_and_tpe_draw_on_the_tasks_own_instructions():
             task.start_template().instruction}
         assert tried and tried <= set(pool), name
         assert all(e.template.answer_prefix == "" for e in setup.evaluator.history)
+    # labels repeat, so sharing one with a scored example leaks nothing: tpe tries demos
+    assert any(e.template.demos for e in setup.evaluator.history)
 
 
 # --- end to end ------------------------------------------------------------------------
@@ -291,6 +293,17 @@ def test_cli_run_prints_log_loss_and_accuracy(tmp_path):
     assert "test metrics: best log loss " in out and ", accuracy " in out
     assert "best template (test p(true label)" in out
     assert "--task" in CliRunner().invoke(app, ["run", "-h"]).stdout
+
+
+def test_compare_keeps_only_the_start_baseline(tmp_path):
+    from promptopt.comparison import compare
+
+    fake = FakeLLM()
+    result = compare(["identity"], task="classification", model=fake.model, budget=20,
+                     storage=f"sqlite:///{tmp_path}/k.db", out_dir=tmp_path / "k", train=8,
+                     val=4, test=8)
+    assert [row.name for row in result.rows if row.kind == "baseline"] == ["start template"]
+    assert "no SCS metric" in (tmp_path / "k" / "report.md").read_text()
 
 
 # --- the embedded model ----------------------------------------------------------------

@@ -56,6 +56,9 @@ class Task(ABC):
     default_instruction: ClassVar[str] = ""
     generation: ClassVar[dict[str, Any]] = {"max_tokens": 64}
     description: ClassVar[str] = ""
+    free_text_answers: ClassVar[bool] = True
+    """Whether targets are free text, so a demo sharing a scored example's answer leaks it
+    (False for a fixed label set)."""
     sample: ClassVar[str] = SAMPLE_PROMPT_RECOVERY
     """The bundled dataset (in ``promptopt/resources``) used when no data file is given."""
 

@@ -156,6 +156,7 @@ class ClassificationTask(Task):
     input_fields: tuple[str, ...] = PREFERENCE_FIELDS
     target_field: str = "label"
     sample: ClassVar[str] = SAMPLE_PREFERENCE
+    free_text_answers: ClassVar[bool] = False
     default_instruction: ClassVar[str] = PREFERENCE_INSTRUCTIONS[0]
     generation: ClassVar[dict[str, Any]] = {"max_tokens": 4}
     description: ClassVar[str] = (
