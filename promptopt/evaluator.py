@@ -1,7 +1,8 @@
 """The evaluator: template x examples -> predictions and per-example scores.
 
-It is the only place that runs the recovery LLM. It charges the shared budget (all
-examples of an evaluation at once, or nothing), serves repeated evaluations of the
+It is the only place that runs the recovery LLM, through the task's ``predict`` (a
+generation per example, or label log-probs for classification). It charges the shared
+budget (all examples of an evaluation at once, or nothing), serves repeated evaluations of the
 same template on the same examples from memory, and records each evaluation as a
 trial in the tracker. :meth:`Evaluator.score_constant` scores a fixed prediction
 (a metric attack's string) without the LLM; those trials are kept apart from the
