@@ -319,7 +319,8 @@ def baseline_rows(task: Task, result: CompareResult) -> list[CompareRow]:
 
     The starting template (its scores in all of ``result.runs``), the fixed prediction
     :data:`FIXED_PREDICTION`, and the mean-prompt string alone, learned on the train
-    targets once per seed (stored in ``result.mean_prompt_texts``).
+    targets once per seed (stored in ``result.mean_prompt_texts``); only the first on a
+    task without an SCS scorer.
     """
     from promptopt.optimizers import search_mean_prompt
 
@@ -327,16 +328,19 @@ def baseline_rows(task: Task, result: CompareResult) -> list[CompareRow]:
         examples = task.examples(split)
         return float(np.mean(task.score([prediction] * len(examples), examples)))
 
+    start = CompareRow(
+        name="start template", kind="baseline",
+        val=Stat(tuple(r.start_val_score for r in result.runs)),
+        test=Stat(tuple(r.start_test_score for r in result.runs)),
+    )
+    if not is_embedding_metric(task.scorer):  # no SCS metric (classification, exact...)
+        return [start]
     targets = [e.target for e in task.examples("train")]
     result.mean_prompt_texts = [
         search_mean_prompt(task.scorer, targets, seed=seed).text for seed in result.seeds
-    ] if is_embedding_metric(task.scorer) else []
-    rows = [
-        CompareRow(
-            name="start template", kind="baseline",
-            val=Stat(tuple(r.start_val_score for r in result.runs)),
-            test=Stat(tuple(r.start_test_score for r in result.runs)),
-        ),
+    ]
+    return [
+        start,
         CompareRow(
             name=f'constant "{FIXED_PREDICTION}"', kind="baseline",
             val=Stat((constant(FIXED_PREDICTION, "val"),)),
@@ -348,7 +352,6 @@ def baseline_rows(task: Task, result: CompareResult) -> list[CompareRow]:
             test=Stat(tuple(constant(t, "test") for t in result.mean_prompt_texts)),
         ),
     ]
-    return rows if result.mean_prompt_texts else rows[:2]  # no embedding metric: no string
 
 
 def read_trials(storage: str, studies: Sequence[tuple[str, int, str]]) -> list[dict[str, Any]]:

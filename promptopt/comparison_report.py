@@ -133,7 +133,8 @@ def report_markdown(result: CompareResult, plot_name: str, trials_name: str) -> 
         f"- seed {seed}: `{text}`" for seed, text in zip(result.seeds, result.mean_prompt_texts,
                                                          strict=True)
     ) if result.mean_prompt_texts else (
-        "  (none here: the metric is not an embedding similarity, so there is no mean prompt)"
+        "  (none here: the metric is not an embedding similarity, so the only baseline is "
+        "the starting template)"
     )
     return f"""# promptopt compare: {result.prefix}
 

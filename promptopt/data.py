@@ -19,6 +19,7 @@ from typing import Any
 from promptopt.errors import DataError
 
 SAMPLE_PROMPT_RECOVERY = "prompt_recovery_sample.csv"
+SAMPLE_PREFERENCE = "preference_sample.csv"
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,14 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
             f"unsupported file type {suffix!r}; use .csv, .tsv, .jsonl or .parquet", path=str(path)
         )
     return frame.to_dict(orient="records")
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The raw rows of a dataset file as dicts (format errors raised as :class:`DataError`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", path=str(path))
+    return _read_rows(path)
 
 
 class DataWarning(UserWarning):

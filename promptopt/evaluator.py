@@ -1,7 +1,8 @@
 """The evaluator: template x examples -> predictions and per-example scores.
 
-It is the only place that runs the recovery LLM. It charges the shared budget (all
-examples of an evaluation at once, or nothing), serves repeated evaluations of the
+It is the only place that runs the recovery LLM, through the task's ``predict`` (a
+generation per example, or label log-probs for classification). It charges the shared
+budget (all examples of an evaluation at once, or nothing), serves repeated evaluations of the
 same template on the same examples from memory, and records each evaluation as a
 trial in the tracker. :meth:`Evaluator.score_constant` scores a fixed prediction
 (a metric attack's string) without the LLM; those trials are kept apart from the
@@ -45,6 +46,8 @@ class Evaluation:
     scorer: str
     parents: tuple[str, ...] = ()
     meta: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    """The task's metrics besides the mean score (e.g. log loss and accuracy)."""
 
     @property
     def score(self) -> float:
@@ -79,7 +82,6 @@ class Evaluator:
         self.constants: list[Evaluation] = []
         """Constant-prediction scorings (:meth:`score_constant`); never in :attr:`history`."""
         self._constant_memo: dict[tuple[str, str, str, tuple[str, ...]], Evaluation] = {}
-        self._chat: bool | None = None
 
     @property
     def budget(self) -> Any:
@@ -118,19 +120,8 @@ class Evaluator:
         key = (template.id, split, tuple(e.id for e in examples))
         if key in self._memo:
             return self._memo[key]
-        if self._chat is None:
-            self._chat = self.llm.is_chat
         before = self.llm.usage.as_dict()
-        batch = [self.task.render(template, e, chat=self._chat) for e in examples]
-        gen = self.task.generation
-        raw = self.llm.complete_many(
-            batch,
-            temperature=0.0,
-            max_tokens=gen.get("max_tokens"),
-            stop=gen.get("stop"),
-            charge=charge,
-        )
-        predictions = [self.task.parse(r, template) for r in raw]
+        predictions = self.task.predict(self.llm, template, examples, charge=charge)
         scores = [float(s) for s in self.task.score(predictions, examples, template)]
         evaluation = Evaluation(
             template=template,
@@ -141,6 +132,7 @@ class Evaluator:
             scorer=self.task.scorer_name,
             parents=tuple(parents),
             meta=dict(meta or {}),
+            metrics=self.task.metrics(predictions, examples),
         )
         self._memo[key] = evaluation
         self.history.append(evaluation)
@@ -225,6 +217,7 @@ class Evaluator:
                 "usage": dict(usage),
                 "requests_so_far": int(self.llm.usage.requests),
                 "meta": dict(evaluation.meta),
+                **({"metrics": dict(evaluation.metrics)} if evaluation.metrics else {}),
                 "predictions": [
                     {"id": e.id, "prediction": p, "target": e.target, "score": round(s, 4)}
                     for e, p, s in list(

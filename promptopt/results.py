@@ -34,6 +34,10 @@ class RunResult:
     test_score_without_suffix: float | None = None
     replayed_trials: int = 0
     """Trials a resumed run found already recorded (0 for a run never interrupted)."""
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    """The task's metrics of the final template on the test split (e.g. log loss, accuracy)."""
+    start_test_metrics: dict[str, float] = field(default_factory=dict)
+    """The same for the starting template."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (stored on the study as ``result``)."""
@@ -58,6 +62,8 @@ class RunResult:
             "wall_time_s": round(self.wall_time_s, 3),
             "test_score_without_suffix": self.test_score_without_suffix,
             "replayed_trials": self.replayed_trials,
+            "test_metrics": dict(self.test_metrics),
+            "start_test_metrics": dict(self.start_test_metrics),
         }
 
     @classmethod
@@ -78,4 +84,6 @@ class RunResult:
             wall_time_s=float(data.get("wall_time_s", 0.0)),
             test_score_without_suffix=data.get("test_score_without_suffix"),
             replayed_trials=int(data.get("replayed_trials", 0)),
+            test_metrics=dict(data.get("test_metrics") or {}),
+            start_test_metrics=dict(data.get("start_test_metrics") or {}),
         )

@@ -81,7 +81,7 @@ def make_task(
     skip_bad_rows: bool = False,
     **options: Any,
 ) -> Task:
-    """Build a registered task on a data file (default: the bundled sample).
+    """Build a registered task on a data file (default: the task's bundled sample).
 
     ``options`` are the task's own (``Task.option_names()``), e.g. ``make_task("csv",
     "data.csv", inputs=["question"], target="answer", metric="exact")``; the
@@ -96,7 +96,7 @@ def make_task(
 
         the_scorer = make_metric(options.pop("metric"), scorer=the_scorer)
     return cls.from_file(
-        data if data is not None else sample_path(),
+        data if data is not None else sample_path(cls.sample),
         scorer=the_scorer,
         train=train,
         val=val,
@@ -359,6 +359,8 @@ def _execute(
             wall_time_s=time.perf_counter() - t0,
             test_score_without_suffix=without_suffix,
             replayed_trials=tracker.replayed,
+            test_metrics=dict(best_test.metrics),
+            start_test_metrics=dict(start_test.metrics),
         )
         tracker.set_attr("result", out.to_dict())
     except BaseException as exc:
@@ -448,15 +450,8 @@ def predict(
     tpl = template if isinstance(template, Template) else Template.load(template)
     recovery, _ = make_llms(model, budget=None, cache=cache, cache_dir=cache_dir)
     recovery.on_request = on_progress
-    chat = recovery.is_chat
-    gen = the_task.generation
-    raw = recovery.complete_many(
-        [the_task.render(tpl, e, chat=chat) for e in examples],
-        temperature=0.0,
-        max_tokens=gen.get("max_tokens"),
-        stop=gen.get("stop"),
-    )
-    rows = [(e.id, the_task.parse(r, tpl)) for e, r in zip(examples, raw, strict=True)]
+    predictions = the_task.predict(recovery, tpl, examples)
+    rows = [(e.id, p) for e, p in zip(examples, predictions, strict=True)]
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as f:

@@ -29,6 +29,7 @@ from promptopt.errors import UnknownModelError
 from promptopt.scorer import SCSScorer
 
 Reply = Callable[[str, dict[str, Any]], str]
+LabelScores = Callable[[str, list[str]], dict[str, float]]
 _FAKES: dict[str, FakeLLM] = {}
 _counter = itertools.count(1)
 _WORD = re.compile(r"[a-z0-9']+")
@@ -60,6 +61,18 @@ def default_reply(prompt: str, params: dict[str, Any]) -> str:
     return "Rewrite this " + " ".join(picked) + "."
 
 
+def default_label_logprobs(prompt: str, labels: list[str]) -> dict[str, float]:
+    """Deterministic first-token log-probs of ``labels`` that depend on the whole prompt.
+
+    Each label gets a logit in [-3, 3) hashed from the prompt and the label; the rest
+    of the vocabulary shares logit 0, so the labels' probabilities sum to less than 1
+    (as a real model's do) and different templates give different predictions.
+    """
+    logits = {label: (_stable_int(prompt, label) % 6000) / 1000.0 - 3.0 for label in labels}
+    log_norm = float(np.log(1.0 + sum(np.exp(v) for v in logits.values())))
+    return {label: v - log_norm for label, v in logits.items()}
+
+
 class FakeLLM:
     """Scripted replies behind the LiteLLM model string ``fake/<name>``.
 
@@ -68,6 +81,9 @@ class FakeLLM:
             (cycling), or None for :func:`default_reply`.
         name: Model name (unique per instance by default).
         fail_first: Raise a transient error on the first N calls (to test retries).
+        label_scores: ``fn(prompt, labels) -> {label: logprob}`` answering
+            :meth:`LLM.label_logprobs <promptopt.llm.LLM.label_logprobs>` (default
+            :func:`default_label_logprobs`); such calls are recorded too.
     """
 
     def __init__(
@@ -76,6 +92,7 @@ class FakeLLM:
         *,
         name: str | None = None,
         fail_first: int = 0,
+        label_scores: LabelScores | None = None,
     ) -> None:
         self.name = name or f"fake-{next(_counter)}"
         if replies is None:
@@ -86,6 +103,7 @@ class FakeLLM:
             cycle = itertools.cycle(list(replies))
             self._reply = lambda prompt, params: next(cycle)
         self.fail_first = fail_first
+        self.label_scores: LabelScores = label_scores or default_label_logprobs
         self.calls: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         _FAKES[self.name] = self
@@ -99,16 +117,19 @@ class FakeLLM:
         """The prompt text of every call so far."""
         return [c["prompt"] for c in self.calls]
 
+    def _record(self, prompt: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> None:
+        self.calls.append({"prompt": prompt, "messages": messages, "params": dict(params)})
+        if len(self.calls) <= self.fail_first:
+            import litellm
+
+            raise litellm.RateLimitError(
+                message="fake rate limit", llm_provider="fake", model=self.model
+            )
+
     def __call__(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
         prompt = "\n\n".join(str(m.get("content", "")) for m in messages)
         with self._lock:
-            self.calls.append({"prompt": prompt, "messages": messages, "params": dict(params)})
-            if len(self.calls) <= self.fail_first:
-                import litellm
-
-                raise litellm.RateLimitError(
-                    message="fake rate limit", llm_provider="fake", model=self.model
-                )
+            self._record(prompt, messages, params)
             text = self._reply(prompt, params)
         return {
             "text": text,
@@ -117,14 +138,49 @@ class FakeLLM:
         }
 
 
+    def label_logprobs(self, messages: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
+        """Scripted label log-probs (recorded as a call with ``params={"labels": ...}``)."""
+        prompt = "\n\n".join(str(m.get("content", "")) for m in messages)
+        with self._lock:
+            self._record(prompt, messages, {"labels": list(labels)})
+            scores = self.label_scores(prompt, list(labels))
+        return {"logprobs": {label: float(scores[label]) for label in labels},
+                "prompt_tokens": len(prompt.split()), "completion_tokens": 0}
+
+
+def _fake(name: str) -> FakeLLM:
+    fake = _FAKES.get(name)
+    if fake is None:
+        raise UnknownModelError(f"no FakeLLM named {name!r} in this process")
+    return fake
+
+
 def fake_generate(
     name: str, messages: list[dict[str, Any]], params: dict[str, Any]
 ) -> dict[str, Any]:
     """Entry point of the ``fake`` LiteLLM provider."""
-    fake = _FAKES.get(name)
-    if fake is None:
-        raise UnknownModelError(f"no FakeLLM named {name!r} in this process")
-    return fake(messages, params)
+    return _fake(name)(messages, params)
+
+
+def fake_label_logprobs(
+    name: str, messages: list[dict[str, Any]], labels: list[str]
+) -> dict[str, Any]:
+    """Entry point of the ``fake`` provider's label log-probs (:mod:`promptopt.llm._logprobs`)."""
+    return _fake(name).label_logprobs(messages, labels)
+
+
+def default_token_logprobs(prompt: str) -> dict[str, float]:
+    """Deterministic next-token log-probs over the prompt's words, with and without a space.
+
+    Each word of the prompt is a token twice (``"word"`` and ``" word"``), with a logit
+    in [-3, 3) hashed from the prompt and the token; one more bucket of logit 0 stands
+    for the rest of the vocabulary.
+    """
+    words = sorted(set(re.findall(r"[A-Za-z0-9']+", prompt)))
+    logits = {t: (_stable_int(prompt, t) % 6000) / 1000.0 - 3.0
+              for w in words for t in (w, " " + w)}
+    log_norm = float(np.log(1.0 + sum(np.exp(v) for v in logits.values())))
+    return {t: v - log_norm for t, v in logits.items()}
 
 
 class FakeOpenAIServer:
@@ -138,14 +194,32 @@ class FakeOpenAIServer:
             run("opro", model="openai/fake", api_base=server.url, ...)
             print(server.count)
 
+    A request with ``logprobs: true`` gets OpenAI-style ``logprobs`` of the first
+    token (its ``top_logprobs`` most likely alternatives under ``token_logprobs``),
+    and the most likely token as its text; with ``logprobs=False`` the server acts
+    like a provider without log-probs and leaves them out.
+
     Args:
         replies: ``fn(prompt, params) -> str`` (default :func:`default_reply`).
         delay: Seconds to wait before each answer (a slow provider).
+        logprobs: Whether to answer log-prob requests with log-probs.
+        token_logprobs: ``fn(prompt) -> {token: logprob}`` (default
+            :func:`default_token_logprobs`).
     """
 
-    def __init__(self, replies: Reply | None = None, *, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        replies: Reply | None = None,
+        *,
+        delay: float = 0.0,
+        logprobs: bool = True,
+        token_logprobs: Callable[[str], dict[str, float]] | None = None,
+    ) -> None:
         self.reply: Reply = replies or default_reply
         self.delay = delay
+        self.logprobs = logprobs
+        self.token_logprobs = token_logprobs or default_token_logprobs
+        self.bodies: list[dict[str, Any]] = []
         self.prompts: list[str] = []
         self._lock = threading.Lock()
         self._server: Any = None
@@ -165,17 +239,26 @@ class FakeOpenAIServer:
         prompt = "\n\n".join(str(m.get("content", "")) for m in body.get("messages", []))
         with self._lock:
             self.prompts.append(prompt)
+            self.bodies.append(body)
         time.sleep(self.delay)
         params = {"seed": body.get("seed"), "temperature": body.get("temperature")}
-        text = self.reply(prompt, params)
+        choice: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
+        if body.get("logprobs") and self.logprobs:
+            ranked = sorted(self.token_logprobs(prompt).items(), key=lambda kv: -kv[1])
+            top = [{"token": t, "logprob": lp, "bytes": list(t.encode("utf-8"))}
+                   for t, lp in ranked[: max(1, int(body.get("top_logprobs") or 1))]]
+            text = ranked[0][0]
+            choice["logprobs"] = {"content": [{**top[0], "top_logprobs": top}]}
+        else:
+            text = self.reply(prompt, params)
+        choice["message"] = {"role": "assistant", "content": text}
         n_in, n_out = len(prompt.split()), len(text.split())
         return {
             "id": f"fake-{_stable_int(prompt, params['seed'])}",
             "object": "chat.completion",
             "created": 0,
             "model": body.get("model", "fake"),
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": text}}],
+            "choices": [choice],
             "usage": {"prompt_tokens": n_in, "completion_tokens": n_out,
                       "total_tokens": n_in + n_out},
         }
@@ -239,6 +322,8 @@ class FakeSetup:
     """Everything an optimizer needs, on the bundled sample, with fake LLM and scorer.
 
     Args:
+        task: A registered task name (it runs on its bundled sample), or a task with its
+            splits (e.g. a ``CSVTask``; ``train``, ``val`` and ``test`` are then ignored).
         budget: The shared LLM-call budget.
         replies: Scripted replies for the recovery LLM (see :class:`FakeLLM`).
         proposer_replies: Scripted replies for the proposer (default: same fake).
@@ -247,13 +332,13 @@ class FakeSetup:
         storage: Optuna storage URL to record trials into (None: not recorded).
         fake_name: Name of the recovery FakeLLM (the same name in two setups means
             the same model string, so they share cache entries).
-        task: A task with its splits to use instead (e.g. a ``CSVTask``); ``train``,
-            ``val`` and ``test`` are then ignored.
+        label_scores: Scripted label log-probs of the recovery LLM (see :class:`FakeLLM`).
     """
 
     def __init__(
         self,
         *,
+        task: Any = "prompt-recovery",
         budget: int | None = 100,
         replies: Reply | Sequence[str] | None = None,
         proposer_replies: Reply | Sequence[str] | None = None,
@@ -265,24 +350,20 @@ class FakeSetup:
         study: str = "test",
         method: str = "test",
         fake_name: str | None = None,
-        task: Any = None,
+        label_scores: LabelScores | None = None,
     ) -> None:
-        from promptopt.data import load_examples, sample_path, split_examples
+        from promptopt.data import sample_path
         from promptopt.evaluator import Evaluator
         from promptopt.llm import LLM, Budget, DiskCache, Usage
-        from promptopt.tasks import PromptRecoveryTask
+        from promptopt.registry import tasks
         from promptopt.tracker import Tracker
 
-        if task is None:
-            examples = load_examples(
-                sample_path(),
-                input_fields=PromptRecoveryTask.input_fields,
-                target_field=PromptRecoveryTask.target_field,
-            )
-            splits = split_examples(examples, train=train, val=val, test=test, seed=0)
-            task = PromptRecoveryTask(splits, scorer=HashingScorer())
+        if isinstance(task, str):
+            cls = tasks.get(task)
+            task = cls.from_file(sample_path(cls.sample), scorer=HashingScorer(), train=train,
+                                 val=val, test=test, seed=0)
         self.task = task
-        self.fake = FakeLLM(replies, name=fake_name)
+        self.fake = FakeLLM(replies, name=fake_name, label_scores=label_scores)
         self.proposer_fake = self.fake if proposer_replies is None else FakeLLM(proposer_replies)
         cache = DiskCache(cache_dir, "llm") if cache_dir else None
         self.budget, usage = Budget(budget), Usage()

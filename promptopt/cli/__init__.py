@@ -152,6 +152,11 @@ def _score(value: float) -> str:
     return f"{value:.4f}"
 
 
+def _metrics(metrics: dict[str, float]) -> str:
+    """``log loss 0.9123, accuracy 0.5500``: a task's metrics on one line."""
+    return ", ".join(f"{name.replace('_', ' ')} {_score(v)}" for name, v in metrics.items())
+
+
 @app.command()
 def run(
     ctx: typer.Context,
@@ -256,6 +261,9 @@ def run(
             f"suffix {result.template.suffix!r}: test {_score(result.test_score)} with it, "
             f"{_score(result.test_score_without_suffix)} without"
         )
+    if result.test_metrics:
+        out.print(f"test metrics: best {_metrics(result.test_metrics)} | start "
+                  f"{_metrics(result.start_test_metrics)}")
     if result.rejected:
         out.print(f"rejected proposals: {result.rejected}")
     for note in result.notes:
@@ -270,6 +278,8 @@ def _metric_label(scorer: str) -> str:
 
     if scorer.startswith("human"):
         return "human rating"
+    if scorer == "label-probability":
+        return "p(true label)"
     return scorer if scorer in metrics or ":" in scorer else "SCS"
 
 
@@ -414,6 +424,8 @@ def eval_(
         table.add_row(i, p, _score(s))
     out.print(table)
     out.print(f"mean score: {_score(ev.score)}")
+    if ev.metrics:
+        out.print(f"metrics: {_metrics(dict(ev.metrics))}")
 
 
 @app.command()

@@ -13,14 +13,15 @@ import os
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from promptopt.errors import (
     AuthenticationError,
     LLMError,
     LLMTimeoutError,
+    PromptoptError,
     TransientLLMError,
     UnknownModelError,
 )
@@ -28,6 +29,7 @@ from promptopt.llm._cache import DiskCache, request_key
 from promptopt.llm._usage import Budget, Usage
 
 Messages = list[dict[str, str]]
+T = TypeVar("T")
 
 _litellm_lock = threading.Lock()
 _litellm_ready = False
@@ -228,19 +230,58 @@ class LLM:
             self._request(list(m), temperature, max_tokens, s, stop)
             for m, s in zip(batch, seeds, strict=True)
         ]
+        return self._map(self._call, requests)
+
+    def label_logprobs(
+        self,
+        prompts: Sequence[Messages],
+        labels: Sequence[str],
+        *,
+        charge: bool = True,
+        top_logprobs: int | None = None,
+    ) -> list[dict[str, float]]:
+        """The log-probability of each label's first token right after each prompt.
+
+        One request per prompt (charged, cached, counted and retried like a completion);
+        see :func:`promptopt.llm._logprobs.label_logprobs` for how each provider answers.
+
+        Raises:
+            BudgetExhausted: if the prompts do not fit the budget (nothing is spent).
+            LLMError: if the model returns no log-probabilities or a request fails.
+        """
+        from promptopt.llm._logprobs import TOP_LOGPROBS, label_logprobs
+
+        return label_logprobs(
+            self, prompts, labels, charge=charge,
+            top_logprobs=TOP_LOGPROBS if top_logprobs is None else top_logprobs,
+        )
+
+    def _map(self, call: Callable[[dict[str, Any]], T], requests: list[dict[str, Any]]) -> list[T]:
+        """Run ``call`` on each request: in order in-process, else with bounded concurrency."""
+
+        def one(request: dict[str, Any]) -> T:
+            result = call(request)
+            if self.on_request is not None:
+                self.on_request()
+            return result
+
         workers = 1 if self.provider in {"llamacpp", "fake"} else max(1, self.concurrency)
         if workers == 1 or len(requests) == 1:
-            return [self._call(r) for r in requests]
+            return [one(r) for r in requests]
         with ThreadPoolExecutor(max_workers=min(workers, len(requests))) as pool:
-            return list(pool.map(self._call, requests))
+            return list(pool.map(one, requests))
 
     def _call(self, request: dict[str, Any]) -> str:
-        text = self._lookup_or_call(request)
-        if self.on_request is not None:
-            self.on_request()
-        return text
+        return str(self._cached(request, self._call_provider)["text"])
 
-    def _lookup_or_call(self, request: dict[str, Any]) -> str:
+    def _cached(
+        self, request: dict[str, Any], send: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """``send(request)``'s result, from the disk cache when there; usage counted either way.
+
+        ``send`` returns a JSON-able dict with ``prompt_tokens``, ``completion_tokens``
+        and ``cost`` besides its payload.
+        """
         key = request_key(request)
         if self.cache is not None:
             hit = self.cache.get_json(key)
@@ -250,32 +291,41 @@ class LLM:
                     prompt_tokens=hit.get("prompt_tokens", 0),
                     completion_tokens=hit.get("completion_tokens", 0),
                 )
-                return str(hit["text"])
-        result = self._call_provider(request)
+                return dict(hit)
+        result = send(request)
         self.usage.add(
             cached=False,
             prompt_tokens=result["prompt_tokens"],
             completion_tokens=result["completion_tokens"],
-            cost=result["cost"],
+            cost=result.get("cost", 0.0),
         )
         if self.cache is not None:
             self.cache.set_json(key, result)
-        return str(result["text"])
+        return result
 
-    def _call_provider(self, request: dict[str, Any]) -> dict[str, Any]:
-        litellm = import_litellm()
+    def _litellm_kwargs(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``litellm.completion`` arguments for a request: timeout, no LiteLLM retries, key."""
         kwargs = dict(request)
         kwargs["timeout"] = self.timeout
         kwargs["drop_params"] = True
         kwargs["num_retries"] = 0
         if self._api_key:
             kwargs["api_key"] = self._api_key
+        return kwargs
+
+    def _with_retries(self, send: Callable[[], T]) -> T:
+        """``send()``, retried with exponential backoff on transient errors.
+
+        Provider exceptions become promptopt ones (:func:`_map_error`); a failure for
+        good is counted in the usage.
+        """
         attempt = 0
         while True:
             try:
-                response = litellm.completion(**kwargs)
-                break
+                return send()
             except Exception as exc:  # provider SDKs raise many types
+                if isinstance(exc, PromptoptError) and not isinstance(exc, LLMError):
+                    raise  # e.g. unusable labels: no provider failure, nothing to retry
                 error = _map_error(exc, self.model)
                 retryable = isinstance(error, (TransientLLMError, LLMTimeoutError))
                 if not retryable or attempt >= self.max_retries:
@@ -290,16 +340,25 @@ class LLM:
                     wait = self.backoff * (2**attempt) * (0.5 + random.random() / 2)
                 time.sleep(min(wait, 60.0))
                 attempt += 1
+
+    def _call_provider(self, request: dict[str, Any]) -> dict[str, Any]:
+        litellm = import_litellm()
+        kwargs = self._litellm_kwargs(request)
+        response = self._with_retries(lambda: litellm.completion(**kwargs))
         choice = response.choices[0]
         text = (getattr(choice, "message", None) and choice.message.content) or ""
-        usage = getattr(response, "usage", None)
-        try:
-            cost = float(litellm.completion_cost(completion_response=response) or 0.0)
-        except Exception:  # unknown price: report 0 rather than fail the call
-            cost = 0.0
-        return {
-            "text": text,
-            "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
-            "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
-            "cost": cost,
-        }
+        return {"text": text, **response_usage(litellm, response)}
+
+
+def response_usage(litellm: Any, response: Any) -> dict[str, Any]:
+    """Token counts and cost (0 where LiteLLM knows no price) of a LiteLLM response."""
+    usage = getattr(response, "usage", None)
+    try:
+        cost = float(litellm.completion_cost(completion_response=response) or 0.0)
+    except Exception:  # unknown price: report 0 rather than fail the call
+        cost = 0.0
+    return {
+        "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+        "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
+        "cost": cost,
+    }

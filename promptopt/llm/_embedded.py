@@ -199,6 +199,80 @@ def generate(
     }
 
 
+def _chat_prompt(llama: Any, messages: list[dict[str, Any]]) -> str:
+    """The GGUF's own chat template applied to ``messages``, ready for the reply."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    def text(token: int) -> str:
+        return llama._model.token_get_text(token) if token != -1 else ""
+
+    formatter = Jinja2ChatFormatter(
+        template=llama.metadata["tokenizer.chat_template"],
+        eos_token=text(llama.token_eos()),
+        bos_token=text(llama.token_bos()),
+    )
+    return str(formatter(messages=messages).prompt)  # type: ignore[arg-type]
+
+
+def label_logprobs(name: str, messages: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:
+    """Exact log-probability of each label's first token right after the prompt.
+
+    The prompt (chat models: the GGUF's chat template with the reply opened) is
+    tokenized alone and followed by each label; the tokens all of them share with the
+    prompt alone are evaluated from scratch, and each label's first token is the one
+    that follows them (so a prompt ending in ``"Answer: "`` scores ``" A"`` for the
+    label ``A``, as the model would write it). Its log-probability is the log-softmax
+    of the logits over the whole vocabulary.
+
+    Raises:
+        ConfigError: if two labels start with the same token for this model.
+    """
+    import numpy as np
+
+    from promptopt.errors import ConfigError
+
+    llama = load(name)
+    chat = is_chat_model(name)
+    prompt = _chat_prompt(llama, messages) if chat else messages_to_prompt(messages)
+
+    def tokenize(text: str) -> list[int]:
+        return list(llama.tokenize(text.encode("utf-8"), add_bos=not chat, special=chat))
+
+    base = tokenize(prompt)
+    with_label = [tokenize(prompt + label) for label in labels]
+    def common(seq: list[int]) -> int:  # the length of the prefix seq shares with base
+        n = min(len(base), len(seq))
+        return next((i for i in range(n) if base[i] != seq[i]), n)
+
+    shared = min(common(seq) for seq in with_label)
+    firsts = [seq[shared] if len(seq) > shared else -1 for seq in with_label]
+    for i, first in enumerate(firsts):
+        clash = [labels[j] for j in range(i) if firsts[j] == first]
+        if first == -1 or clash:
+            piece = llama.detokenize([first]).decode("utf-8", "replace") if first != -1 else ""
+            raise ConfigError(
+                f"labels {[*clash, labels[i]]} start with the same token {piece!r} for "
+                f"llamacpp/{name}; use labels whose first tokens differ (e.g. A, B, C)"
+            )
+    context = base[:shared]
+    if len(context) > N_CTX - 8:  # keep the end: it holds the inputs and the cue
+        context = context[:1] + context[-(N_CTX - 9) :]
+    with _run_lock:
+        llama.reset()  # from scratch, as generation does
+        llama.eval(context)
+        logits = np.ctypeslib.as_array(
+            llama._ctx.get_logits_ith(-1), shape=(llama.n_vocab(),)
+        ).astype(np.float64)
+    top = float(logits.max())
+    log_norm = top + float(np.log(np.exp(logits - top).sum()))
+    logprobs = {label: float(logits[t]) - log_norm for label, t in zip(labels, firsts, strict=True)}
+    return {
+        "logprobs": logprobs,
+        "prompt_tokens": len(context),
+        "completion_tokens": 0,
+    }
+
+
 def _generate_from_litellm(
     name: str, messages: list[dict[str, Any]], params: dict[str, Any]
 ) -> dict[str, Any]:

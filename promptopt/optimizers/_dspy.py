@@ -15,9 +15,10 @@ the demos that hold every task field).
   every request through promptopt's :class:`LLM`: charged to the shared budget, cached,
   counted. DSPy's response cache and retries are off; sampled calls get seeds derived
   from the search seed.
-- **Adapter.** Task-signature calls are rendered by ``task.render`` and read by
-  ``task.parse``, so a program and its exported template send identical requests (a
-  base model never sees DSPy's chat markup). Other signatures (MIPROv2's proposer) use
+- **Adapter.** Task-signature calls are made by the task's own query
+  (``task.predict``: rendered by ``task.render``, read by ``task.parse``, or label
+  log-probs for classification), so a program and its exported template send identical
+  requests (a base model never sees DSPy's chat markup). Other signatures (MIPROv2's proposer) use
   ``ChatAdapter``; a reply ignoring its format is taken as the single output's text.
 - **Trials.** When DSPy scores a candidate (``dspy.Evaluate``), a callback first runs
   ``ctx.evaluate`` on its template and the same train examples; DSPy's per-example
@@ -155,7 +156,6 @@ class _Run:
         self.error: PromptoptError | None = None
         self.label = ""
         self._sampled = 0
-        self._chat: bool | None = None
         train = list(ctx.train)
         ctx.rng.shuffle(train)
         n_eval = min(eval_size, max(1, len(train) // 2))
@@ -181,8 +181,19 @@ class _Run:
         return tuple(str(values.get(name, "")) for name in self.fields[:-1])
 
     def template(self, instructions: str, demos: Iterable[Any]) -> Template:
-        """The template a predictor with these instructions and demos stands for."""
-        return export_template(instructions, demos, self.ctx.start, self.fields)
+        """The template a predictor with these instructions and demos stands for.
+
+        A bootstrapped demo's answer is a prediction; the task's ``answer_text`` turns it
+        into the answer a demo shows (a classification prediction into its label).
+        """
+        target = self.fields[-1]
+        rows = []
+        for demo in demos:
+            row = {name: demo.get(name) for name in self.fields}
+            if isinstance(row[target], str):
+                row[target] = self.ctx.task.answer_text(row[target])
+            rows.append(row)
+        return export_template(instructions, rows, self.ctx.start, self.fields)
 
     def _fail(self, error: PromptoptError) -> _Stop:
         self.error = self.error or error
@@ -212,26 +223,23 @@ class _Run:
             self.served[(template.id, example_id)] = prediction
 
     def predict(self, lm: Any, instructions: str, demos: Sequence[Any], inputs: Any) -> str:
-        """The task program's prediction: served from an evaluation, or one LM call."""
-        from dspy.lm15 import Config, Message, Request
+        """The task program's prediction: served from an evaluation, or one query.
 
+        The query is the task's own (:meth:`Task.predict`, as the evaluator makes it) on
+        the promptopt :class:`LLM` behind ``lm``: the same request, cache entry and charge.
+        """
         template = self.template(instructions, demos)
         example = self.by_inputs.get(self.key(inputs))
         if example is not None and (template.id, example.id) in self.served:
             return self.served[(template.id, example.id)]
         if example is None:
             example = Example(id="", inputs={name: str(inputs[name]) for name in self.fields[:-1]})
-        if self._chat is None:
-            self._chat = self.ctx.evaluator.llm.is_chat
-        messages = self.ctx.task.render(template, example, chat=self._chat)
-        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
-        turns = tuple((Message.assistant if m["role"] == "assistant" else Message.user)(
-            m["content"]) for m in messages if m["role"] != "system")
-        gen = self.ctx.task.generation
-        config = Config(max_tokens=gen.get("max_tokens"), stop=tuple(gen.get("stop") or ()),
-                        temperature=float(lm.kwargs.get("temperature") or 0.0))
-        response = lm(Request(model=lm.model, messages=turns, system=system or None, config=config))
-        return self.ctx.task.parse(response.text or "", template)
+        engine = getattr(lm, "engine", None)
+        llm = engine.llm if isinstance(engine, _Engine) else self.ctx.evaluator.llm
+        try:
+            return self.ctx.task.predict(llm, template, [example])[0]
+        except PromptoptError as exc:
+            raise self._fail(exc) from exc
 
     def complete(self, llm: LLM, request: Any) -> Any:
         """Send one DSPy request through ``llm`` (charged); see :class:`_Engine`."""

@@ -7,7 +7,8 @@ instruction (the starting one, the task's ``instruction_pool``, and lines of a u
 the number and choice of few-shot demos from the train split, and an answer prefix;
 a fixed suffix is a setting. Each Optuna trial is one evaluation on a fixed train
 minibatch; demos are drawn only from train examples outside that minibatch whose
-true answer differs from every minibatch answer (no leaked answers). Left out:
+true answer differs from every minibatch answer (no leaked answers; a task with a fixed
+label set has nothing to leak). Left out:
 conditional (tree-structured) search spaces — every demo slot is always sampled and
 only the first ``n_demos`` distinct ones are used, so the space stays static for the
 multivariate sampler — and any LLM-written instructions.
@@ -166,7 +167,8 @@ class TPESearch(Optimizer):
             size = min(size, len(train) - self.max_demos)  # leave examples to draw demos from
         batch = ctx.minibatch(size)
         in_batch = {e.id for e in batch}
-        answers = {_norm(e.target) for e in batch}  # a demo with a scored answer leaks it
+        # A demo with a scored example's free-text answer leaks it; a label set cannot.
+        answers = {_norm(e.target) for e in batch} if ctx.task.free_text_answers else set()
         outside = [e for e in train if e.id not in in_batch and _norm(e.target) not in answers]
         demo_pool = (
             outside if len(outside) <= self.demo_pool_size

@@ -2,6 +2,7 @@
 
 from promptopt.registry import tasks
 from promptopt.tasks._base import Task, truncate_tokens
+from promptopt.tasks._classification import ClassificationTask
 from promptopt.tasks._csv import CSVTask
 from promptopt.tasks._prompt_recovery import (
     DEFAULT_PREDICTION,
@@ -12,6 +13,7 @@ from promptopt.tasks._prompt_recovery import (
 
 __all__ = [
     "CSVTask",
+    "ClassificationTask",
     "DEFAULT_PREDICTION",
     "PromptRecoveryTask",
     "Task",

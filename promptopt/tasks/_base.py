@@ -13,14 +13,17 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from promptopt.data import Example, Splits, load_examples, split_examples
+from promptopt.data import SAMPLE_PROMPT_RECOVERY, Example, Splits, load_examples, split_examples
 from promptopt.errors import ConfigError
 from promptopt.metrics import object_spec
 from promptopt.template import Template
+
+if TYPE_CHECKING:
+    from promptopt.llm import LLM
 
 Messages = list[dict[str, str]]
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -65,6 +68,11 @@ class Task(ABC):
     """Hand-written instructions that the ``random`` and ``tpe`` methods draw on."""
     answer_prefixes: tuple[str, ...] = ("",)
     """Answer prefixes that the ``tpe`` method chooses from."""
+    free_text_answers: ClassVar[bool] = True
+    """Whether targets are free text, so a demo sharing a scored example's answer leaks it
+    (False for a fixed label set)."""
+    sample: ClassVar[str] = SAMPLE_PROMPT_RECOVERY
+    """The bundled dataset (in ``promptopt/resources``) used when no data file is given."""
 
     def __init__(self, splits: Splits, *, scorer: Any) -> None:
         self.splits = splits
@@ -168,6 +176,36 @@ class Task(ABC):
     @abstractmethod
     def parse(self, raw: str, template: Template) -> str:
         """Turn a raw model output into a prediction (never empty)."""
+
+    def predict(
+        self, llm: LLM, template: Template, examples: Sequence[Example], *, charge: bool = True
+    ) -> list[str]:
+        """Query ``llm`` for one prediction per example (the evaluator's only LLM use).
+
+        The default renders each example, generates at temperature 0 with
+        :attr:`generation`'s settings and :meth:`parse`\ s the output; a task that
+        queries the model otherwise (e.g. label log-probabilities) overrides it.
+
+        Raises:
+            BudgetExhausted: if the examples do not fit the budget (nothing is spent).
+        """
+        chat = llm.is_chat
+        raw = llm.complete_many(
+            [self.render(template, e, chat=chat) for e in examples],
+            temperature=0.0,
+            max_tokens=self.generation.get("max_tokens"),
+            stop=self.generation.get("stop"),
+            charge=charge,
+        )
+        return [self.parse(r, template) for r in raw]
+
+    def metrics(self, predictions: Sequence[str], examples: Sequence[Example]) -> dict[str, float]:
+        """Task metrics of an evaluation besides its mean score (none by default)."""
+        return {}
+
+    def answer_text(self, prediction: str) -> str:
+        """The answer a prediction stands for, as a few-shot demo shows it (default: itself)."""
+        return prediction
 
     def format_example(self, example: Example, *, with_target: bool = True) -> str:
         """A short human-readable rendering, for proposer meta-prompts."""
