@@ -26,7 +26,9 @@ from typing import Any
 
 from promptopt import __version__
 from promptopt.data import Splits, sample_path
-from promptopt.errors import ConfigError, Interrupted, LLMError, ResumeError
+from promptopt.errors import ConfigError, Interrupted, LLMError, ResumeError, StorageError
+from promptopt.evaluator import DEFAULT_MAX_ERRORS
+from promptopt.llm._client import DEFAULT_TIMEOUT
 from promptopt.tasks import Task
 from promptopt.template import Template
 from promptopt.tracker import Tracker, find_study, load_study_attrs
@@ -36,13 +38,15 @@ OPTION_NAMES = {
     "proposer": "--proposer", "scorer": "--scorer", "budget": "--budget", "seed": "--seed",
     "train": "--train", "val": "--val", "test": "--test", "split_seed": "--split-seed",
     "skip_bad_rows": "--skip-bad-rows", "settings": "--set", "start": "--start",
-    "suffix": "--suffix", "api_base": "--api-base",
+    "suffix": "--suffix", "api_base": "--api-base", "max_errors": "--max-errors",
+    "timeout": "--timeout",
 }
 """The settings a resumed run takes from its study, with their command-line options."""
 
 _MISSING = object()
-OVERRIDABLE = {"api_base"}
-"""Settings a resume may change: where the model is served, not what the run does."""
+OVERRIDABLE = {"api_base", "max_errors", "timeout"}
+"""Settings a resume may change: where and how patiently the model is called, not what
+the run does."""
 
 
 def resume_command(storage: str, study: str) -> str:
@@ -82,6 +86,8 @@ def run_settings(
         "model": spec["model"],
         "proposer": spec["proposer"] or spec["model"],
         "api_base": spec["api_base"],
+        "max_errors": spec["max_errors"],
+        "timeout": spec["timeout"],
         "scorer": task.scorer_name,
         "scorer_option": spec["scorer"] if isinstance(spec["scorer"], str) else None,
         "budget": spec["budget"],
@@ -129,6 +135,8 @@ def args_from_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
             "start": Template.from_dict(settings["start_template"], source="stored settings"),
             "suffix": bool(settings.get("suffix", False)),
             "api_base": settings.get("api_base"),
+            "max_errors": settings.get("max_errors", DEFAULT_MAX_ERRORS),
+            "timeout": settings.get("timeout", DEFAULT_TIMEOUT),
         }
     except (KeyError, TypeError) as exc:
         raise ResumeError(f"the study's stored settings are incomplete (missing {exc})") from None
@@ -159,7 +167,8 @@ def check_given(
     """Raise :class:`ConfigError` naming the first option that contradicts the study.
 
     A resumed run keeps the settings it was started with; options given again must
-    agree with them (``--set`` keys one by one). ``api_base`` may change.
+    agree with them (``--set`` keys one by one). ``api_base``, ``max_errors`` and
+    ``timeout`` may change.
     """
     def conflict(option: str, was: Any, now: Any) -> ConfigError:
         return ConfigError(
@@ -292,14 +301,16 @@ def set_status(tracker: Tracker, status: str, reason: str = "", *, resumed: bool
 def record_stop(tracker: Tracker, exc: BaseException) -> None:
     """Mark the run stopped by ``exc``; resumable stops get a ``resume_hint`` attribute.
 
-    Ctrl-C, SIGTERM and LLM errors (a provider outage) are ``"interrupted"``; other
-    errors ``"failed"``. Never raises: the storage itself may be what failed.
+    Ctrl-C, SIGTERM, LLM errors (a provider outage, too many failed evaluations) and
+    storage errors are ``"interrupted"``; other errors ``"failed"``. Never raises: the
+    storage itself may be what failed (then the status stays ``"running"``, which a
+    resume accepts once the process is gone).
     """
     if isinstance(exc, Interrupted):
         status, reason = "interrupted", exc.signal_name
     elif isinstance(exc, KeyboardInterrupt):
         status, reason = "interrupted", "KeyboardInterrupt (Ctrl-C)"
-    elif isinstance(exc, LLMError):
+    elif isinstance(exc, (LLMError, StorageError)):
         status, reason = "interrupted", f"{type(exc).__name__}: {exc}"
     else:
         status, reason = "failed", f"{type(exc).__name__}: {exc}"

@@ -243,6 +243,8 @@ class ProTeGi(Optimizer):
         """Errors -> gradients -> edits -> paraphrases for one beam member."""
         batch = ctx.minibatch(self.minibatch_size)
         ev = self._evaluate(ctx, member, batch)
+        if ev.failed:  # no predictions to learn from: this member is not expanded
+            return []
         self._round_scores[member.id] = [ev.score]
         errors = "\n\n".join(
             f"{ctx.task.format_example(batch[i])}\nPrediction: {ev.predictions[i]}\n"
