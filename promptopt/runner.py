@@ -380,7 +380,11 @@ def evaluate(
     study: str | None = None,
     on_progress: Callable[[], None] | None = None,
 ) -> Evaluation:
-    """Score one template on one split (recorded in ``study`` when a storage is given)."""
+    """Score one template on one split (recorded in ``study`` when a storage is given).
+
+    Raises:
+        EvaluationFailed: if its LLM calls still fail after the client's retries.
+    """
     if split not in ("train", "val", "test"):
         raise ConfigError(f"unknown split {split!r}; use train, val or test")
     the_task = make_task(
@@ -395,7 +399,9 @@ def evaluate(
     problem = the_task.validate_instruction(tpl.instruction)
     if problem:
         raise ConfigError(f"template unusable for {task}: {problem}")
-    return evaluator.evaluate(tpl, split)
+    evaluation = evaluator.evaluate(tpl, split)
+    evaluation.require(f"the template on the {split} split")
+    return evaluation
 
 
 def best_template(storage: str, study: str) -> Template:
