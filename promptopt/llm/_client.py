@@ -262,6 +262,10 @@ class LLM:
     ) -> list[str]:
         """Complete several requests; the budget is charged for all of them up front.
 
+        Each request counts once in the budget however many attempts it takes: a
+        transient error is retried up to ``max_retries`` times (after the provider's
+        ``Retry-After`` or with exponential backoff), counted in ``usage.retries``.
+
         Raises:
             BudgetExhausted: if the whole batch does not fit the budget (nothing is spent).
             LLMError: if a request fails for good.
