@@ -46,6 +46,14 @@ class ConfigError(PromptoptError, ValueError):
     """A setting has an invalid value (checked when a run starts, not in constructors)."""
 
 
+class StorageError(PromptoptError):
+    """The Optuna storage cannot be opened, read or written (locked, read-only, missing).
+
+    The message names the storage URL and what to do; a run stopped by it can be
+    resumed once the fault is gone (what was recorded before it stays recorded).
+    """
+
+
 class ResumeError(PromptoptError):
     """A run cannot be resumed: no such run, or its replay differs from what was recorded."""
 
@@ -91,3 +99,16 @@ class HumanTimeout(PromptoptError):
 
     resumable = True
     """A resumed run asks nothing again: given ratings are reused, open ones waited on."""
+
+
+class EvaluationFailed(LLMError):
+    """An evaluation failed (its LLM calls failed after retries) and the run cannot go on.
+
+    Raised when the run needs that evaluation's scores (the starting template on the
+    validation split, the chosen template on the test split); the run is interrupted
+    and can be resumed once the provider answers.
+    """
+
+
+class TooManyErrors(EvaluationFailed):
+    """More evaluations failed than the run's ``max_errors`` allows; the run can resume."""

@@ -4,9 +4,12 @@ It is the only place that runs the recovery LLM, through the task's ``predict`` 
 generation per example, or label log-probs for classification). It charges the shared
 budget (all examples of an evaluation at once, or nothing), serves repeated evaluations of the
 same template on the same examples from memory, and records each evaluation as a
-trial in the tracker. :meth:`Evaluator.score_constant` scores a fixed prediction
-(a metric attack's string) without the LLM; those trials are kept apart from the
-history that optimizers rank.
+trial in the tracker. An evaluation whose LLM calls fail after the client's retries
+is a *failed* evaluation (:attr:`Evaluation.failed`): recorded as a failed trial with
+the reason, returned with zero scores so that the search goes on, and never chosen;
+more than ``max_errors`` of them stop the run with :class:`TooManyErrors`.
+:meth:`Evaluator.score_constant` scores a fixed prediction (a metric attack's string)
+without the LLM; those trials are kept apart from the history that optimizers rank.
 """
 
 from __future__ import annotations
@@ -19,10 +22,20 @@ from typing import Any
 import numpy as np
 
 from promptopt.data import Example
+from promptopt.errors import (
+    AuthenticationError,
+    EvaluationFailed,
+    LLMError,
+    TooManyErrors,
+    UnknownModelError,
+)
 from promptopt.llm import LLM
 from promptopt.tasks import Task
 from promptopt.template import Template
-from promptopt.tracker import Tracker
+from promptopt.tracker import Tracker, scrub_text
+
+DEFAULT_MAX_ERRORS = 3
+"""Failed evaluations a run tolerates; one more stops it (resumable)."""
 
 PREDICTIONS_KEPT = 5  # predictions stored on each trial, for the dashboard
 CONSTANT_INSTRUCTION = "(constant prediction: no LLM call; the prediction is the suffix)"
@@ -48,11 +61,22 @@ class Evaluation:
     meta: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, float] = field(default_factory=dict)
     """The task's metrics besides the mean score (e.g. log loss and accuracy)."""
+    failed: str = ""
+    """Why the evaluation failed (error class and message), or ``""``. A failed
+    evaluation has empty predictions and zero scores, so strategies rank it last."""
 
     @property
     def score(self) -> float:
         """Mean score over the examples."""
         return float(np.mean(self.scores)) if self.scores else 0.0
+
+    def require(self, what: str) -> None:
+        """Raise :class:`EvaluationFailed` if this evaluation failed; ``what`` names it."""
+        if self.failed:
+            raise EvaluationFailed(
+                f"{what} could not be scored ({self.failed}); the run needs that score, "
+                "so it stops here and can be resumed once the provider answers"
+            )
 
     @property
     def n(self) -> int:
@@ -68,15 +92,26 @@ class Evaluator:
         llm: The recovery LLM; its budget is the run's shared budget.
         tracker: Where each evaluation is recorded (None: not recorded).
         method: Method name written on each trial.
+        max_errors: Failed evaluations tolerated (None: any number); the next one
+            raises :class:`TooManyErrors`.
     """
 
     def __init__(
-        self, task: Task, llm: LLM, *, tracker: Tracker | None = None, method: str = ""
+        self,
+        task: Task,
+        llm: LLM,
+        *,
+        tracker: Tracker | None = None,
+        method: str = "",
+        max_errors: int | None = DEFAULT_MAX_ERRORS,
     ) -> None:
         self.task = task
         self.llm = llm
         self.tracker = tracker
         self.method = method
+        self.max_errors = max_errors
+        self.errors: list[str] = []
+        """The reasons of the failed evaluations so far."""
         self.history: list[Evaluation] = []
         self._memo: dict[tuple[str, str, tuple[str, ...]], Evaluation] = {}
         self.constants: list[Evaluation] = []
@@ -113,15 +148,33 @@ class Evaluator:
     ) -> Evaluation:
         """Evaluate ``template`` on ``examples`` (default: the whole ``split``).
 
+        A request that still fails after the client's retries makes the evaluation a
+        failed one (see :attr:`Evaluation.failed`); the requests that succeeded stay
+        in the disk cache and the budget stays charged for every example.
+
         Raises:
             BudgetExhausted: if the examples do not fit the budget; nothing is spent.
+            TooManyErrors: if this failed evaluation is one more than ``max_errors``.
+            AuthenticationError, UnknownModelError: no call can succeed; not retried.
         """
         examples = list(self.task.examples(split) if examples is None else examples)
         key = (template.id, split, tuple(e.id for e in examples))
         if key in self._memo:
             return self._memo[key]
         before = self.llm.usage.as_dict()
-        predictions = self.task.predict(self.llm, template, examples, charge=charge)
+        try:
+            predictions = self.task.predict(self.llm, template, examples, charge=charge)
+        except (AuthenticationError, UnknownModelError):
+            raise
+        except LLMError as exc:
+            failed = Evaluation(
+                template=template, split=split, example_ids=key[2],
+                predictions=("",) * len(examples), scores=(0.0,) * len(examples),
+                scorer=self.task.scorer_name, parents=tuple(parents), meta=dict(meta or {}),
+                failed=scrub_text(f"{type(exc).__name__}: {exc}")[:1000],
+            )
+            self._fail(failed, examples, self.llm.usage.since(before), exc)
+            return failed
         scores = [float(s) for s in self.task.score(predictions, examples, template)]
         evaluation = Evaluation(
             template=template,
@@ -138,6 +191,25 @@ class Evaluator:
         self.history.append(evaluation)
         self._record(evaluation, examples, self.llm.usage.since(before))
         return evaluation
+
+    def _fail(
+        self,
+        evaluation: Evaluation,
+        examples: Sequence[Example],
+        usage: Mapping[str, Any],
+        exc: LLMError,
+    ) -> None:
+        """Keep and record a failed evaluation; raise if it is one too many."""
+        key = (evaluation.template.id, evaluation.split, evaluation.example_ids)
+        self._memo[key] = evaluation
+        self.history.append(evaluation)
+        self.errors.append(evaluation.failed)
+        self._record(evaluation, examples, usage)
+        if self.max_errors is not None and len(self.errors) > self.max_errors:
+            raise TooManyErrors(
+                f"{len(self.errors)} evaluations failed, more than the run allows "
+                f"(max_errors={self.max_errors}, --max-errors); the last: {evaluation.failed}"
+            ) from exc
 
     def score_constant(
         self,
@@ -201,22 +273,28 @@ class Evaluator:
         if self.tracker is None:
             return
         template = evaluation.template
+        attrs = {
+            "template_id": template.id,
+            "instruction": template.instruction,
+            "template": template.to_dict(),
+            "parents": list(evaluation.parents),
+            "method": self.method,
+            "split": evaluation.split,
+            "n_examples": len(examples),
+            "examples_hash": examples_hash(evaluation.example_ids),
+            "scorer": evaluation.scorer,
+            "usage": dict(usage),
+            "requests_so_far": int(self.llm.usage.requests),
+            "meta": dict(evaluation.meta),
+        }
+        if evaluation.failed:
+            self.tracker.record_failure(attrs={**attrs, "error": evaluation.failed})
+            return
         self.tracker.record(
             value=evaluation.score,
             attrs={
-                "template_id": template.id,
-                "instruction": template.instruction,
-                "template": template.to_dict(),
-                "parents": list(evaluation.parents),
-                "method": self.method,
-                "split": evaluation.split,
-                "n_examples": len(examples),
-                "examples_hash": examples_hash(evaluation.example_ids),
+                **attrs,
                 "score": evaluation.score,
-                "scorer": evaluation.scorer,
-                "usage": dict(usage),
-                "requests_so_far": int(self.llm.usage.requests),
-                "meta": dict(evaluation.meta),
                 **({"metrics": dict(evaluation.metrics)} if evaluation.metrics else {}),
                 "predictions": [
                     {"id": e.id, "prediction": p, "target": e.target, "score": round(s, 4)}

@@ -22,8 +22,9 @@ from typing import Any
 
 from promptopt.data import Splits, load_examples, sample_path
 from promptopt.errors import ConfigError
-from promptopt.evaluator import Evaluation, Evaluator
+from promptopt.evaluator import DEFAULT_MAX_ERRORS, Evaluation, Evaluator
 from promptopt.llm import DEFAULT_MODEL, LLM, Budget, DiskCache, Usage
+from promptopt.llm._client import DEFAULT_TIMEOUT
 from promptopt.metrics import is_embedding_metric
 from promptopt.registry import optimizers, tasks
 from promptopt.results import RunResult
@@ -150,6 +151,8 @@ def run(
     cache_dir: str | None = None,
     suffix: bool = False,
     api_base: str | None = None,
+    max_errors: int = DEFAULT_MAX_ERRORS,
+    timeout: float = DEFAULT_TIMEOUT,
     resume: bool = False,
     on_progress: Callable[[], None] | None = None,
     on_study: Callable[[str], None] | None = None,
@@ -185,6 +188,10 @@ def run(
             reported too.
         api_base: URL of the provider for both LLMs, e.g. an OpenAI-compatible
             server (``--model openai/NAME --api-base http://host:8000/v1``).
+        max_errors: Failed evaluations the run tolerates (each recorded as a failed
+            trial with its reason; the search goes on without it); one more stops the
+            run as interrupted (:class:`~promptopt.errors.TooManyErrors`), to resume.
+        timeout: Seconds per LLM request before it times out (then it is retried).
         resume: Continue the interrupted run ``study`` in ``storage`` (see
             :func:`resume_run`): the stored settings are used; any setting passed here
             with a value other than its default must agree with them.
@@ -192,9 +199,9 @@ def run(
         on_study: Called with the study name once it exists.
 
     Raises:
-        KeyboardInterrupt, LLMError: the run stopped; the study is marked
-            ``"interrupted"`` and the exception's ``resume_hint`` is the command
-            that continues it.
+        KeyboardInterrupt, LLMError, StorageError: the run stopped; the study is
+            marked ``"interrupted"`` (where the storage still allows it) and the
+            exception's ``resume_hint`` is the command that continues it.
     """
     spec: dict[str, Any] = {
         "method": method, "task": task, "data": data, "task_options": task_options,
@@ -202,6 +209,7 @@ def run(
         "scorer": scorer, "budget": budget, "seed": seed, "train": train, "val": val,
         "test": test, "split_seed": split_seed, "skip_bad_rows": skip_bad_rows,
         "settings": settings, "start": start, "suffix": suffix, "api_base": api_base,
+        "max_errors": max_errors, "timeout": timeout,
     }
     if resume:
         if study is None:
@@ -284,6 +292,10 @@ def _execute(
         raise ConfigError(f"bad settings for method {method!r}: {exc}") from None
     if budget is not None and budget < 1:
         raise ConfigError(f"budget must be a positive number of LLM calls, got {budget}")
+    if spec["max_errors"] < 0:
+        raise ConfigError(f"max_errors must be 0 or more, got {spec['max_errors']}")
+    if not spec["timeout"] > 0:
+        raise ConfigError(f"timeout must be a positive number of seconds, got {spec['timeout']}")
     the_task = make_task(
         spec["task"], data, scorer=spec["scorer"], train=spec["train"], val=spec["val"],
         test=spec["test"], split_seed=spec["split_seed"], cache=cache, cache_dir=cache_dir,
@@ -296,7 +308,8 @@ def _execute(
         raise ConfigError(f"--suffix (a mean-prompt string) needs an embedding metric such as "
                           f"scs; this task's metric is {the_task.scorer_name}")
     recovery, writer = make_llms(spec["model"], spec["proposer"], budget=budget, cache=cache,
-                                 cache_dir=cache_dir, api_base=spec["api_base"])
+                                 cache_dir=cache_dir, api_base=spec["api_base"],
+                                 timeout=spec["timeout"])
     recovery.on_request = writer.on_request = on_progress
     start = spec["start"]
     start_template = (
@@ -318,7 +331,8 @@ def _execute(
         on_study(study_name)
     set_status(tracker, "running", resumed=resuming is not None)
     try:
-        evaluator = Evaluator(the_task, recovery, tracker=tracker, method=method)
+        evaluator = Evaluator(the_task, recovery, tracker=tracker, method=method,
+                              max_errors=spec["max_errors"])
         result = optimizer.optimize(the_task, evaluator, writer, start=start_template, seed=seed)
         final = result.template
         without_suffix = None
@@ -330,13 +344,21 @@ def _execute(
             )
             plain = evaluator.evaluate(final, "test", meta={"role": "final without suffix"},
                                        charge=False)
+            plain.require("the chosen template (without suffix) on the test split")
             without_suffix = plain.score
             final = final.replace(suffix=f"{final.suffix} {learned.text}".strip())
         best_test = evaluator.evaluate(final, "test", meta={"role": "final"}, charge=False)
+        best_test.require("the chosen template on the test split")
         start_test = (
             best_test if final.id == start_template.id
             else evaluator.evaluate(start_template, "test", meta={"role": "start"}, charge=False)
         )
+        start_test.require("the starting template on the test split")
+        if evaluator.errors:
+            result.notes.append(
+                f"{len(evaluator.errors)} evaluation(s) failed and were recorded as failed "
+                f"trials (the search went on without them); the last: {evaluator.errors[-1]}"
+            )
         tracker.check_replayed()
         out = RunResult(
             study=study_name,
@@ -393,6 +415,9 @@ def evaluate(
     """Score one template on one split (recorded in ``study`` when a storage is given).
 
     ``task_options`` are the task's options, as for :func:`run`.
+
+    Raises:
+        EvaluationFailed: if its LLM calls still fail after the client's retries.
     """
     if split not in ("train", "val", "test"):
         raise ConfigError(f"unknown split {split!r}; use train, val or test")
@@ -410,7 +435,9 @@ def evaluate(
     problem = the_task.validate_instruction(tpl.instruction)
     if problem:
         raise ConfigError(f"template unusable for {task}: {problem}")
-    return evaluator.evaluate(tpl, split)
+    evaluation = evaluator.evaluate(tpl, split)
+    evaluation.require(f"the template on the {split} split")
+    return evaluation
 
 
 def best_template(storage: str, study: str) -> Template:

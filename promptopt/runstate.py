@@ -26,7 +26,9 @@ from typing import Any
 
 from promptopt import __version__
 from promptopt.data import Splits, sample_path
-from promptopt.errors import ConfigError, Interrupted, LLMError, ResumeError
+from promptopt.errors import ConfigError, Interrupted, LLMError, ResumeError, StorageError
+from promptopt.evaluator import DEFAULT_MAX_ERRORS
+from promptopt.llm._client import DEFAULT_TIMEOUT
 from promptopt.metrics import object_spec
 from promptopt.tasks import Task
 from promptopt.template import Template
@@ -38,6 +40,7 @@ OPTION_NAMES = {
     "train": "--train", "val": "--val", "test": "--test", "split_seed": "--split-seed",
     "skip_bad_rows": "--skip-bad-rows", "settings": "--set", "start": "--start",
     "suffix": "--suffix", "api_base": "--api-base", "task_options": "--task-option",
+    "max_errors": "--max-errors", "timeout": "--timeout",
 }
 """The settings a resumed run takes from its study, with their command-line options."""
 
@@ -45,8 +48,9 @@ TASK_OPTION_NAMES = {"inputs": "--inputs", "target": "--target", "metric": "--me
 """Task options with command-line options of their own (others: ``--task-option KEY=VALUE``)."""
 
 _MISSING = object()
-OVERRIDABLE = {"api_base"}
-"""Settings a resume may change: where the model is served, not what the run does."""
+OVERRIDABLE = {"api_base", "max_errors", "timeout"}
+"""Settings a resume may change: where and how patiently the model is called, not what
+the run does."""
 
 
 def resume_command(storage: str, study: str) -> str:
@@ -91,6 +95,8 @@ def run_settings(
         "model": spec["model"],
         "proposer": spec["proposer"] or spec["model"],
         "api_base": spec["api_base"],
+        "max_errors": spec["max_errors"],
+        "timeout": spec["timeout"],
         "scorer": task.scorer_name,
         "scorer_option": spec["scorer"] if isinstance(spec["scorer"], str) else None,
         "budget": spec["budget"],
@@ -139,6 +145,8 @@ def args_from_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
             "start": Template.from_dict(settings["start_template"], source="stored settings"),
             "suffix": bool(settings.get("suffix", False)),
             "api_base": settings.get("api_base"),
+            "max_errors": settings.get("max_errors", DEFAULT_MAX_ERRORS),
+            "timeout": settings.get("timeout", DEFAULT_TIMEOUT),
         }
     except (KeyError, TypeError) as exc:
         raise ResumeError(f"the study's stored settings are incomplete (missing {exc})") from None
@@ -169,7 +177,8 @@ def check_given(
     """Raise :class:`ConfigError` naming the first option that contradicts the study.
 
     A resumed run keeps the settings it was started with; options given again must
-    agree with them (``--set`` keys and task options one by one). ``api_base`` may change.
+    agree with them (``--set`` keys and task options one by one). ``api_base``,
+    ``max_errors`` and ``timeout`` may change.
     """
     def conflict(option: str, was: Any, now: Any) -> ConfigError:
         return ConfigError(
@@ -305,15 +314,17 @@ def set_status(tracker: Tracker, status: str, reason: str = "", *, resumed: bool
 def record_stop(tracker: Tracker, exc: BaseException) -> None:
     """Mark the run stopped by ``exc``; resumable stops get a ``resume_hint`` attribute.
 
-    Ctrl-C, SIGTERM, LLM errors (a provider outage) and errors marked ``resumable``
-    (no human rating in time) are ``"interrupted"``; other errors ``"failed"``. Never
-    raises: the storage itself may be what failed.
+    Ctrl-C, SIGTERM, LLM errors (a provider outage, too many failed evaluations),
+    storage errors and errors marked ``resumable`` (no human rating in time) are
+    ``"interrupted"``; other errors ``"failed"``. Never raises: the storage itself may
+    be what failed (then the status stays ``"running"``, which a resume accepts once
+    the process is gone).
     """
     if isinstance(exc, Interrupted):
         status, reason = "interrupted", exc.signal_name
     elif isinstance(exc, KeyboardInterrupt):
         status, reason = "interrupted", "KeyboardInterrupt (Ctrl-C)"
-    elif isinstance(exc, LLMError) or getattr(exc, "resumable", False):
+    elif isinstance(exc, (LLMError, StorageError)) or getattr(exc, "resumable", False):
         status, reason = "interrupted", f"{type(exc).__name__}: {exc}"
     else:
         status, reason = "failed", f"{type(exc).__name__}: {exc}"

@@ -9,7 +9,8 @@ the real client (cache, budget, usage, retries) with scripted replies::
 ``HashingScorer`` embeds texts as hashed bags of words: no torch model, same API
 and caching as :class:`~promptopt.scorer.SCSScorer`. ``FakeOpenAIServer`` serves
 :func:`default_reply` over HTTP as an OpenAI-compatible server on 127.0.0.1, for
-tests that run ``promptopt`` in another process.
+tests that run ``promptopt`` in another process; ``MisbehavingServer`` (from
+:mod:`promptopt.testing_faults`) misbehaves on a script (timeouts, 429s, bad JSON ...).
 """
 
 from __future__ import annotations
@@ -183,6 +184,20 @@ def default_token_logprobs(prompt: str) -> dict[str, float]:
     return {t: v - log_norm for t, v in logits.items()}
 
 
+def send_json(
+    handler: Any, status: int, payload: Any, headers: dict[str, str] | None = None
+) -> None:
+    """Send ``payload`` (JSON-encoded unless bytes) with ``status`` on an HTTP handler."""
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class FakeOpenAIServer:
     """A tiny OpenAI-compatible chat-completions server on 127.0.0.1, for tests.
 
@@ -263,6 +278,10 @@ class FakeOpenAIServer:
                       "total_tokens": n_in + n_out},
         }
 
+    def _respond(self, handler: Any, body: dict[str, Any]) -> None:
+        """Answer one request on ``handler`` (subclasses misbehave here)."""
+        send_json(handler, 200, self._answer(body))
+
     def __enter__(self) -> FakeOpenAIServer:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -271,12 +290,7 @@ class FakeOpenAIServer:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                data = json.dumps(owner._answer(body)).encode("utf-8")
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                owner._respond(self, body)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -383,3 +397,12 @@ class FakeSetup:
     def optimize(self, optimizer: Any, seed: int = 0) -> Any:
         """Run ``optimizer`` on this setup."""
         return optimizer.optimize(self.task, self.evaluator, self.proposer, seed=seed)
+
+
+def __getattr__(name: str) -> Any:
+    """``MisbehavingServer`` lives in :mod:`promptopt.testing_faults` (imported on use)."""
+    if name == "MisbehavingServer":
+        from promptopt.testing_faults import MisbehavingServer
+
+        return MisbehavingServer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,12 +10,15 @@ writing them twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from promptopt.errors import ConfigError, ResumeError
+from promptopt.errors import ConfigError, PromptoptError, ResumeError, StorageError
 
 _SECRET_KEY = re.compile(r"(api[_-]?key|secret|token(?!s)|password)", re.IGNORECASE)
 """Keys whose values are withheld; ``token`` but not ``prompt_tokens`` (a count)."""
@@ -32,6 +35,94 @@ def scrub(value: Any) -> Any:
     return value
 
 
+_SECRET_TEXT = re.compile(
+    r"(?i)\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{6,}|(?<=bearer )[A-Za-z0-9._\-]{8,}"
+    r"|(?<=api[_-]key=)[^\s&'\",]+|(?<=api_key': ')[^']+"
+)
+
+
+def scrub_text(text: str) -> str:
+    """``text`` (an error message) with API keys and tokens replaced by ``***``.
+
+    Removes the values of secret-looking environment variables (``*_API_KEY`` ...)
+    and key-shaped strings (``sk-...``, bearer tokens, ``api_key=...``).
+    """
+    for name, value in os.environ.items():
+        if len(value) >= 8 and _SECRET_KEY.search(name) and value in text:
+            text = text.replace(value, "***")
+    return _SECRET_TEXT.sub("***", text)
+
+
+SQLITE_TIMEOUT = 30.0
+"""Seconds a SQLite storage waits for another connection's lock before giving up."""
+
+
+def _db_message(exc: BaseException) -> str | None:
+    """The database's own message behind a storage exception, or None if it is not one."""
+    seen: BaseException | None = exc
+    found = None
+    while seen is not None:
+        module = type(seen).__module__
+        if module.startswith(("sqlalchemy", "sqlite3", "optuna.exceptions", "psycopg")):
+            orig = getattr(seen, "orig", None)  # SQLAlchemy's DBAPIError wraps the driver's
+            found = str(orig if orig is not None else seen).split("\n", 1)[0]
+            if orig is not None:
+                return found
+        seen = seen.__cause__ or seen.__context__
+    return found
+
+
+def storage_error(exc: BaseException, url: str, doing: str) -> StorageError | None:
+    """A :class:`StorageError` that says what failed and what to do, or None.
+
+    Args:
+        exc: An exception raised by Optuna's storage (SQLAlchemy, the database driver).
+        url: The storage URL (named in the message).
+        doing: What could not be done, e.g. ``"record a trial"``.
+
+    Returns:
+        None if ``exc`` does not come from the storage.
+    """
+    message = _db_message(exc)
+    if message is None:
+        return None
+    lowered = message.lower()
+    if "database is locked" in lowered:
+        what = (
+            f"the database is locked: another connection holds a write lock on it and "
+            f"did not release it within {SQLITE_TIMEOUT:g} s (an open transaction in another "
+            "program such as a sqlite3 shell, or a stuck process). End that transaction or "
+            "process, or use another --storage"
+        )
+    elif "readonly database" in lowered or "read-only" in lowered:
+        what = (
+            f"the database is read-only ({message}). Make the file and its folder writable "
+            "(SQLite writes a journal file next to the database), or use another --storage"
+        )
+    elif "unable to open database file" in lowered:
+        what = (
+            f"the database file cannot be opened ({message}). Its folder must exist and be "
+            "writable, and the file readable and writable; or use another --storage"
+        )
+    else:
+        what = f"{message}. Check that the database is reachable and writable"
+    return StorageError(f"storage {url}: cannot {doing}: {what}")
+
+
+@contextlib.contextmanager
+def storage_errors(url: str, doing: str) -> Iterator[None]:
+    """Turn storage exceptions raised inside the block into a clear :class:`StorageError`."""
+    try:
+        yield
+    except PromptoptError:
+        raise
+    except Exception as exc:
+        error = storage_error(exc, url, doing)
+        if error is None:
+            raise
+        raise error from exc
+
+
 def _optuna() -> Any:
     import optuna
 
@@ -42,9 +133,15 @@ def _optuna() -> Any:
 def open_storage(url: str) -> Any:
     """An Optuna RDB storage for ``url``, with a clear error if it cannot be opened."""
     optuna = _optuna()
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": SQLITE_TIMEOUT}}
     try:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=None)
+        return optuna.storages.RDBStorage(url, heartbeat_interval=None, **kwargs)
     except Exception as exc:  # SQLAlchemy raises many types
+        error = storage_error(exc, url, "open it")
+        if error is not None:
+            raise error from exc
         raise ConfigError(f"cannot open storage {url!r}: {type(exc).__name__}: {exc}") from None
 
 
@@ -70,6 +167,14 @@ class Tracker:
     the recorded ones are added. A mismatch raises :class:`ResumeError` rather than
     writing a duplicate.
 
+    A failed evaluation (:meth:`record_failure`) is a trial in state ``FAIL``. A
+    resumed run retries it, so from the first failed trial on the search may take
+    another path: the trials recorded after it are matched by content (template,
+    split, examples and score) instead of position, and those the new path does not
+    reach stay in the study as the history of the earlier attempt.
+
+    Storage faults (a locked or read-only database) raise :class:`StorageError`.
+
     Args:
         storage: An Optuna storage URL (``sqlite:///promptopt.db``, ``postgresql://...``).
         study_name: The study (created if missing, reused if it exists).
@@ -83,32 +188,32 @@ class Tracker:
         if resume:
             self.study = _load_study(storage, study_name)
         else:
-            self.study = optuna.create_study(
-                storage=open_storage(storage),
-                study_name=study_name,
-                direction="maximize",
-                load_if_exists=True,
-            )
-        complete = optuna.trial.TrialState.COMPLETE
+            store = open_storage(storage)
+            with storage_errors(storage, f"create study {study_name!r}"):
+                self.study = optuna.create_study(
+                    storage=store, study_name=study_name, direction="maximize",
+                    load_if_exists=True,
+                )
+        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
         self._replay: list[Any] = (
-            sorted(
-                (t for t in self.study.get_trials(deepcopy=False) if t.state == complete),
-                key=lambda t: t.number,
-            )
+            sorted((t for t in self.trials() if t.state in states), key=lambda t: t.number)
             if resume
             else []
         )
+        self._next = 0
+        self._after_failure: Counter[tuple[Any, ...]] | None = None
         self.replayed = 0
         """Evaluations matched against recorded trials (not written again)."""
 
     @property
     def replay_pending(self) -> int:
-        """Recorded trials the resumed run has not replayed yet."""
-        return len(self._replay) - self.replayed
+        """Recorded trials the resumed run has not replayed yet (0 past a failed one)."""
+        return 0 if self._after_failure is not None else len(self._replay) - self._next
 
     def set_attr(self, key: str, value: Any) -> None:
         """Store a JSON-able value on the study (secrets scrubbed)."""
-        self.study.set_user_attr(key, json.loads(json.dumps(scrub(value), default=str)))
+        with storage_errors(self.storage_url, f"write the study attribute {key!r}"):
+            self.study.set_user_attr(key, json.loads(json.dumps(scrub(value), default=str)))
 
     def record(
         self,
@@ -123,21 +228,62 @@ class Tracker:
         Raises:
             ResumeError: if a resumed run's evaluation differs from the recorded trial
                 at the same position.
+            StorageError: if the storage cannot be written.
         """
-        optuna = _optuna()
         clean = json.loads(json.dumps(scrub(dict(attrs)), default=str))
-        if self.replayed < len(self._replay):
-            self._check_replay(self._replay[self.replayed], float(value), clean)
-            self.replayed += 1
+        if self._matched(float(value), clean):
             return
-        trial = optuna.trial.create_trial(value=float(value), user_attrs=clean)
-        self.study.add_trial(trial)
+        self._add(_optuna().trial.create_trial(value=float(value), user_attrs=clean))
 
-    def _check_replay(self, old: Any, value: float, attrs: Mapping[str, Any]) -> None:
+    def record_failure(self, *, attrs: Mapping[str, Any]) -> None:
+        """Add one failed trial (state ``FAIL``, no value; the reason in ``attrs``)."""
+        clean = json.loads(json.dumps(scrub(dict(attrs)), default=str))
+        if self._matched(None, clean):
+            return
+        optuna = _optuna()
+        self._add(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
+                                            user_attrs=clean))
+
+    def _add(self, trial: Any) -> None:
+        doing = "record a trial (the trials recorded before it are kept)"
+        with storage_errors(self.storage_url, doing):
+            self.study.add_trial(trial)
+
+    def _matched(self, value: float | None, attrs: Mapping[str, Any]) -> bool:
+        """Whether a resumed run's evaluation is one the study holds (``value`` None: failed)."""
+        if self._after_failure is not None:
+            key = _content(attrs, value)
+            if value is None or self._after_failure[key] <= 0:
+                return False
+            self._after_failure[key] -= 1
+            self.replayed += 1
+            return True
+        if self._next >= len(self._replay):
+            return False
+        old = self._replay[self._next]
+        failed = old.state == _optuna().trial.TrialState.FAIL
+        if failed or value is None:
+            # It failed then (and is retried now) or fails now: from here on the search
+            # may take another path, so later trials are matched by content.
+            self._check_replay(old, value, attrs, scores=False)
+            rest = self._replay[self._next + (1 if failed else 0) :]
+            self._after_failure = Counter(_content(t.user_attrs, t.value) for t in rest
+                                          if t.state != _optuna().trial.TrialState.FAIL)
+            return False
+        self._check_replay(old, value, attrs)
+        self._next += 1
+        self.replayed += 1
+        return True
+
+    def _check_replay(
+        self, old: Any, value: float | None, attrs: Mapping[str, Any], *, scores: bool = True
+    ) -> None:
         recorded = old.user_attrs
-        same = all(
-            recorded.get(k) == attrs.get(k) for k in REPLAY_KEYS if k in recorded
-        ) and old.value is not None and abs(float(old.value) - value) <= 1e-6
+        same = all(recorded.get(k) == attrs.get(k) for k in REPLAY_KEYS if k in recorded)
+        if scores:
+            same = same and old.value is not None and value is not None and (
+                abs(float(old.value) - value) <= 1e-6
+            )
         if not same:
             raise ResumeError(
                 f"cannot resume study {self.study_name!r}: the replay differs from the "
@@ -158,30 +304,42 @@ class Tracker:
 
     def trials(self) -> list[Any]:
         """All trials of the study."""
-        return list(self.study.get_trials(deepcopy=False))
+        with storage_errors(self.storage_url, "read the trials"):
+            return list(self.study.get_trials(deepcopy=False))
+
+
+def _content(attrs: Mapping[str, Any], value: float | None) -> tuple[Any, ...]:
+    """What identifies a recorded evaluation regardless of its position: keys and score."""
+    score = None if value is None else round(float(value), 9)
+    return (*(json.dumps(attrs.get(k)) for k in REPLAY_KEYS), score)
 
 
 def _load_study(storage: str, study_name: str) -> Any:
     optuna = _optuna()
-    try:
-        return optuna.load_study(study_name=study_name, storage=open_storage(storage))
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
-        raise ConfigError(
-            f"no study {study_name!r} in {storage}; studies there: {', '.join(names) or '(none)'}"
-        ) from None
+    store = open_storage(storage)
+    with storage_errors(storage, f"load study {study_name!r}"):
+        try:
+            return optuna.load_study(study_name=study_name, storage=store)
+        except KeyError:
+            names = [s.study_name for s in optuna.get_all_study_summaries(store)]
+    raise ConfigError(
+        f"no study {study_name!r} in {storage}; studies there: {', '.join(names) or '(none)'}"
+    )
 
 
 def load_study_attrs(storage: str, study_name: str) -> dict[str, Any]:
     """The user attributes of an existing study (settings, result)."""
-    return dict(_load_study(storage, study_name).user_attrs)
+    study = _load_study(storage, study_name)
+    with storage_errors(storage, f"read study {study_name!r}"):
+        return dict(study.user_attrs)
 
 
 def find_study(storage: str, study_name: str) -> tuple[dict[str, Any], int] | None:
     """The user attributes and the number of trials of ``study_name``, or None if missing."""
     optuna = _optuna()
     store = open_storage(storage)
-    if study_name not in optuna.get_all_study_names(store):
-        return None
-    study = optuna.load_study(study_name=study_name, storage=store)
-    return dict(study.user_attrs), len(study.get_trials(deepcopy=False))
+    with storage_errors(storage, f"read study {study_name!r}"):
+        if study_name not in optuna.get_all_study_names(store):
+            return None
+        study = optuna.load_study(study_name=study_name, storage=store)
+        return dict(study.user_attrs), len(study.get_trials(deepcopy=False))

@@ -5,7 +5,7 @@ import json
 import optuna
 import pytest
 
-from promptopt.errors import BudgetExhausted, ConfigError
+from promptopt.errors import BudgetExhausted, ConfigError, StorageError
 from promptopt.template import Template
 from promptopt.testing import FakeSetup
 from promptopt.tracker import Tracker, load_study_attrs, scrub
@@ -68,5 +68,5 @@ def test_unknown_study_lists_the_existing_ones(tmp_path):
 
 
 def test_unwritable_storage_is_a_clear_error(tmp_path):
-    with pytest.raises(ConfigError, match="cannot open storage"):
+    with pytest.raises(StorageError, match="s.db: cannot open it: .*folder must exist"):
         Tracker(f"sqlite:///{tmp_path}/no/such/dir/s.db", "x")

@@ -19,7 +19,9 @@ from rich.table import Table
 from promptopt import __version__
 from promptopt.cli._task_options import Inputs, Metric, Target, TaskOption, task_options
 from promptopt.errors import Interrupted, PromptoptError
+from promptopt.evaluator import DEFAULT_MAX_ERRORS
 from promptopt.llm import DEFAULT_MODEL, EMBEDDED_MODELS
+from promptopt.llm._client import DEFAULT_TIMEOUT
 from promptopt.runner import DEFAULT_SPLITS, DEFAULT_STORAGE
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -200,6 +202,14 @@ def run(
         typer.Option(help="Provider URL for both LLMs, e.g. an OpenAI-compatible server "
                      "(vLLM, llama.cpp) at http://HOST:PORT/v1 with --model openai/NAME."),
     ] = None,
+    max_errors: Annotated[
+        int,
+        typer.Option(help="Failed evaluations tolerated (each recorded as a failed trial, the "
+                     "search goes on); one more stops the run, to --resume later."),
+    ] = DEFAULT_MAX_ERRORS,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds per LLM request before it times out (and is retried).")
+    ] = DEFAULT_TIMEOUT,
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Continue the interrupted run --study with its stored "
@@ -217,7 +227,7 @@ def run(
         "scorer": scorer, "budget": budget, "seed": seed, "train": _size(train),
         "val": _size(val), "test": _size(test), "split_seed": split_seed,
         "skip_bad_rows": skip_bad_rows, "settings": _parse_settings(setting), "start": start,
-        "suffix": suffix, "api_base": api_base,
+        "suffix": suffix, "api_base": api_base, "max_errors": max_errors, "timeout": timeout,
         "task_options": task_options(inputs, target, metric, task_option),
     }
     verb = "resuming study" if resume else "study"

@@ -9,8 +9,10 @@ become promptopt exceptions with messages that say what to fix.
 
 from __future__ import annotations
 
+import email.utils
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +32,8 @@ from promptopt.llm._usage import Budget, Usage
 
 Messages = list[dict[str, str]]
 T = TypeVar("T")
+DEFAULT_TIMEOUT = 120.0
+"""Seconds an LLM request may take before it counts as timed out (and is retried)."""
 
 _litellm_lock = threading.Lock()
 _litellm_ready = False
@@ -92,15 +96,56 @@ def _map_error(exc: Exception, model: str) -> LLMError:
 
 
 def _retry_after(exc: Exception) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    value = headers.get("retry-after") or headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    """The wait a rate-limited provider asked for (``Retry-After``), in seconds, or None.
+
+    LiteLLM keeps the provider's headers in ``litellm_response_headers``; the SDK's own
+    errors have them on ``response``. Seconds, milliseconds (``retry-after-ms``) and
+    HTTP dates are understood.
+    """
+    for headers in (
+        getattr(exc, "litellm_response_headers", None),
+        getattr(exc, "headers", None),
+        getattr(getattr(exc, "response", None), "headers", None),
+    ):
+        if not headers:
+            continue
+        try:
+            if headers.get("retry-after-ms") is not None:
+                return max(0.0, float(headers["retry-after-ms"]) / 1000)
+            value = headers.get("retry-after")
+            if value is None:
+                continue
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                when = email.utils.parsedate_to_datetime(value)
+                return max(0.0, when.timestamp() - time.time())
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+CHARS_PER_TOKEN_MAX = 16
+"""Cut a completion longer than this many characters per requested token."""
+
+
+def cut_to_max_tokens(text: str, max_tokens: int | None) -> str:
+    """``text`` cut to about ``max_tokens`` tokens, for providers that ignore the limit.
+
+    A completion keeps at most ``max_tokens`` whitespace-separated words and
+    ``CHARS_PER_TOKEN_MAX * max_tokens`` characters; a provider that honours
+    ``max_tokens`` never reaches either bound, so its answers pass unchanged.
+    """
+    if not max_tokens or max_tokens <= 0:
+        return text
+    limit = CHARS_PER_TOKEN_MAX * max_tokens
+    cut = text if len(text) <= limit else text[:limit]
+    words = 0
+    for match in re.finditer(r"\S+", cut):
+        words += 1
+        if words > max_tokens:
+            return cut[: match.start()].rstrip()
+    return cut
 
 
 class LLM:
@@ -133,7 +178,7 @@ class LLM:
         budget: Budget | None = None,
         max_retries: int = 4,
         concurrency: int = 4,
-        timeout: float = 120.0,
+        timeout: float = DEFAULT_TIMEOUT,
         api_base: str | None = None,
         api_key: str | None = None,
         backoff: float = 1.0,
@@ -218,6 +263,10 @@ class LLM:
         charge: bool = True,
     ) -> list[str]:
         """Complete several requests; the budget is charged for all of them up front.
+
+        Each request counts once in the budget however many attempts it takes: a
+        transient error is retried up to ``max_retries`` times (after the provider's
+        ``Retry-After`` or with exponential backoff), counted in ``usage.retries``.
 
         Raises:
             BudgetExhausted: if the whole batch does not fit the budget (nothing is spent).
@@ -340,6 +389,7 @@ class LLM:
                     wait = self.backoff * (2**attempt) * (0.5 + random.random() / 2)
                 time.sleep(min(wait, 60.0))
                 attempt += 1
+                self.usage.retried()
 
     def _call_provider(self, request: dict[str, Any]) -> dict[str, Any]:
         litellm = import_litellm()
@@ -347,6 +397,7 @@ class LLM:
         response = self._with_retries(lambda: litellm.completion(**kwargs))
         choice = response.choices[0]
         text = (getattr(choice, "message", None) and choice.message.content) or ""
+        text = cut_to_max_tokens(text, request.get("max_tokens"))
         return {"text": text, **response_usage(litellm, response)}
 
 

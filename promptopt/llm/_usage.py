@@ -13,13 +13,17 @@ class Usage:
     """What LLM calls cost: counts, tokens and dollars (where LiteLLM knows prices).
 
     ``calls`` counts requests actually sent to a provider; ``cache_hits`` those
-    answered from the disk cache. Token counts include cached answers (they are what
-    the request would cost), ``cost`` only what was really paid.
+    answered from the disk cache; ``failures`` requests that failed for good and
+    ``retries`` the extra attempts of retried requests (a request counts once in
+    ``calls`` or ``failures`` however many attempts it took). Token counts include
+    cached answers (they are what the request would cost), ``cost`` only what was
+    really paid.
     """
 
     calls: int = 0
     cache_hits: int = 0
     failures: int = 0
+    retries: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
@@ -51,6 +55,11 @@ class Usage:
                 self.cost += cost
             self.prompt_tokens += prompt_tokens
             self.completion_tokens += completion_tokens
+
+    def retried(self) -> None:
+        """Record one more attempt of a request (a retry after a transient error)."""
+        with self._lock:
+            self.retries += 1
 
     def as_dict(self) -> dict[str, float | int]:
         """A JSON-ready snapshot."""

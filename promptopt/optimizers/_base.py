@@ -374,12 +374,14 @@ class Optimizer(ABC):
         """Score the starting template and the best train candidates on validation.
 
         Candidates are ranked by their mean per-example train score over all their
-        train evaluations; the validation winner is returned (ties keep the start).
+        successful train evaluations; the validation winner is returned (ties keep the
+        start). A failed evaluation never counts: a finalist that fails on validation is
+        passed over, and the start failing there stops the run (``EvaluationFailed``).
         """
         pooled: dict[str, list[float]] = {}
         templates: dict[str, Template] = {}
         for ev in evaluations:
-            if ev.split == "train":
+            if ev.split == "train" and not ev.failed:
                 pooled.setdefault(ev.template.id, []).extend(ev.scores)
                 templates[ev.template.id] = ev.template
         ranked = sorted(pooled, key=lambda t: -sum(pooled[t]) / len(pooled[t]))
@@ -388,13 +390,14 @@ class Optimizer(ABC):
         ][: self.final_candidates]
         val = ctx.evaluator
         start_eval = val.evaluate(ctx.start, "val", meta={"role": "start"})
+        start_eval.require("the starting template on the validation split")
         best = start_eval
         for template in finalists[1:]:
             try:
                 ev = val.evaluate(template, "val", meta={"role": "finalist"})
             except BudgetExhausted:
                 break
-            if ev.score > best.score:
+            if not ev.failed and ev.score > best.score:
                 best = ev
         notes = []
         accepted = len(pooled) - (1 if ctx.start.id in pooled else 0)

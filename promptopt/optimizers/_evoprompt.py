@@ -177,7 +177,8 @@ class _EvoPrompt(Optimizer):
             ev = ctx.evaluate(
                 template, batch, parents=[ctx.start.id], meta={"generation": 0, "op": "init"}
             )
-            population.append(Member(template, ev))
+            if not ev.failed:  # a failed candidate never joins the population
+                population.append(Member(template, ev))
         return population
 
     def _child(
@@ -205,7 +206,7 @@ class _EvoPrompt(Optimizer):
             parents=list(dict.fromkeys(m.template.id for m in parents)),
             meta={"generation": generation, "op": self.op},
         )
-        return Member(children[0], ev)
+        return None if ev.failed else Member(children[0], ev)
 
     @abstractmethod
     def _generation(

@@ -344,6 +344,7 @@ class MeanPrompt(Optimizer):
         """Score the start and start + learned suffix on validation (LLM calls)."""
         found = getattr(self, "result_", None)
         start_eval = ctx.evaluator.evaluate(ctx.start, "val", meta={"role": "start"})
+        start_eval.require("the starting template on the validation split")
         best = start_eval
         notes = []
         if found is not None and found.text:
@@ -360,10 +361,12 @@ class MeanPrompt(Optimizer):
             except BudgetExhausted:
                 notes.append("no budget left to score start + mean prompt on validation")
             else:
-                notes.append(
-                    f"validation: start {start_eval.score:.4f}, start + mean prompt {ev.score:.4f}"
-                )
-                if ev.score > best.score:
+                if ev.failed:
+                    notes.append(f"start + mean prompt failed on validation ({ev.failed})")
+                else:
+                    notes.append(f"validation: start {start_eval.score:.4f}, start + mean "
+                                 f"prompt {ev.score:.4f}")
+                if not ev.failed and ev.score > best.score:
                     best = ev
         else:
             notes.append("the mean-prompt search found no string; the result is the start")

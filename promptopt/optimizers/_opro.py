@@ -140,7 +140,9 @@ class OPRO(Optimizer):
         """Score the start, then run meta-prompt steps until done or out of budget."""
         batch = ctx.minibatch(self.minibatch_size)
         start_eval = ctx.evaluate(ctx.start, batch, meta={"step": 0})
-        history: list[tuple[str, float]] = [(ctx.start.instruction, start_eval.score)]
+        history: list[tuple[str, float]] = []  # failed evaluations stay out of the trajectory
+        if not start_eval.failed:
+            history.append((ctx.start.instruction, start_eval.score))
         ids: dict[str, str] = {ctx.start.instruction: ctx.start.id}
         for step in range(1, self.max_steps + 1):
             n = self._affordable(ctx, len(batch))
@@ -153,5 +155,6 @@ class OPRO(Optimizer):
             raw = ctx.propose(prompt, n=n, temperature=self.temperature, stop=[f"</{TAG}>"])
             for template in ctx.accept_answers(raw, tag=TAG):
                 ev = ctx.evaluate(template, batch, parents=parents, meta={"step": step})
-                history.append((template.instruction, ev.score))
-                ids[template.instruction] = template.id
+                if not ev.failed:
+                    history.append((template.instruction, ev.score))
+                    ids[template.instruction] = template.id

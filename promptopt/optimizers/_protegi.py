@@ -282,6 +282,8 @@ class ProTeGi(Optimizer):
         """Errors -> gradients -> edits -> paraphrases for one beam member."""
         batch = ctx.minibatch(self.minibatch_size)
         ev = self._evaluate(ctx, member, batch)
+        if ev.failed:  # no predictions to learn from: this member is not expanded
+            return []
         self._round_scores[member.id] = [ev.score]
         errors = error_report(ctx.task, batch, ev, self.errors_per_gradient)
         task = ctx.task.description or ctx.task.name

@@ -221,5 +221,8 @@ class TPESearch(Optimizer):
             except BaseException:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 raise
+            if ev.failed:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                continue
             scores[template.id] = ev.score
             study.tell(trial, ev.score)
