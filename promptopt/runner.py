@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from promptopt.data import Splits, load_examples, sample_path
+from promptopt.data import Splits, load_examples, sample_path, warn_formula_like
 from promptopt.errors import ConfigError
 from promptopt.evaluator import Evaluation, Evaluator
 from promptopt.llm import DEFAULT_MODEL, LLM, Budget, DiskCache, Usage
@@ -271,11 +271,7 @@ def _execute(
     recovery, writer = make_llms(spec["model"], spec["proposer"], budget=budget, cache=cache,
                                  cache_dir=cache_dir, api_base=spec["api_base"])
     recovery.on_request = writer.on_request = on_progress
-    start = spec["start"]
-    start_template = (
-        start if isinstance(start, Template)
-        else Template.load(start) if start else the_task.start_template()
-    )
+    start_template = the_task.load_template(spec["start"] or None)
     study_name = study or new_study_name(method)
     settings = run_settings(spec, optimizer.get_params(), the_task, start_template)
     if resuming is not None:
@@ -369,11 +365,7 @@ def evaluate(
     recovery.on_request = on_progress
     tracker = Tracker(storage, study or new_study_name("eval")) if storage else None
     evaluator = Evaluator(the_task, recovery, tracker=tracker, method="eval")
-    tpl = template if isinstance(template, Template) else Template.load(template)
-    problem = the_task.validate_instruction(tpl.instruction)
-    if problem:
-        raise ConfigError(f"template unusable for {task}: {problem}")
-    return evaluator.evaluate(tpl, split)
+    return evaluator.evaluate(the_task.load_template(template), split)
 
 
 def best_template(storage: str, study: str) -> Template:
@@ -395,7 +387,12 @@ def predict(
     cache_dir: str | None = None,
     on_progress: Callable[[], None] | None = None,
 ) -> int:
-    """Write a Kaggle submission (``id,<target>``) for every row of ``data``; returns rows."""
+    """Write a Kaggle submission (``id,<target>``) for every row of ``data``; returns rows.
+
+    Predictions are written verbatim as CSV text (quoted where CSV needs it): one that
+    starts like a spreadsheet formula (``=``, ``+``, ``-``, ``@``) stays data in the
+    file, and a :class:`~promptopt.data.DataWarning` says how many there are.
+    """
     import csv
 
     cls = tasks.get(task)
@@ -403,7 +400,7 @@ def predict(
         data, input_fields=cls.input_fields, target_field=cls.target_field, require_target=False
     )
     the_task = cls(Splits([], [], []), scorer=None)  # rendering and parsing only
-    tpl = template if isinstance(template, Template) else Template.load(template)
+    tpl = the_task.load_template(template)
     recovery, _ = make_llms(model, budget=None, cache=cache, cache_dir=cache_dir)
     recovery.on_request = on_progress
     chat = recovery.is_chat
@@ -420,5 +417,6 @@ def predict(
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["id", cls.target_field])
-        writer.writerows(rows)
+        writer.writerows(rows)  # verbatim text: a formula-like prediction stays data
+    warn_formula_like(path, [p for _, p in rows])
     return len(rows)

@@ -78,7 +78,8 @@ def test_non_text_cell(tmp_path):
 def test_undecodable_bytes(tmp_path):
     path = tmp_path / "latin.csv"
     path.write_bytes(HEADER.encode() + "1,caf\xe9,p,y\n".encode("latin-1"))
-    with pytest.raises(DataError, match="latin.csv.*not UTF-8.*line 2"):
+    with pytest.raises(DataError, match=r"latin.csv, row 1 \(line 2\), field 'original_text'"
+                       r": not UTF-8.*byte 52"):
         load_examples(path, **FIELDS)
 
 

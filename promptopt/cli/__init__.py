@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -112,12 +113,12 @@ def _errors() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.showwarning = lambda msg, cat, *a, **k: err.print(
-            f"[yellow]warning:[/yellow] {msg}"
+            f"[yellow]warning:[/yellow] {escape(str(msg))}", highlight=False
         )
         try:
             yield
         except PromptoptError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
             _resume_hint(exc)
             raise typer.Exit(2) from None
         except KeyboardInterrupt as exc:
@@ -231,9 +232,10 @@ def run(
     table.add_column("template")
     table.add_column("val", justify="right")
     table.add_column("test", justify="right")
-    table.add_row("start: " + result.start_template.instruction, _score(result.start_val_score),
+    table.add_row("start: " + escape(result.start_template.instruction),
+                  _score(result.start_val_score),
                   _score(result.start_test_score))
-    table.add_row("[bold]best: " + result.template.instruction + "[/bold]",
+    table.add_row("[bold]best: " + escape(result.template.instruction) + "[/bold]",
                   _score(result.val_score), _score(result.test_score))
     out.print(table)
     u = result.usage
@@ -245,13 +247,13 @@ def run(
     )
     if result.test_score_without_suffix is not None:
         out.print(
-            f"suffix {result.template.suffix!r}: test {_score(result.test_score)} with it, "
-            f"{_score(result.test_score_without_suffix)} without"
+            f"suffix {escape(repr(result.template.suffix))}: test {_score(result.test_score)} "
+            f"with it, {_score(result.test_score_without_suffix)} without"
         )
     if result.rejected:
         out.print(f"rejected proposals: {result.rejected}")
     for note in result.notes:
-        out.print(f"[yellow]note:[/yellow] {note}")
+        out.print(f"[yellow]note:[/yellow] {escape(note)}")
     out.print(f"best template (test SCS {_score(result.test_score)}):")
     out.print(result.template.to_json(), highlight=False, markup=False, soft_wrap=True)
 
@@ -384,7 +386,7 @@ def eval_(
     table.add_column("prediction")
     table.add_column("score", justify="right")
     for i, p, s in list(zip(ev.example_ids, ev.predictions, ev.scores, strict=True))[:10]:
-        table.add_row(i, p, _score(s))
+        table.add_row(escape(i), escape(p), _score(s))
     out.print(table)
     out.print(f"mean score: {_score(ev.score)}")
 
