@@ -128,6 +128,8 @@ def _row_example(
         values[name] = row[name]
     ex_id = str(i)
     if id_field:
+        if id_field in raw.repeated:
+            raise DataError("key appears more than once", row=i, field=id_field, **where)
         value: Any = row.get(id_field)
         if isinstance(value, (int, str)) and not isinstance(value, bool):
             value = str(value).strip()  # ids are compared and written stripped
