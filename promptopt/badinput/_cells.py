@@ -42,7 +42,7 @@ def text_cell(rng: random.Random, *, limit: int, nul: bool = True) -> str:
     kind = rng.choices(
         ["plain", "unicode", "formula", "tricky", "placeholder", "number", "blank", "long",
          "huge", "nul"],
-        weights=[50, 10, 8, 12, 8, 6, 2, 3, 1, 0.5 if nul else 0],
+        weights=[60, 10, 8, 12, 8, 6, 1, 3, 0.7, 0.4 if nul else 0],
     )[0]
     if kind == "plain":
         return words(rng)

@@ -52,7 +52,7 @@ def write_delimited(case: DataCase, rng: random.Random, sep: str, columns: list[
             case.defects.append("blank line")
         cells = [str(v) for _, v in row.cells]
         raw: list[str | None] = [None] * len(cells)
-        if rng.random() < 0.08:
+        if rng.random() < 0.04:
             j = rng.randrange(len(cells))
             cells[j] = words(rng)
             at = rng.randint(0, len(cells[j]))
@@ -64,13 +64,13 @@ def write_delimited(case: DataCase, rng: random.Random, sep: str, columns: list[
                 cells[j] = quoted
             case.defects.append("stray quote" + (" opening a cell" if at == 0 else ""))
         extra = rng.random()
-        if extra < 0.05:
+        if extra < 0.025:
             cells.append(words(rng))
             row.structural = "too many fields"
-        elif extra < 0.10:
+        elif extra < 0.075:
             cells.append("")
             case.defects.append("trailing separator")
-        elif extra < 0.15:
+        elif extra < 0.10:
             cells.pop()
             row.structural = "too few fields"
         if row.structural:
@@ -130,22 +130,22 @@ def write_jsonl(case: DataCase, rng: random.Random) -> None:
 def _json_row(row: Row, rng: random.Random, ascii_only: bool) -> str:
     roll = rng.random()
     pairs = list(row.cells)
-    if roll < 0.04:
+    if roll < 0.02:
         row.structural = "invalid JSON"
         return json_line(pairs, ascii_only)[: -rng.randint(1, 3)]
-    if roll < 0.06:
+    if roll < 0.03:
         row.structural = "JSON line is not an object"
         return rng.choice(['["a", "b"]', '"text"', "42", "null"])
-    if roll < 0.07:
+    if roll < 0.035:
         row.structural = "deeply nested JSON"
         return '{"original_text": ' + "[" * 5000 + "]" * 5000 + "}"
-    if roll < 0.08:
+    if roll < 0.04:
         row.structural = "huge JSON number"
         return '{"original_text": ' + "9" * 5000 + "}"
-    if roll < 0.13 and pairs:
+    if roll < 0.07 and pairs:
         pairs.pop(rng.randrange(len(pairs)))
         row.cells = pairs
-    elif roll < 0.17 and pairs:
+    elif roll < 0.10 and pairs:
         pairs.append(rng.choice(pairs))
         row.cells = pairs
     return json_line(pairs, ascii_only)

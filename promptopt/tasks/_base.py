@@ -81,7 +81,10 @@ class Task(ABC):
             skip_bad_rows=skip_bad_rows,
             max_cell_chars=max_cell_chars,
         )
-        splits = split_examples(examples, train=train, val=val, test=test, seed=seed)
+        try:
+            splits = split_examples(examples, train=train, val=val, test=test, seed=seed)
+        except DataError as exc:
+            raise DataError(exc.reason, path=str(path)) from None
         return cls(splits, scorer=scorer, **options)
 
     def examples(self, split: str) -> list[Example]:
