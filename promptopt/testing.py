@@ -147,6 +147,8 @@ class FakeOpenAIServer:
         self.reply: Reply = replies or default_reply
         self.delay = delay
         self.prompts: list[str] = []
+        self.requests: list[dict[str, Any]] = []
+        """Each request's ``path`` and ``headers`` (e.g. to check what credentials came)."""
         self._lock = threading.Lock()
         self._server: Any = None
 
@@ -187,6 +189,8 @@ class FakeOpenAIServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                with owner._lock:
+                    owner.requests.append({"path": self.path, "headers": dict(self.headers)})
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 data = json.dumps(owner._answer(body)).encode("utf-8")
                 self.send_response(200)

@@ -20,6 +20,7 @@ from rich.table import Table
 from promptopt import __version__
 from promptopt.errors import Interrupted, PromptoptError
 from promptopt.llm import DEFAULT_MODEL, EMBEDDED_MODELS
+from promptopt.redact import redact, redact_log_records
 from promptopt.runner import DEFAULT_SPLITS, DEFAULT_STORAGE
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -89,6 +90,7 @@ def main_callback(
     ] = False,
 ) -> None:
     """Optimize LLM prompt templates; every search tracked in Optuna."""
+    redact_log_records()  # libraries log request URLs at DEBUG; keep credentials out
 
 
 @contextlib.contextmanager
@@ -113,12 +115,12 @@ def _errors() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.showwarning = lambda msg, cat, *a, **k: err.print(
-            f"[yellow]warning:[/yellow] {escape(str(msg))}", highlight=False
+            f"[yellow]warning:[/yellow] {escape(redact(str(msg)))}", highlight=False
         )
         try:
             yield
         except PromptoptError as exc:
-            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+            err.print(f"[red]error:[/red] {escape(redact(str(exc)))}", highlight=False)
             _resume_hint(exc)
             raise typer.Exit(2) from None
         except KeyboardInterrupt as exc:
@@ -132,7 +134,7 @@ def _errors() -> Iterator[None]:
 def _resume_hint(exc: BaseException) -> None:
     hint = getattr(exc, "resume_hint", None)
     if hint:
-        err.print(f"resume with:  {hint}", highlight=False, markup=False, soft_wrap=True)
+        err.print(f"resume with:  {redact(hint)}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _parse_settings(pairs: list[str]) -> dict[str, Any]:
@@ -213,7 +215,8 @@ def run(
     verb = "resuming study" if resume else "study"
     common: dict[str, Any] = dict(
         storage=storage, cache=not no_cache,
-        on_study=lambda name: err.print(f"{verb} [bold]{name}[/bold] in {storage}"),
+        on_study=lambda name: err.print(f"{verb} [bold]{escape(name)}[/bold] in "
+                                        f"{escape(redact(storage))}"),
     )
     if resume and study is None:
         raise typer.BadParameter("give the --study to resume", param_hint="--resume")
@@ -322,7 +325,8 @@ def compare(
         prefix = prefix or new_study_name("compare")
         folder = out_dir or Path(prefix)
         err.print(f"comparing {', '.join(names)} over seeds {seed_list}: studies "
-                  f"[bold]{prefix}-<method>-s<seed>[/bold] in {storage}, files in {folder}")
+                  f"[bold]{escape(prefix)}-<method>-s<seed>[/bold] in {escape(redact(storage))}, "
+                  f"files in {escape(str(folder))}")
         with _progress(budget * len(names) * len(seed_list), "compare: LLM calls") as advance:
             result = run_compare(
                 names, seeds=seed_list, task=task, data=data, model=model, proposer=proposer,
@@ -347,7 +351,8 @@ def compare(
     cost = sum(r.usage["cost"] for r in result.runs)
     wall = sum(r.wall_time_s for r in result.runs)
     out.print(f"{len(result.runs)} runs | calls {calls} (cache hits {hits}) | cost ${cost:.4f} "
-              f"| {wall:.1f}s | studies {result.prefix}-<method>-s<seed> in {result.storage}")
+              f"| {wall:.1f}s | studies {escape(result.prefix)}-<method>-s<seed> in "
+              f"{escape(redact(result.storage))}")
     for kind, path in result.files.items():
         out.print(f"{kind}: {path}", highlight=False)
 
