@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from promptopt.badinput import (
+    cell_kinds,
     check_data_case,
     check_template_case,
     expected_rows,
@@ -85,7 +86,7 @@ def test_the_generators_cover_the_defects_of_the_issue():
         case = make_data_case(random.Random(seed))
         seen.update(d.split(" '")[0].split(" original")[0].split(" rewri")[0]
                     for d in case.defects)
-        seen.update(f"cell:{kind}" for kind in _cell_kinds(case))
+        seen.update(cell_kinds(case))
     for seed in range(200):
         seen.update(d.split(" '")[0] for d in make_template_case(random.Random(seed)).defects)
     wanted = {
@@ -94,32 +95,14 @@ def test_the_generators_cover_the_defects_of_the_issue():
         "stray quote opening a cell", "too many fields", "too few fields", "trailing separator",
         "extra column", "missing column", "duplicate column", "no data rows", "invalid JSON",
         "raw NUL byte", "truncated Parquet", "deeply nested JSON", "huge JSON number",
-        "cell:formula", "cell:placeholder", "cell:blank", "cell:huge", "cell:newline",
-        "cell:nul", "cell:not text", "bad instruction", "truncated JSON", "not a JSON object",
+        "cell: formula-like", "cell: placeholder text", "cell: blank", "cell: null",
+        "cell: over the size limit", "cell: line break", "cell: quote", "cell: NUL",
+        "cell: not text", "cell: lone surrogate", "cell: non-ASCII", "bad instruction",
+        "truncated JSON", "not a JSON object",
         "unknown key", "demo field missing", "unknown demo field", "non-text demo value",
         "demos not a list",
     }
     assert wanted <= seen, sorted(wanted - seen)
-
-
-def _cell_kinds(case):
-    for row in case.rows:
-        for _, value in row.cells:
-            if not isinstance(value, str):
-                yield "not text"
-                continue
-            if value[:1] in "=+-@":
-                yield "formula"
-            if "{original_text}" in value:
-                yield "placeholder"
-            if not value.strip():
-                yield "blank"
-            if len(value) > case.limit:
-                yield "huge"
-            if "\n" in value or "\r" in value:
-                yield "newline"
-            if "\x00" in value:
-                yield "nul"
 
 
 runner = CliRunner()

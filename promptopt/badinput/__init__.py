@@ -7,7 +7,7 @@ Hypothesis (through a ``random.Random`` it controls) and
 """
 
 from promptopt.badinput._check import Outcome, check_data_case, expected_rows
-from promptopt.badinput._data import ANY, DataCase, FileError, Row, make_data_case
+from promptopt.badinput._data import ANY, DataCase, FileError, Row, cell_kinds, make_data_case
 from promptopt.badinput._templates import TemplateCase, check_template_case, make_template_case
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "FileError",
     "Outcome",
     "Row",
+    "cell_kinds",
     "TemplateCase",
     "check_data_case",
     "check_template_case",

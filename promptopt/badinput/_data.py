@@ -74,6 +74,29 @@ def cell_ok(value: Any, limit: int) -> bool:
     return not any(0xD800 <= ord(c) <= 0xDFFF for c in value)
 
 
+def cell_kinds(case: DataCase) -> set[str]:
+    """The kinds of tricky or bad cell values in ``case`` (for reports)."""
+    kinds = set()
+    for row in case.rows:
+        for _, value in row.cells:
+            if not isinstance(value, str):
+                kinds.add("cell: null" if value is None else "cell: not text")
+                continue
+            checks = {
+                "formula-like": value[:1] in ("=", "+", "-", "@", "\t"),
+                "placeholder text": "{" in value,
+                "blank": not value.strip(),
+                "over the size limit": len(value) > case.limit,
+                "line break": "\n" in value or "\r" in value,
+                "quote": '"' in value,
+                "NUL": "\x00" in value,
+                "lone surrogate": any(0xD800 <= ord(c) <= 0xDFFF for c in value),
+                "non-ASCII": not value.isascii(),
+            }
+            kinds.update(f"cell: {name}" for name, hit in checks.items() if hit)
+    return kinds
+
+
 def make_data_case(rng: random.Random, *, limit: int | None = None) -> DataCase:
     """One random dataset file with zero or more defects."""
     fmt = rng.choice(["csv", "csv", "tsv", "jsonl", "jsonl", "parquet"])
