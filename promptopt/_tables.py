@@ -5,7 +5,9 @@ handling: ``=1+2`` is the text ``=1+2``) and account for every data row: a row t
 reader cannot use (wrong number of fields, a line that is no JSON object) is kept
 with its problem, so the caller reports or skips it by number. What makes a whole
 file unreadable (encoding, quotes that never close, an empty file) is a
-:class:`~promptopt.errors.DataError` naming the file, row, field and line.
+:class:`~promptopt.errors.DataError` naming the file, row, field and line; so is a
+row with the wrong number of fields whose cells run over several lines, since a
+stray quote may have merged an unknown number of rows into it.
 """
 
 from __future__ import annotations
@@ -112,7 +114,14 @@ def _read_delimited(path: Path, raw: bytes, sep: str) -> Table:
             if header is None:
                 header, header_line = [h.strip() for h in record], start
                 continue
-            rows.append(_delimited_row(record, header, start, sep))
+            row = _delimited_row(record, header, start, sep)
+            if row.problem and reader.line_num > start:  # rows merged: how many is unknown
+                raise DataError(
+                    f"{row.problem}, and its cells run over lines {start}-{reader.line_num}: "
+                    "a quote that is never closed (or closed in a later row) merges lines "
+                    "into one row", path=str(path), row=len(rows) + 1, line=start,
+                )
+            rows.append(row)
     except csv.Error as exc:
         raise DataError(
             f"malformed {kind}: {exc} (a quote that is never closed, or text right after a "

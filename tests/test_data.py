@@ -263,3 +263,10 @@ def test_jsonl_row_problems_are_rows(tmp_path):
     assert reasons[5] == "missing" and reasons[6] == "empty id"
     assert "JSON object is needed" in reasons[7]
     assert caught[0].message.errors[-1].line == 9  # blank lines: row 7 is on line 9
+
+
+def test_a_stray_quote_that_merges_rows_refuses_the_file_even_when_skipping(tmp_path):
+    # the quote opened in row 1 closes at the end of row 3's first cell: 3 rows became 1
+    path = _csv(tmp_path, '1,x,"p,y\n2,x,p,y\n3,x",p,y\n4,x,p,y\n')
+    with pytest.raises(DataError, match=r"row 1 \(line 2\): 5 fields .* run over lines 2-4"):
+        load_examples(path, skip_bad_rows=True, **FIELDS)

@@ -10,7 +10,7 @@ import codecs
 import random
 from typing import Any
 
-from promptopt.badinput._data import ID, NEEDED, DataCase, FileError, Row, json_line, words
+from promptopt.badinput._data import ANY, ID, NEEDED, DataCase, FileError, Row, json_line, words
 
 Span = tuple[int, int, int | None, str | None]  # start, end, data row (None: header), field
 
@@ -75,6 +75,8 @@ def write_delimited(case: DataCase, rng: random.Random, sep: str, columns: list[
             row.structural = "too few fields"
         if row.structural:
             case.defects.append(row.structural)
+            if any("\n" in c or "\r" in c for c in cells):  # rows may have merged
+                case.file_errors.append(FileError("multi-line row, wrong field count", i, None))
         row.cells = [(c[0], cells[j]) for j, c in enumerate(row.cells) if j < len(cells)]
         for j, value in enumerate(cells):
             emit(sep if j else "")
@@ -159,7 +161,7 @@ def _place(spans: list[Span], index: int) -> tuple[int | None, str | None]:
     return ANY_PLACE
 
 
-ANY_PLACE: Any = ("<any>", "<any>")
+ANY_PLACE: Any = (ANY, ANY)
 
 
 def _encode(case: DataCase, rng: random.Random, text: str, spans: list[Span]) -> None:
