@@ -78,6 +78,16 @@ class DataWarning(UserWarning):
         self.rows = rows
 
 
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    """Every data row of ``path`` as a column -> value dict, for callers that check the
+    cells themselves; a row the reader could not use raises :class:`DataError`."""
+    table = read_table(Path(path))
+    for i, raw in enumerate(table.rows, start=1):
+        if raw.problem:
+            raise DataError(raw.problem, path=str(path), row=i, line=raw.line)
+    return [raw.cells for raw in table.rows]
+
+
 def _where(error: DataError) -> str:
     field_part = f" field {error.field!r}" if error.field is not None else ""
     return f"row {error.row}{field_part}: {error.reason}"

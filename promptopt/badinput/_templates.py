@@ -161,7 +161,8 @@ def _encode(case: TemplateCase, rng: random.Random, text: str) -> None:
         bom = {"bom": codecs.BOM_UTF8, "utf-16": codecs.BOM_UTF16_LE}.get(choice, b"")
         raw = bom + text.encode("utf-16-le" if choice == "utf-16" else "utf-8")
         if bom:
-            case.defects.append(f"{choice} byte-order mark")
+            case.defects.append("UTF-8 byte-order mark" if choice == "bom"
+                                else "UTF-16 with byte-order mark")
     case.content = raw
 
 
