@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from promptopt._tables import RawRow, read_table
+from promptopt._tables import RawRow, Table, read_table
 from promptopt._textfile import clip
 from promptopt.errors import ConfigError, DataError
 
@@ -84,8 +84,16 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     table = read_table(Path(path))
     for i, raw in enumerate(table.rows, start=1):
         if raw.problem:
-            raise DataError(raw.problem, path=str(path), row=i, line=raw.line)
+            raise DataError(raw.problem, row=i, **_row_where(path, table, raw, i))
     return [raw.cells for raw in table.rows]
+
+
+def _row_where(path: Path, table: Table, raw: RawRow, i: int) -> dict[str, Any]:
+    """The file, and the line of row ``i`` where it is not the one its number suggests."""
+    where: dict[str, Any] = {"path": str(path)}
+    if raw.line is not None and raw.line != (table.first_data_line or 1) + i - 1:
+        where["line"] = raw.line
+    return where
 
 
 def _where(error: DataError) -> str:
@@ -213,9 +221,7 @@ def load_examples(
     seen: dict[str, int] = {}
     skipped: list[DataError] = []
     for i, raw in enumerate(table.rows, start=1):
-        where: dict[str, Any] = {"path": str(path)}
-        if raw.line is not None and raw.line != (table.first_data_line or 1) + i - 1:
-            where["line"] = raw.line
+        where = _row_where(path, table, raw, i)
         try:
             example = _row_example(raw, i, where, needed, input_fields, target_field,
                                    id_field if has_id else None, seen, limit)
