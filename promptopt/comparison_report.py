@@ -19,6 +19,7 @@ from promptopt.comparison import (
     best_so_far,
     curve_band,
 )
+from promptopt.redact import redact
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -112,7 +113,7 @@ def markdown_table(result: CompareResult) -> str:
 
 def report_markdown(result: CompareResult, plot_name: str, trials_name: str) -> str:
     """The Markdown report: settings, table, plot and how to read them."""
-    s = result.settings
+    s = {**result.settings, "storage": redact(str(result.settings["storage"]))}
     seeds = ", ".join(map(str, result.seeds))
     settings = [
         ("methods", ", ".join(result.methods)),

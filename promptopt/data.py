@@ -1,13 +1,15 @@
-"""Loading datasets (CSV, JSONL, Parquet) into validated examples, and seeded splits.
+"""Loading datasets (CSV, TSV, JSONL, Parquet) into validated examples, and seeded splits.
 
 Every problem with an input file is raised as :class:`~promptopt.errors.DataError`
-naming the file, the row (1-based data row, header excluded) and the field.
+naming the file, the row (1-based data row, header excluded) and the field (and the
+line, where a multi-line cell or blank lines make it differ). Reading the formats is
+:mod:`promptopt._tables`; this module checks the cells.
 """
 
 from __future__ import annotations
 
-import json
 import math
+import os
 import random
 import warnings
 from collections.abc import Sequence
@@ -16,7 +18,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from promptopt.errors import DataError
+from promptopt._tables import RawRow, Table, read_table
+from promptopt._textfile import clip
+from promptopt.errors import ConfigError, DataError
 
 SAMPLE_PROMPT_RECOVERY = "prompt_recovery_sample.csv"
 SAMPLE_PREFERENCE = "preference_sample.csv"
@@ -40,60 +44,25 @@ def sample_path(name: str = SAMPLE_PROMPT_RECOVERY) -> Path:
     return Path(str(resources.files("promptopt") / "resources" / name))
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    suffix = path.suffix.lower()
-    if suffix in {".jsonl", ".ndjson"}:
-        rows = []
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            bad = path.read_bytes()[: exc.start].count(b"\n") + 1
-            raise DataError(f"not UTF-8 (byte {exc.start}, line {bad})", path=str(path)) from None
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"invalid JSON: {exc.msg}", path=str(path), row=lineno) from None
-            if not isinstance(obj, dict):
-                raise DataError("each line must be a JSON object", path=str(path), row=lineno)
-            rows.append(obj)
-        return rows
-    import pandas as pd
+MAX_CELL_CHARS = 100_000
+"""Default longest cell, in characters (``PROMPTOPT_MAX_CELL_CHARS`` overrides it)."""
 
-    if suffix == ".parquet":
-        try:
-            frame = pd.read_parquet(path)
-        except Exception as exc:  # pyarrow raises several unrelated types
-            raise DataError(f"cannot read Parquet: {exc}", path=str(path)) from None
-    elif suffix in {".csv", ".tsv", ".txt", ""}:
-        raw = path.read_bytes()
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            bad = raw[: exc.start].count(b"\n") + 1
-            raise DataError(
-                f"not UTF-8 (byte {exc.start}, line {bad}); re-save the file as UTF-8",
-                path=str(path),
-            ) from None
-        try:
-            frame = pd.read_csv(
-                path,
-                sep="\t" if suffix == ".tsv" else ",",
-                dtype=str,
-                keep_default_na=False,
-                encoding="utf-8",
-            )
-        except pd.errors.EmptyDataError:
-            raise DataError("file is empty", path=str(path)) from None
-        except pd.errors.ParserError as exc:
-            raise DataError(f"malformed CSV: {exc}", path=str(path)) from None
-    else:
-        raise DataError(
-            f"unsupported file type {suffix!r}; use .csv, .tsv, .jsonl or .parquet", path=str(path)
-        )
-    return frame.to_dict(orient="records")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make spreadsheet programs read a CSV cell as a formula."""
+
+
+def cell_limit() -> int:
+    """The cell-size limit: ``$PROMPTOPT_MAX_CELL_CHARS`` or :data:`MAX_CELL_CHARS`."""
+    raw = os.environ.get("PROMPTOPT_MAX_CELL_CHARS", "").strip()
+    if not raw:
+        return MAX_CELL_CHARS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"PROMPTOPT_MAX_CELL_CHARS must be a positive integer, got {raw!r}")
+    return value
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
@@ -105,49 +74,100 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
 
 
 class DataWarning(UserWarning):
-    """Rows were skipped on request (``skip_bad_rows``); the message lists them."""
+    """Rows were skipped on request (``skip_bad_rows``); the message lists them.
+
+    Attributes:
+        errors: One :class:`DataError` per skipped row.
+        rows: The number of data rows in the file (loaded + skipped).
+    """
+
+    def __init__(self, message: str, errors: Sequence[DataError] = (), rows: int = 0) -> None:
+        super().__init__(message)
+        self.errors = list(errors)
+        self.rows = rows
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    """Every data row of ``path`` as a column -> value dict, for callers that check the
+    cells themselves; a row the reader could not use raises :class:`DataError`."""
+    table = read_table(Path(path))
+    for i, raw in enumerate(table.rows, start=1):
+        if raw.problem:
+            raise DataError(raw.problem, row=i, **_row_where(path, table, raw, i))
+    return [raw.cells for raw in table.rows]
+
+
+def _row_where(path: Path, table: Table, raw: RawRow, i: int) -> dict[str, Any]:
+    """The file, and the line of row ``i`` where it is not the one its number suggests."""
+    where: dict[str, Any] = {"path": str(path)}
+    if raw.line is not None and raw.line != (table.first_data_line or 1) + i - 1:
+        where["line"] = raw.line
+    return where
 
 
 def _where(error: DataError) -> str:
-    return f"row {error.row} field {error.field!r}: {error.reason}"
+    field_part = f" field {error.field!r}" if error.field is not None else ""
+    return f"row {error.row}{field_part}: {error.reason}"
+
+
+def _text_problem(value: Any, limit: int) -> str | None:
+    """Why a cell value is not usable text (None if it is)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "empty cell"
+    if not isinstance(value, str):
+        return f"expected text, got {type(value).__name__} {clip(value)}"
+    if not value.strip():
+        return "empty cell"
+    if len(value) > limit:
+        return (f"cell of {len(value)} characters is longer than the limit of {limit} "
+                "(set PROMPTOPT_MAX_CELL_CHARS or max_cell_chars to allow it)")
+    if "\x00" in value:
+        return f"NUL character at position {value.index(chr(0))}"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"not valid Unicode: a lone surrogate at position {exc.start}"
+    return None
 
 
 def _row_example(
-    row: dict[str, Any],
+    raw: RawRow,
     i: int,
-    path: Path,
+    where: dict[str, Any],
     needed: Sequence[str],
     input_fields: Sequence[str],
     target_field: str,
     id_field: str | None,
     seen: dict[str, int],
+    limit: int,
 ) -> Example:
     """Validate one data row (1-based ``i``) into an :class:`Example`."""
+    if raw.problem:
+        raise DataError(raw.problem, row=i, **where)
+    row = raw.cells
     values: dict[str, str] = {}
     for name in needed:
-        value = row.get(name)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            raise DataError("empty cell", path=str(path), row=i, field=name)
-        if not isinstance(value, str):
-            raise DataError(
-                f"expected text, got {type(value).__name__} {value!r}",
-                path=str(path),
-                row=i,
-                field=name,
-            )
-        if not value.strip():
-            raise DataError("empty cell", path=str(path), row=i, field=name)
-        values[name] = value
-    ex_id = str(row.get(id_field, "")).strip() if id_field else ""
-    if id_field and not ex_id:
-        raise DataError("empty id", path=str(path), row=i, field=id_field)
-    ex_id = ex_id or str(i)
+        if name in raw.repeated:
+            raise DataError("key appears more than once", row=i, field=name, **where)
+        problem = "missing" if name not in row else _text_problem(row[name], limit)
+        if problem:
+            raise DataError(problem, row=i, field=name, **where)
+        values[name] = row[name]
+    ex_id = str(i)
+    if id_field:
+        if id_field in raw.repeated:
+            raise DataError("key appears more than once", row=i, field=id_field, **where)
+        value: Any = row.get(id_field)
+        if isinstance(value, (int, str)) and not isinstance(value, bool):
+            value = str(value).strip()  # ids are compared and written stripped
+        problem = "empty id" if not value else _text_problem(value, limit)
+        if problem:
+            raise DataError(problem, row=i, field=id_field, **where)
+        ex_id = str(value)
     if ex_id in seen:
         raise DataError(
-            f"duplicate id {ex_id!r} (first seen in row {seen[ex_id]})",
-            path=str(path),
-            row=i,
-            field=id_field,
+            f"duplicate id {clip(ex_id)} (first seen in row {seen[ex_id]})",
+            row=i, field=id_field, **where,
         )
     return Example(
         id=ex_id,
@@ -164,45 +184,56 @@ def load_examples(
     id_field: str = "id",
     require_target: bool = True,
     skip_bad_rows: bool = False,
+    max_cell_chars: int | None = None,
 ) -> list[Example]:
     """Read and validate a dataset file.
 
+    Cells are kept exactly as written: surrounding spaces, line breaks, quotes,
+    braces such as ``{original_text}``, and text that a spreadsheet would run as a
+    formula (``=1+2``, ``@x``) are data. Every data row is either loaded or reported.
+
     Args:
-        path: A .csv, .tsv, .jsonl or .parquet file.
+        path: A .csv, .tsv, .jsonl or .parquet file (UTF-8, or UTF-16/32 with a
+            byte-order mark).
         input_fields: Columns every row must have as non-empty text.
         target_field: The column holding the target text.
         id_field: Optional id column; row numbers are used when it is absent.
         require_target: Whether the target column must be present (False for
             files to predict on).
-        skip_bad_rows: Skip rows with empty or non-text cells or duplicate ids, and
-            warn with a :class:`DataWarning` that lists them, instead of raising.
+        skip_bad_rows: Skip rows with empty, non-text or over-long cells, wrong
+            numbers of fields or duplicate ids, and warn with a :class:`DataWarning`
+            that lists them, instead of raising.
+        max_cell_chars: Longest accepted cell (default :func:`cell_limit`); a
+            longer one is an error for its row, never truncated.
 
     Raises:
         DataError: naming the file, row and field of the first problem found.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError("file not found", path=str(path))
-    rows = _read_rows(path)
-    if not rows:
-        raise DataError("no data rows", path=str(path))
-    columns = set().union(*(r.keys() for r in rows))
+    limit = max_cell_chars if max_cell_chars is not None else cell_limit()
+    table = read_table(path)
+    if not table.rows:
+        raise DataError("no data rows (only a header)", path=str(path))
+    columns = set(table.columns)
     needed = list(input_fields) + ([target_field] if require_target else [])
     missing = [c for c in needed if c not in columns]
     if missing:
-        raise DataError(
-            f"missing column(s) {missing}; found {sorted(map(str, columns))}",
-            path=str(path),
-            field=missing[0],
-        )
+        found = clip(sorted(columns), 200)
+        raise DataError(f"missing column(s) {missing}; found {found}", path=str(path),
+                        field=missing[0])
     has_id = id_field in columns
+    for name in [*needed, id_field] if has_id else needed:
+        if name in table.repeated_columns:
+            raise DataError("column appears more than once in the header", path=str(path),
+                            field=name)
     examples: list[Example] = []
     seen: dict[str, int] = {}
     skipped: list[DataError] = []
-    for i, row in enumerate(rows, start=1):
+    for i, raw in enumerate(table.rows, start=1):
+        where = _row_where(path, table, raw, i)
         try:
-            example = _row_example(row, i, path, needed, input_fields, target_field,
-                                   id_field if has_id else None, seen)
+            example = _row_example(raw, i, where, needed, input_fields, target_field,
+                                   id_field if has_id else None, seen, limit)
         except DataError as exc:
             if not skip_bad_rows:
                 raise
@@ -213,14 +244,30 @@ def load_examples(
     if skipped:
         shown = "; ".join(_where(e) for e in skipped[:5])
         more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
-        warnings.warn(
-            f"file {path}: skipped {len(skipped)} bad row(s) of {len(rows)}: {shown}{more}",
-            DataWarning,
-            stacklevel=2,
-        )
+        message = (f"file {path}: skipped {len(skipped)} bad row(s) of {len(table.rows)}: "
+                   f"{shown}{more}")
+        warnings.warn(DataWarning(message, skipped, len(table.rows)), stacklevel=2)
     if not examples:
         raise DataError("no usable data rows", path=str(path))
     return examples
+
+
+def warn_formula_like(path: str | Path, texts: Sequence[str]) -> int:
+    """Warn (:class:`DataWarning`) if written CSV cells start like spreadsheet formulas.
+
+    promptopt writes such cells verbatim (they are data: a submission must hold the
+    exact text); the warning tells whoever opens the file in a spreadsheet program.
+    Returns how many there are.
+    """
+    risky = [t for t in texts if t.startswith(FORMULA_PREFIXES)]
+    if risky:
+        warnings.warn(
+            DataWarning(f"file {path}: {len(risky)} cell(s) start with =, +, -, @, tab or "
+                        f"carriage return, e.g. {clip(risky[0])}; written verbatim as text, "
+                        "but spreadsheet programs may run them as formulas"),
+            stacklevel=2,
+        )
+    return len(risky)
 
 
 @dataclass(frozen=True)

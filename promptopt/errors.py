@@ -13,7 +13,12 @@ class PromptoptError(Exception):
 
 
 class DataError(PromptoptError):
-    """A dataset or template file is unusable; the message names file, row and field."""
+    """A dataset or template file is unusable; the message names file, row and field.
+
+    ``row`` is the 1-based data row (header excluded); ``line`` the physical line of a
+    text file where that row starts, given where it differs from what ``row`` suggests
+    (multi-line cells, blank lines) or where no row applies (the header).
+    """
 
     def __init__(
         self,
@@ -22,14 +27,17 @@ class DataError(PromptoptError):
         path: str | None = None,
         row: int | None = None,
         field: str | None = None,
+        line: int | None = None,
     ) -> None:
-        self.path, self.row, self.field = path, row, field
+        self.path, self.row, self.field, self.line = path, row, field, line
         self.reason = message
         where = []
         if path is not None:
             where.append(f"file {path}")
         if row is not None:
-            where.append(f"row {row}")
+            where.append(f"row {row}" + (f" (line {line})" if line is not None else ""))
+        elif line is not None:
+            where.append(f"line {line}")
         if field is not None:
             where.append(f"field {field!r}")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from promptopt.data import Splits, load_examples, sample_path
+from promptopt.data import Splits, load_examples, sample_path, warn_formula_like
 from promptopt.errors import ConfigError
 from promptopt.evaluator import DEFAULT_MAX_ERRORS, Evaluation, Evaluator
 from promptopt.llm import DEFAULT_MODEL, LLM, Budget, DiskCache, Usage
@@ -311,11 +311,7 @@ def _execute(
                                  cache_dir=cache_dir, api_base=spec["api_base"],
                                  timeout=spec["timeout"])
     recovery.on_request = writer.on_request = on_progress
-    start = spec["start"]
-    start_template = (
-        start if isinstance(start, Template)
-        else Template.load(start) if start else the_task.start_template()
-    )
+    start_template = the_task.load_template(spec["start"] or None)
     study_name = study or new_study_name(method)
     settings = run_settings(spec, optimizer.get_params(), the_task, start_template)
     if resuming is not None:
@@ -431,11 +427,7 @@ def evaluate(
     if tracker is not None and hasattr(the_task.scorer, "attach"):
         the_task.scorer.attach(tracker.storage_url, tracker.study_name)
     evaluator = Evaluator(the_task, recovery, tracker=tracker, method="eval")
-    tpl = template if isinstance(template, Template) else Template.load(template)
-    problem = the_task.validate_instruction(tpl.instruction)
-    if problem:
-        raise ConfigError(f"template unusable for {task}: {problem}")
-    evaluation = evaluator.evaluate(tpl, split)
+    evaluation = evaluator.evaluate(the_task.load_template(template), split)
     evaluation.require(f"the template on the {split} split")
     return evaluation
 
@@ -462,7 +454,10 @@ def predict(
 ) -> int:
     """Write a Kaggle submission (``id,<target>``) for every row of ``data``; returns rows.
 
-    ``task_options`` are the task's options, as for :func:`run`.
+    ``task_options`` are the task's options, as for :func:`run`. Predictions are written
+    verbatim as CSV text (quoted where CSV needs it): one that starts like a spreadsheet
+    formula (``=``, ``+``, ``-``, ``@``) stays data in the file, and a
+    :class:`~promptopt.data.DataWarning` says how many there are.
     """
     import csv
 
@@ -474,7 +469,7 @@ def predict(
     the_task = cls(Splits([], [], []), scorer="auto", **options)  # rendering and parsing only
     examples = load_examples(data, input_fields=the_task.input_fields,
                              target_field=the_task.target_field, require_target=False)
-    tpl = template if isinstance(template, Template) else Template.load(template)
+    tpl = the_task.load_template(template)
     recovery, _ = make_llms(model, budget=None, cache=cache, cache_dir=cache_dir)
     recovery.on_request = on_progress
     predictions = the_task.predict(recovery, tpl, examples)
@@ -484,5 +479,6 @@ def predict(
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["id", the_task.target_field])
-        writer.writerows(rows)
+        writer.writerows(rows)  # verbatim text: a formula-like prediction stays data
+    warn_formula_like(path, [p for _, p in rows])
     return len(rows)

@@ -30,6 +30,7 @@ from promptopt.errors import ConfigError, Interrupted, LLMError, ResumeError, St
 from promptopt.evaluator import DEFAULT_MAX_ERRORS
 from promptopt.llm._client import DEFAULT_TIMEOUT
 from promptopt.metrics import object_spec
+from promptopt.redact import is_redacted
 from promptopt.tasks import Task
 from promptopt.template import Template
 from promptopt.tracker import Tracker, find_study, load_study_attrs
@@ -252,6 +253,9 @@ def load_for_resume(
         check_not_running(study, attrs)
     for name in OVERRIDABLE & set(given):
         spec[name] = given[name]
+    if "api_base" not in given and is_redacted(spec.get("api_base")):
+        raise ConfigError(f"the --api-base of study {study!r} held credentials, which are not "
+                          "stored; give --api-base again to resume")
     if not isinstance(given.get("scorer", ""), str):
         spec["scorer"] = given["scorer"]  # an object (e.g. shared by compare); name checked
     spec["task_options"].update(given.get("task_options") or {})  # e.g. a metric function

@@ -236,6 +236,8 @@ class FakeOpenAIServer:
         self.token_logprobs = token_logprobs or default_token_logprobs
         self.bodies: list[dict[str, Any]] = []
         self.prompts: list[str] = []
+        self.requests: list[dict[str, Any]] = []
+        """Each request's ``path`` and ``headers`` (e.g. to check what credentials came)."""
         self._lock = threading.Lock()
         self._server: Any = None
 
@@ -289,6 +291,8 @@ class FakeOpenAIServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                with owner._lock:
+                    owner.requests.append({"path": self.path, "headers": dict(self.headers)})
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 owner._respond(self, body)
 

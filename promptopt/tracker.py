@@ -19,19 +19,23 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from promptopt.errors import ConfigError, PromptoptError, ResumeError, StorageError
+from promptopt.redact import redact
 
 _SECRET_KEY = re.compile(r"(api[_-]?key|secret|token(?!s)|password)", re.IGNORECASE)
 """Keys whose values are withheld; ``token`` but not ``prompt_tokens`` (a count)."""
 
 
 def scrub(value: Any) -> Any:
-    """Drop values under secret-looking keys from nested settings."""
+    """Drop values under secret-looking keys from nested settings, and mask credentials
+    in every string (secret environment values, keys and passwords in URLs)."""
     if isinstance(value, Mapping):
         return {
             k: ("***" if _SECRET_KEY.search(str(k)) and v else scrub(v)) for k, v in value.items()
         }
     if isinstance(value, (list, tuple)):
         return [scrub(v) for v in value]
+    if isinstance(value, str):
+        return redact(value)
     return value
 
 

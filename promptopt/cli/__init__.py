@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -22,6 +23,7 @@ from promptopt.errors import Interrupted, PromptoptError
 from promptopt.evaluator import DEFAULT_MAX_ERRORS
 from promptopt.llm import DEFAULT_MODEL, EMBEDDED_MODELS
 from promptopt.llm._client import DEFAULT_TIMEOUT
+from promptopt.redact import redact, redact_log_records
 from promptopt.runner import DEFAULT_SPLITS, DEFAULT_STORAGE
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -91,6 +93,7 @@ def main_callback(
     ] = False,
 ) -> None:
     """Optimize LLM prompt templates; every search tracked in Optuna."""
+    redact_log_records()  # libraries log request URLs at DEBUG; keep credentials out
 
 
 @contextlib.contextmanager
@@ -115,12 +118,12 @@ def _errors() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.showwarning = lambda msg, cat, *a, **k: err.print(
-            f"[yellow]warning:[/yellow] {msg}"
+            f"[yellow]warning:[/yellow] {escape(redact(str(msg)))}", highlight=False
         )
         try:
             yield
         except PromptoptError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            err.print(f"[red]error:[/red] {escape(redact(str(exc)))}", highlight=False)
             _resume_hint(exc)
             raise typer.Exit(2) from None
         except KeyboardInterrupt as exc:
@@ -134,7 +137,7 @@ def _errors() -> Iterator[None]:
 def _resume_hint(exc: BaseException) -> None:
     hint = getattr(exc, "resume_hint", None)
     if hint:
-        err.print(f"resume with:  {hint}", highlight=False, markup=False, soft_wrap=True)
+        err.print(f"resume with:  {redact(hint)}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _parse_settings(pairs: list[str]) -> dict[str, Any]:
@@ -233,7 +236,8 @@ def run(
     verb = "resuming study" if resume else "study"
     common: dict[str, Any] = dict(
         storage=storage, cache=not no_cache,
-        on_study=lambda name: err.print(f"{verb} [bold]{name}[/bold] in {storage}"),
+        on_study=lambda name: err.print(f"{verb} [bold]{escape(name)}[/bold] in "
+                                        f"{escape(redact(storage))}"),
     )
     if resume and study is None:
         raise typer.BadParameter("give the --study to resume", param_hint="--resume")
@@ -254,9 +258,10 @@ def run(
     table.add_column("template")
     table.add_column("val", justify="right")
     table.add_column("test", justify="right")
-    table.add_row("start: " + result.start_template.instruction, _score(result.start_val_score),
+    table.add_row("start: " + escape(result.start_template.instruction),
+                  _score(result.start_val_score),
                   _score(result.start_test_score))
-    table.add_row("[bold]best: " + result.template.instruction + "[/bold]",
+    table.add_row("[bold]best: " + escape(result.template.instruction) + "[/bold]",
                   _score(result.val_score), _score(result.test_score))
     out.print(table)
     u = result.usage
@@ -268,8 +273,8 @@ def run(
     )
     if result.test_score_without_suffix is not None:
         out.print(
-            f"suffix {result.template.suffix!r}: test {_score(result.test_score)} with it, "
-            f"{_score(result.test_score_without_suffix)} without"
+            f"suffix {escape(repr(result.template.suffix))}: test {_score(result.test_score)} "
+            f"with it, {_score(result.test_score_without_suffix)} without"
         )
     if result.test_metrics:
         out.print(f"test metrics: best {_metrics(result.test_metrics)} | start "
@@ -277,7 +282,7 @@ def run(
     if result.rejected:
         out.print(f"rejected proposals: {result.rejected}")
     for note in result.notes:
-        out.print(f"[yellow]note:[/yellow] {note}")
+        out.print(f"[yellow]note:[/yellow] {escape(note)}")
     out.print(f"best template (test {_metric_label(result.scorer)} {_score(result.test_score)}):")
     out.print(result.template.to_json(), highlight=False, markup=False, soft_wrap=True)
 
@@ -361,7 +366,8 @@ def compare(
         prefix = prefix or new_study_name("compare")
         folder = out_dir or Path(prefix)
         err.print(f"comparing {', '.join(names)} over seeds {seed_list}: studies "
-                  f"[bold]{prefix}-<method>-s<seed>[/bold] in {storage}, files in {folder}")
+                  f"[bold]{escape(prefix)}-<method>-s<seed>[/bold] in {escape(redact(storage))}, "
+                  f"files in {escape(str(folder))}")
         with _progress(budget * len(names) * len(seed_list), "compare: LLM calls") as advance:
             result = run_compare(
                 names, seeds=seed_list, task=task, data=data, model=model, proposer=proposer,
@@ -387,7 +393,8 @@ def compare(
     cost = sum(r.usage["cost"] for r in result.runs)
     wall = sum(r.wall_time_s for r in result.runs)
     out.print(f"{len(result.runs)} runs | calls {calls} (cache hits {hits}) | cost ${cost:.4f} "
-              f"| {wall:.1f}s | studies {result.prefix}-<method>-s<seed> in {result.storage}")
+              f"| {wall:.1f}s | studies {escape(result.prefix)}-<method>-s<seed> in "
+              f"{escape(redact(result.storage))}")
     for kind, path in result.files.items():
         out.print(f"{kind}: {path}", highlight=False)
 
@@ -431,7 +438,7 @@ def eval_(
     table.add_column("prediction")
     table.add_column("score", justify="right")
     for i, p, s in list(zip(ev.example_ids, ev.predictions, ev.scores, strict=True))[:10]:
-        table.add_row(i, p, _score(s))
+        table.add_row(escape(i), escape(p), _score(s))
     out.print(table)
     out.print(f"mean score: {_score(ev.score)}")
     if ev.metrics:

@@ -29,6 +29,7 @@ from promptopt.errors import (
 )
 from promptopt.llm._cache import DiskCache, request_key
 from promptopt.llm._usage import Budget, Usage
+from promptopt.redact import redact
 
 Messages = list[dict[str, str]]
 T = TypeVar("T")
@@ -56,15 +57,15 @@ def import_litellm() -> Any:
     return litellm
 
 
-def _map_error(exc: Exception, model: str) -> LLMError:
-    """Turn a LiteLLM/provider exception into a promptopt exception."""
+def _map_error(exc: Exception, model: str, api_key: str | None = None) -> LLMError:
+    """Turn a LiteLLM/provider exception into a promptopt exception (credentials masked)."""
     cause: BaseException | None = exc
     while cause is not None:  # LiteLLM wraps our providers' own errors
         if isinstance(cause, LLMError):
             return cause
         cause = cause.__cause__ or cause.__context__
     name = type(exc).__name__
-    text = str(exc)
+    text = redact(str(exc), (api_key or "",))  # providers quote keys and URLs in errors
     lowered = text.lower()
     if name == "AuthenticationError" or "missing credentials" in lowered or (
         "api_key" in lowered and "must be set" in lowered
@@ -375,7 +376,7 @@ class LLM:
             except Exception as exc:  # provider SDKs raise many types
                 if isinstance(exc, PromptoptError) and not isinstance(exc, LLMError):
                     raise  # e.g. unusable labels: no provider failure, nothing to retry
-                error = _map_error(exc, self.model)
+                error = _map_error(exc, self.model, self._api_key)
                 retryable = isinstance(error, (TransientLLMError, LLMTimeoutError))
                 if not retryable or attempt >= self.max_retries:
                     self.usage.add(cached=False, failed=True)

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from promptopt._textfile import clip
 from promptopt.data import SAMPLE_PROMPT_RECOVERY, Example, Splits, load_examples, split_examples
-from promptopt.errors import ConfigError
+from promptopt.errors import ConfigError, DataError
 from promptopt.metrics import object_spec
 from promptopt.template import Template
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 Messages = list[dict[str, str]]
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_NEAR_PLACEHOLDER = re.compile(r"\{\s*([A-Za-z_][\w \t-]*?)\s*(?:[!:][^{}\n]*)?\}")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
@@ -126,6 +128,7 @@ class Task(ABC):
         test: int | float | None = None,
         seed: int = 0,
         skip_bad_rows: bool = False,
+        max_cell_chars: int | None = None,
         **options: Any,
     ) -> Task:
         """Load a dataset file and split it with ``seed`` (see :func:`load_examples`).
@@ -139,8 +142,12 @@ class Task(ABC):
             input_fields=task.input_fields,
             target_field=task.target_field,
             skip_bad_rows=skip_bad_rows,
+            max_cell_chars=max_cell_chars,
         )
-        task.splits = split_examples(examples, train=train, val=val, test=test, seed=seed)
+        try:
+            task.splits = split_examples(examples, train=train, val=val, test=test, seed=seed)
+        except DataError as exc:
+            raise DataError(exc.reason, path=str(path)) from None
         return task
 
     def examples(self, split: str) -> list[Example]:
@@ -152,9 +159,18 @@ class Task(ABC):
         return Template(instruction=self.default_instruction)
 
     def validate_instruction(self, text: str) -> str | None:
-        """Why an instruction is unusable for this task, or None if it is fine."""
+        """Why an instruction is unusable for this task, or None if it is fine.
+
+        Placeholders are ``{field}`` for the task's input fields: all of them or
+        none (then the inputs follow the instruction). Unknown names and near misses
+        such as ``{ original_text }`` or ``{original_text!r}`` are refused.
+        """
         if not text or not text.strip():
             return "empty instruction"
+        for match in _NEAR_PLACEHOLDER.finditer(text):
+            name = re.sub(r"[\s-]+", "_", match.group(1).strip()).lower()
+            if name in self.input_fields and match.group(0) != "{" + name + "}":
+                return f"malformed placeholder {match.group(0)!r}; write {{{name}}}"
         names = set(_PLACEHOLDER.findall(text))
         unknown = names - set(self.input_fields)
         if unknown:
@@ -164,6 +180,55 @@ class Task(ABC):
             missing = sorted(set(self.input_fields) - names)
             return f"uses placeholders but not {missing}"
         return None
+
+    def check_template(self, template: Template, *, source: str | None = None) -> Template:
+        """Return ``template`` if this task can render it, else raise :class:`DataError`.
+
+        Checks the instruction's placeholders (:meth:`validate_instruction`) and that
+        every demo has exactly the task's input fields and target field.
+
+        Args:
+            template: The template to check.
+            source: The template file, named in errors (None for a literal or object).
+        """
+        problem = self.validate_instruction(template.instruction)
+        if problem:
+            raise DataError(f"unusable for task {self.name!r}: {problem}", path=source,
+                            field="instruction")
+        fields = [*self.input_fields, self.target_field]
+        for i, demo in enumerate(template.demos, start=1):
+            keys = [k for k, _ in demo]
+            missing = [f for f in fields if f not in keys]
+            extra = [k for k in keys if k not in fields]
+            if missing or extra:
+                raise DataError(
+                    f"a demo needs exactly the fields {fields}; "
+                    + "; ".join(p for p in (missing and f"missing {missing}",
+                                            extra and f"unknown {clip(extra)}") if p),
+                    path=source, row=i, field="demos",
+                )
+            empty = [k for k, v in demo if not v.strip()]
+            if empty:
+                raise DataError(f"empty demo field {empty[0]!r}", path=source, row=i,
+                                field="demos")
+        return template
+
+    def load_template(self, spec: Template | str | None) -> Template:
+        """The template ``spec`` names, checked for this task (None: the default).
+
+        Args:
+            spec: A :class:`Template`, a ``.json``/``.txt`` file, or the instruction.
+        """
+        if spec is None:
+            return self.start_template()
+        if isinstance(spec, Template):
+            return self.check_template(spec)
+        template = Template.load(spec)
+        try:
+            is_file = Path(spec).is_file()
+        except (OSError, ValueError):
+            is_file = False
+        return self.check_template(template, source=spec if is_file else None)
 
     def fill(self, text: str, values: dict[str, str]) -> str:
         """Substitute ``{field}`` placeholders in one pass (user text is never re-scanned)."""
