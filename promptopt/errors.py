@@ -50,6 +50,14 @@ class ResumeError(PromptoptError):
     """A run cannot be resumed: no such run, or its replay differs from what was recorded."""
 
 
+class StorageError(PromptoptError):
+    """The Optuna storage (a database server, a SQLite file) failed or went away mid-run.
+
+    What was recorded before stays recorded; the message names the storage (password
+    hidden) and a run that stopped this way can be resumed once the storage is back.
+    """
+
+
 class Interrupted(KeyboardInterrupt):
     """A run stopped by a signal other than Ctrl-C (SIGTERM), handled like Ctrl-C.
 

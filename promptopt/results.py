@@ -34,6 +34,13 @@ class RunResult:
     test_score_without_suffix: float | None = None
     replayed_trials: int = 0
     """Trials a resumed run found already recorded (0 for a run never interrupted)."""
+    worker: int = 0
+    """The worker that reports this result (several workers on one study; 0 alone)."""
+    found_by: int | None = None
+    """The worker whose template this is (several workers on one study)."""
+    workers: dict[str, Any] | None = None
+    """Per worker of the study (by index): its own template id, scores, trials, budget
+    spent; None for a run with one worker."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (stored on the study as ``result``)."""
@@ -58,6 +65,9 @@ class RunResult:
             "wall_time_s": round(self.wall_time_s, 3),
             "test_score_without_suffix": self.test_score_without_suffix,
             "replayed_trials": self.replayed_trials,
+            **({} if self.workers is None else {
+                "worker": self.worker, "found_by": self.found_by, "workers": self.workers,
+            }),
         }
 
     @classmethod
@@ -78,4 +88,7 @@ class RunResult:
             wall_time_s=float(data.get("wall_time_s", 0.0)),
             test_score_without_suffix=data.get("test_score_without_suffix"),
             replayed_trials=int(data.get("replayed_trials", 0)),
+            worker=int(data.get("worker", 0)),
+            found_by=data.get("found_by"),
+            workers=data.get("workers"),
         )
