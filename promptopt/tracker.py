@@ -80,7 +80,10 @@ def open_storage(url: str) -> Any:
                 engine_url, heartbeat_interval=None, engine_kwargs=kwargs
             )
         except Exception as exc:  # SQLAlchemy raises many types
-            if attempt == 2 or isinstance(exc, ImportError):
+            import sqlalchemy.exc
+
+            racing = isinstance(exc, sqlalchemy.exc.IntegrityError) or "already exists" in str(exc)
+            if attempt == 2 or not racing:
                 raise ConfigError(
                     f"cannot open storage {display_url(url)!r}: {type(exc).__name__}: "
                     f"{str(exc).splitlines()[0] if str(exc) else ''}"

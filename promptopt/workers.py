@@ -39,7 +39,7 @@ from typing import Any
 from promptopt.errors import ConfigError, ResumeError
 from promptopt.results import RunResult
 from promptopt.runstate import _alive, _process_start, check_new
-from promptopt.tracker import Tracker, _optuna, find_study, open_storage, storage_errors
+from promptopt.tracker import Tracker, _optuna, open_storage, storage_errors
 
 REGISTRATION_ATTR = "promptopt_worker"
 """User attribute that marks a worker's registration trial."""
@@ -48,13 +48,15 @@ STALE_AFTER_S = 60.0
 """A worker on another machine whose heartbeat is older than this counts as gone."""
 JOIN_WAIT_S = 60.0
 """How long a worker that lost the race to create a study waits for its settings."""
+GRACE_S = 5.0
+"""How long a worker waits for the settings of a study it found empty."""
 
 JOIN_KEYS = {
-    "method": "--method", "method_settings": "--set", "task": "--task",
-    "data_fingerprint": "--data", "model": "--model", "proposer": "--proposer",
-    "scorer": "--scorer", "budget": "--budget", "splits": "--train/--val/--test",
-    "split_seed": "--split-seed", "skip_bad_rows": "--skip-bad-rows", "suffix": "--suffix",
-    "start_template": "--start",
+    "method": "--method", "method_settings": "--set", "task": "--task", "model": "--model",
+    "proposer": "--proposer", "scorer": "--scorer", "budget": "--budget",
+    "splits": "--train/--val/--test", "split_seed": "--split-seed",
+    "skip_bad_rows": "--skip-bad-rows", "suffix": "--suffix", "start_template": "--start",
+    "data_fingerprint": "--data",
 }
 """Stored settings every worker of a study must share, with their options."""
 
@@ -129,6 +131,8 @@ def _check_same(study: str, stored: Mapping[str, Any], now: Mapping[str, Any]) -
             was, given = stored.get(key), now.get(key)
             if key == "start_template":
                 was, given = (dict(v or {}).get("instruction") for v in (was, given))
+            if key == "data_fingerprint":
+                option, was, given = "--data", stored.get("data"), f"other rows ({given})"
             raise ConfigError(
                 f"cannot join study {study!r} as another worker: its run has {option} {was!r}, "
                 f"this one {given!r}. The workers of one study share its settings (only "
@@ -136,11 +140,10 @@ def _check_same(study: str, stored: Mapping[str, Any], now: Mapping[str, Any]) -
             )
 
 
-def _create(storage: str, study: str) -> bool | None:
+def _create(store: Any, storage: str, study: str) -> bool | None:
     """Create ``study``: True if this call made it, False if another process just did,
     None if it existed before."""
     optuna = _optuna()
-    store = open_storage(storage)
     with storage_errors(storage, f"creating study {study!r}"):
         if study in optuna.get_all_study_names(store):
             return None
@@ -151,44 +154,61 @@ def _create(storage: str, study: str) -> bool | None:
     return True
 
 
+def _read(store: Any, storage: str, study: str) -> tuple[dict[str, Any], int]:
+    with storage_errors(storage, f"reading study {study!r}"):
+        study_id = store.get_study_id_from_name(study)
+        return dict(store.get_study_user_attrs(study_id)), store.get_n_trials(study_id)
+
+
 def plan_start(storage: str, study: str, settings: Mapping[str, Any], seed: int) -> Member:
     """Decide how a new run named ``study`` starts: as its first worker, or joining.
 
     A study that does not exist is created (worker 0). One that holds a run with the
     same settings that a live worker is running is joined (a registered worker >= 1).
     Otherwise a study holding a run is refused as before (:func:`check_new`: resume it
-    or choose another name), and one without trials is reused (worker 0).
+    or choose another name), and one without trials is reused (worker 0). A study
+    that exists without a run's settings may be one another worker created an instant
+    ago: its settings are waited for (:data:`JOIN_WAIT_S` after losing the race to
+    create it, :data:`GRACE_S` for a study found empty).
 
     Raises:
         ConfigError: the study holds a run nobody is running, or a live run with
             other settings.
     """
-    created = _create(storage, study)
+    store = open_storage(storage)
+    created = _create(store, storage, study)
     if created:
         return Member(seed=seed)
-    deadline = time.monotonic() + (JOIN_WAIT_S if created is False else 0.0)
+    deadline = time.monotonic() + (JOIN_WAIT_S if created is False else GRACE_S)
     while True:
-        found = find_study(storage, study)
-        attrs = found[0] if found else {}
-        if ("settings" in attrs and "status" in attrs) or time.monotonic() >= deadline:
+        attrs, n_trials = _read(store, storage, study)
+        ready = "settings" in attrs and "status" in attrs
+        if ready or n_trials or time.monotonic() >= deadline:
             break
         time.sleep(0.2)
-    if created is False and "settings" not in attrs:
+    if created is False and not ready:
         raise ConfigError(
             f"study {study!r} was created by another process that did not start its run "
             f"within {JOIN_WAIT_S:.0f} s; start this worker again, or use another study name"
         )
     if "settings" in attrs and live_workers(attrs):
         _check_same(study, attrs["settings"], settings)
-        return register(storage, study, seed, int(attrs["settings"]["seed"]))
+        return register(store, storage, study, seed, int(attrs["settings"]["seed"]))
     check_new(storage, study)
     return Member(seed=seed)
 
 
-def register(storage: str, study: str, seed: int, study_seed: int) -> Member:
-    """Register one more worker of ``study`` (a registration trial) and store its state."""
+def register(store: Any, storage: str, study: str, seed: int, study_seed: int) -> Member:
+    """Register one more worker of ``study`` (a registration trial) and store its state.
+
+    Args:
+        store: The opened storage (:func:`~promptopt.tracker.open_storage`).
+        storage: Its URL (for messages).
+        study: The study to join.
+        seed: The ``--seed`` this worker was given (its stream derives from it).
+        study_seed: The study's stored seed (the workers' shared minibatch stream).
+    """
     optuna = _optuna()
-    store = open_storage(storage)
     me = {"pid": os.getpid(), "host": socket.gethostname(), "started": _process_start(os.getpid())}
     with storage_errors(storage, f"registering a worker in study {study!r}"):
         study_id = store.get_study_id_from_name(study)
@@ -333,10 +353,11 @@ def publish_result(tracker: Tracker, member: Member, own: RunResult) -> RunResul
                  "start_test_score", "test_score_without_suffix"):
         setattr(own, name, getattr(chosen, name))
     own.found_by, own.workers = best, merged["workers"]
-    if best != member.index:
-        own.notes.append(
-            f"worker {member.index} of study {own.study}: the best template so far was found "
-            f"by worker {best} (val {float(merged['val_score']):.4f}); this worker's own best "
-            f"scored {float(results[member.index]['val_score']):.4f}"
-        )
+    mine = float(results[member.index]["val_score"])
+    own.notes.append(
+        f"worker {member.index} of study {own.study} ({len(results)} workers finished so far): "
+        + ("this worker's template is the best" if best == member.index else
+           f"the best template was found by worker {best} (val "
+           f"{float(merged['val_score']):.4f}; this worker's own best: {mine:.4f})")
+    )
     return own

@@ -201,6 +201,7 @@ def run(
     from promptopt.runner import resume_run
     from promptopt.runner import run as run_search
     from promptopt.runstate import sigterm_as_interrupt
+    from promptopt.tracker import display_url
 
     options: dict[str, Any] = {
         "method": method, "task": task, "data": data, "model": model, "proposer": proposer,
@@ -212,7 +213,7 @@ def run(
     verb = "resuming study" if resume else "study"
     common: dict[str, Any] = dict(
         storage=storage, cache=not no_cache,
-        on_study=lambda name: err.print(f"{verb} [bold]{name}[/bold] in {storage}"),
+        on_study=lambda name: err.print(f"{verb} [bold]{name}[/bold] in {display_url(storage)}"),
     )
     if resume and study is None:
         raise typer.BadParameter("give the --study to resume", param_hint="--resume")
