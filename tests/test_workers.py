@@ -217,7 +217,7 @@ def test_two_worker_processes_share_one_study(backend, tmp_path):
                     finished.append(i)
             time.sleep(0.05)
         outputs = [proc.communicate(timeout=30) for proc in procs]
-    for proc, (stdout, stderr) in zip(procs, outputs, strict=True):
+    for proc, (_, stderr) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, stderr
         assert "Traceback" not in stderr
     results = [json.loads(stdout) for stdout, _ in outputs]
