@@ -38,6 +38,7 @@ from _machine import describe, loadavg  # noqa: E402
 
 from promptopt.pgserver import test_postgres_url  # noqa: E402
 from promptopt.runner import best_template  # noqa: E402
+from promptopt.template import Template  # noqa: E402
 from promptopt.testing import FakeOpenAIServer  # noqa: E402
 from promptopt.tracker import _optuna, display_url, open_storage  # noqa: E402
 from promptopt.workers import REGISTRATION_ATTR  # noqa: E402
@@ -112,9 +113,19 @@ def one_round(storage: str, n: int, args: argparse.Namespace, folder: Path,
     keys = Counter((t.user_attrs.get("worker"), t.user_attrs["template_id"],
                     t.user_attrs["split"], t.user_attrs["examples_hash"]) for t in done)
     per_worker = Counter(t.user_attrs.get("worker") for t in done)
-    lost = sum(max(0, r["trials"] - per_worker[r["worker"]]) for r in results.values())
-    extra = sum(max(0, per_worker[r["worker"]] - r["trials"]) for r in results.values())
-    indexes = sorted(r["worker"] for r in results.values())
+    lost = sum(max(0, r["trials"] - per_worker[r.get("worker", 0)]) for r in results.values())
+    extra = sum(max(0, per_worker[r.get("worker", 0)] - r["trials"]) for r in results.values())
+    indexes = sorted(r.get("worker", 0) for r in results.values())
+    victim_index = results[victim].get("worker", 0)
+    # Trials whose parents include a candidate only another worker scored (OPRO's
+    # trajectory showed it); the shared starting template does not count.
+    start_id = Template.from_dict(results[victim]["start_template"]).id
+    recorded_by = {(t.user_attrs.get("worker"), t.user_attrs["template_id"]) for t in done}
+    crossed = sum(
+        any(p != start_id and (t.user_attrs.get("worker"), p) not in recorded_by
+            for p in t.user_attrs.get("parents") or [])
+        for t in done
+    )
     shown = best_template(storage, study)
     last = results[order[-1]]
     return {
@@ -126,9 +137,10 @@ def one_round(storage: str, n: int, args: argparse.Namespace, folder: Path,
         "trials reported": sum(r["trials"] for r in results.values()),
         "victim's trials at kill": at_kill,
         "replayed after kill": results[victim]["replayed_trials"],
-        "kills survived": int(results[victim]["trials"] == per_worker[results[victim]["worker"]]),
+        "kills survived": int(results[victim]["trials"] == per_worker[victim_index]),
         "trials lost": lost + extra,
         "trials duplicated": sum(c - 1 for c in keys.values()),
+        "trials with another worker's parent": crossed,
         "reader sees last report": shown.id == last["template_id"],
         "best val": last["val_score"],
         "wall s": round(wall, 1),
@@ -138,7 +150,7 @@ def one_round(storage: str, n: int, args: argparse.Namespace, folder: Path,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--workers", default="2,4", help="Comma-separated worker counts.")
-    parser.add_argument("--budget", type=int, default=60, help="LLM calls per worker.")
+    parser.add_argument("--budget", type=int, default=80, help="LLM calls per worker.")
     parser.add_argument("--delay", type=float, default=0.05, help="Seconds per LLM answer.")
     parser.add_argument("--kill-after", type=int, default=5,
                         help="Kill a worker once it has recorded this many trials.")
@@ -169,7 +181,7 @@ def main() -> None:
         print(f"load average after: {loadavg()}")
         columns = ["storage", "workers", "trials recorded", "trials reported",
                    "victim's trials at kill", "replayed after kill", "kills survived",
-                   "trials lost", "trials duplicated",
+                   "trials lost", "trials duplicated", "trials with another worker's parent",
                    "indexes distinct", "reader sees last report", "wall s"]
         print("| " + " | ".join(columns) + " |")
         print("|" + "---|" * len(columns))
