@@ -263,3 +263,21 @@ def _engine(storage):
     from promptopt.tracker import open_storage
 
     return open_storage(storage)
+
+
+@pytest.mark.embedded
+def test_two_workers_on_the_embedded_model(tmp_path, embedded_cache):
+    """The real parts: embedded Gemma 3 270M, packaged MiniLM scorer, a SQLite study."""
+    url = f"sqlite:///{tmp_path}/e.db"
+    kw = dict(budget=24, seed=0, storage=url, study="e", cache_dir=embedded_cache,
+              train=4, val=3, test=3, scorer="minilm")
+    first = run("opro", **kw)
+    _pretend_running(url, "e")
+    second = run("opro", **kw)
+    assert second.worker == 1 and second.budget_spent <= 24
+    assert len(_evaluations(url, "e", 1)) == second.trials
+    attrs = _study(url, "e").user_attrs
+    assert attrs["result:0"]["template_id"] == first.template.id
+    best = max((0, 1), key=lambda k: (attrs[f"result:{k}"]["val_score"], -k))
+    assert best_template(url, "e").id == attrs[f"result:{best}"]["template_id"]
+    assert second.template.id == best_template(url, "e").id
