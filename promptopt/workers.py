@@ -355,7 +355,7 @@ def publish_result(tracker: Tracker, member: Member, own: RunResult) -> RunResul
     own.found_by, own.workers = best, merged["workers"]
     mine = float(results[member.index]["val_score"])
     own.notes.append(
-        f"worker {member.index} of study {own.study} ({len(results)} workers finished so far): "
+        f"worker {member.index} of study {own.study} ({len(results)} finished so far): "
         + ("this worker's template is the best" if best == member.index else
            f"the best template was found by worker {best} (val "
            f"{float(merged['val_score']):.4f}; this worker's own best: {mine:.4f})")
