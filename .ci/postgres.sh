@@ -30,10 +30,12 @@ _pg_setup() {
     local version
     version=$(ls /usr/lib/postgresql | sort -V | tail -1)
     if command -v pg_lsclusters >/dev/null; then
-        if ! pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main"' | grep -q .; then
+        local state
+        state=$(pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main" {print $4}')
+        if [ -z "$state" ]; then
             pg_createcluster "$version" main >/dev/null
         fi
-        if ! pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main"' | grep -q online; then
+        if [ "$state" != online ]; then
             pg_ctlcluster "$version" main start
         fi
     fi
