@@ -55,10 +55,11 @@ class ConfigError(PromptoptError, ValueError):
 
 
 class StorageError(PromptoptError):
-    """The Optuna storage cannot be opened, read or written (locked, read-only, missing).
+    """The Optuna storage cannot be opened, read or written (locked, read-only, missing,
+    a database server that went away mid-run).
 
-    The message names the storage URL and what to do; a run stopped by it can be
-    resumed once the fault is gone (what was recorded before it stays recorded).
+    The message names the storage URL (password hidden) and what to do; a run stopped by
+    it can be resumed once the fault is gone (what was recorded before stays recorded).
     """
 
 

@@ -117,6 +117,9 @@ class Evaluator:
         self.constants: list[Evaluation] = []
         """Constant-prediction scorings (:meth:`score_constant`); never in :attr:`history`."""
         self._constant_memo: dict[tuple[str, str, str, tuple[str, ...]], Evaluation] = {}
+        self._chat: bool | None = None
+        self.adopted = 0
+        """Evaluations taken over from another worker (:meth:`adopt`): in history, not trials."""
 
     @property
     def budget(self) -> Any:
@@ -125,8 +128,9 @@ class Evaluator:
 
     @property
     def trial_count(self) -> int:
-        """Evaluations recorded as trials: :attr:`history` plus :attr:`constants`."""
-        return len(self.history) + len(self.constants)
+        """Evaluations recorded as trials: :attr:`history` plus :attr:`constants`, less
+        the adopted ones."""
+        return len(self.history) + len(self.constants) - self.adopted
 
     def can_afford(self, n_examples: int) -> bool:
         """Whether an evaluation on ``n_examples`` new examples fits the budget."""
@@ -135,6 +139,18 @@ class Evaluator:
     def is_cached(self, template: Template, split: str, examples: Sequence[Example]) -> bool:
         """Whether this evaluation was already done (it would cost nothing)."""
         return (template.id, split, tuple(e.id for e in examples)) in self._memo
+
+    def adopt(self, evaluation: Evaluation) -> None:
+        """Take over an evaluation another worker of the study recorded (no call, no trial).
+
+        It joins :attr:`history` and is served for the same template and examples like
+        one made here, but it is not recorded again.
+        """
+        key = (evaluation.template.id, evaluation.split, evaluation.example_ids)
+        if key not in self._memo:
+            self._memo[key] = evaluation
+            self.history.append(evaluation)
+            self.adopted += 1
 
     def evaluate(
         self,

@@ -38,6 +38,13 @@ class RunResult:
     """The task's metrics of the final template on the test split (e.g. log loss, accuracy)."""
     start_test_metrics: dict[str, float] = field(default_factory=dict)
     """The same for the starting template."""
+    worker: int = 0
+    """The worker that reports this result (several workers on one study; 0 alone)."""
+    found_by: int | None = None
+    """The worker whose template this is (several workers on one study)."""
+    workers: dict[str, Any] | None = None
+    """Per worker of the study (by index): its own template id, scores, trials, budget
+    spent; None for a run with one worker."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (stored on the study as ``result``)."""
@@ -64,6 +71,9 @@ class RunResult:
             "replayed_trials": self.replayed_trials,
             "test_metrics": dict(self.test_metrics),
             "start_test_metrics": dict(self.start_test_metrics),
+            **({} if self.workers is None else {
+                "worker": self.worker, "found_by": self.found_by, "workers": self.workers,
+            }),
         }
 
     @classmethod
@@ -86,4 +96,7 @@ class RunResult:
             replayed_trials=int(data.get("replayed_trials", 0)),
             test_metrics=dict(data.get("test_metrics") or {}),
             start_test_metrics=dict(data.get("start_test_metrics") or {}),
+            worker=int(data.get("worker", 0)),
+            found_by=data.get("found_by"),
+            workers=data.get("workers"),
         )

@@ -7,7 +7,9 @@
 :func:`run` loads the task's data and splits it, builds the recovery and proposer
 LLMs (shared cache, budget and usage), the scorer and the Optuna tracker, runs the
 optimizer, then scores the chosen and the starting template on the test split.
-:func:`resume_run` (``run(..., resume=True)``) continues an interrupted run.
+:func:`resume_run` (``run(..., resume=True)``) continues an interrupted run. Several
+processes given the same study and settings work on it together as workers (see
+:mod:`promptopt.workers`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from promptopt.metrics import is_embedding_metric
 from promptopt.registry import optimizers, tasks
 from promptopt.results import RunResult
 from promptopt.runstate import (
-    check_new,
     check_replayable,
     load_for_resume,
     record_stop,
@@ -37,9 +38,11 @@ from promptopt.runstate import (
     set_status,
 )
 from promptopt.scorer import SCSScorer
+from promptopt.sharing import SharedHistory
 from promptopt.tasks import Task
 from promptopt.template import Template
 from promptopt.tracker import Tracker, load_study_attrs
+from promptopt.workers import Heartbeat, Member, plan_start, publish_result, resume_member
 
 DEFAULT_STORAGE = "sqlite:///promptopt.db"
 DEFAULT_SPLITS = {"train": 16, "val": 12, "test": 20}
@@ -173,7 +176,9 @@ def run(
         seed: Search seed (same seed + cache = same result, no new calls).
         storage: Optuna storage URL.
         study: Study name (default: generated). A study that already holds a run's
-            trials is refused unless ``resume`` is set.
+            trials is refused unless ``resume`` is set, or unless a live process runs
+            it with the same settings: then this run joins it as one more worker (its
+            own seed stream and budget; see :mod:`promptopt.workers`).
         train, val, test: Split sizes (counts or fractions; test defaults to the rest).
         split_seed: Seed of the data split (kept fixed across search seeds).
         skip_bad_rows: Skip (and list in a warning) data rows with empty or non-text
@@ -260,7 +265,8 @@ def resume_run(
             or the replay differs from the recorded trials (code, data or cache changed).
     """
     spec, attrs = load_for_resume(storage, study, dict(given or {}))
-    if "result" in attrs:
+    member = resume_member(study, attrs)  # several workers: the one that stopped
+    if member is None and "result" in attrs:
         if on_study is not None:
             on_study(study)
         done = RunResult.from_dict(attrs["result"], storage=storage)
@@ -268,7 +274,8 @@ def resume_run(
                           "(no LLM call)")
         return done
     return _execute(spec, storage=storage, study=study, cache=cache, cache_dir=cache_dir,
-                    on_progress=on_progress, on_study=on_study, resuming=attrs["settings"])
+                    on_progress=on_progress, on_study=on_study, resuming=attrs["settings"],
+                    member=member)
 
 
 def _execute(
@@ -281,8 +288,12 @@ def _execute(
     on_progress: Callable[[], None] | None,
     on_study: Callable[[str], None] | None,
     resuming: Mapping[str, Any] | None = None,
+    member: Member | None = None,
 ) -> RunResult:
-    """Run (or, with ``resuming``, replay and continue) the search that ``spec`` describes."""
+    """Run (or, with ``resuming``, replay and continue) the search that ``spec`` describes.
+
+    ``member`` is the worker of the study this process is (default: its first).
+    """
     t0 = time.perf_counter()
     method, budget, seed, data = spec["method"], spec["budget"], spec["seed"], spec["data"]
     optimizer_cls = optimizers.get(method)
@@ -317,26 +328,33 @@ def _execute(
     if resuming is not None:
         check_replayable(study_name, resuming, settings)
     elif study is not None:
-        check_new(storage, study_name)
-    tracker = Tracker(storage, study_name, resume=resuming is not None)
+        member = plan_start(storage, study_name, settings, seed)  # refuses as check_new did
+    member = member or Member(seed=seed)
+    tracker = Tracker(storage, study_name, resume=resuming is not None, worker=member.index,
+                      after=member.registration)
     if hasattr(the_task.scorer, "attach"):  # a scorer that rates in the study (human metric)
         the_task.scorer.attach(storage, study_name)
-    if resuming is None:
+    if resuming is None and member.index == 0:
         tracker.set_attr("settings", settings)
     if on_study is not None:
         on_study(study_name)
-    set_status(tracker, "running", resumed=resuming is not None)
+    set_status(tracker, "running", resumed=resuming is not None, worker=member.index)
+    pulse = Heartbeat(tracker, member.index).start()  # liveness, for workers elsewhere
     try:
         evaluator = Evaluator(the_task, recovery, tracker=tracker, method=method,
                               max_errors=spec["max_errors"])
-        result = optimizer.optimize(the_task, evaluator, writer, start=start_template, seed=seed)
+        result = optimizer.optimize(
+            the_task, evaluator, writer, start=start_template, seed=member.seed,
+            shared=SharedHistory(tracker, the_task, method), batch_seed=member.batch_seed,
+        )
         final = result.template
         without_suffix = None
         if spec["suffix"]:
             from promptopt.optimizers import search_mean_prompt
 
             learned = search_mean_prompt(
-                the_task.scorer, [e.target for e in the_task.examples("train")], seed=seed
+                the_task.scorer, [e.target for e in the_task.examples("train")],
+                seed=member.seed,
             )
             plain = evaluator.evaluate(final, "test", meta={"role": "final without suffix"},
                                        charge=False)
@@ -380,11 +398,13 @@ def _execute(
             test_metrics=dict(best_test.metrics),
             start_test_metrics=dict(start_test.metrics),
         )
-        tracker.set_attr("result", out.to_dict())
+        out = publish_result(tracker, member, out)
     except BaseException as exc:
-        record_stop(tracker, exc)
+        pulse.stop()
+        record_stop(tracker, exc, worker=member.index)
         raise
-    set_status(tracker, "finished")
+    pulse.stop()
+    set_status(tracker, "finished", worker=member.index)
     return out
 
 

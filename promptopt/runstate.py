@@ -33,7 +33,7 @@ from promptopt.metrics import object_spec
 from promptopt.redact import is_redacted
 from promptopt.tasks import Task
 from promptopt.template import Template
-from promptopt.tracker import Tracker, find_study, load_study_attrs
+from promptopt.tracker import Tracker, display_url, find_study, load_study_attrs
 
 OPTION_NAMES = {
     "method": "--method", "task": "--task", "data": "--data", "model": "--model",
@@ -211,9 +211,15 @@ def check_new(storage: str, study: str) -> None:
     found = find_study(storage, study)
     if found is not None and "settings" in found[0] and found[1]:
         status = found[0].get("status", "finished" if "result" in found[0] else "unknown")
+        result = found[0].get("result")
+        best = (
+            f"; its best template ({float(result['val_score']):.4f} on validation): "
+            f"{result['template'].get('instruction')!r}" if isinstance(result, dict) else ""
+        )
         raise ConfigError(
-            f"study {study!r} in {storage} already holds a run ({found[1]} trials, status "
-            f"{status}); continue it with --resume (resume=True) or choose another study name"
+            f"study {study!r} in {display_url(storage)} already holds a run ({found[1]} "
+            f"trials, status {status}); continue it with --resume (resume=True) or choose "
+            f"another study name{best}"
         )
 
 
@@ -246,11 +252,13 @@ def load_for_resume(
     """
     attrs = load_study_attrs(storage, study)
     if "settings" not in attrs:
-        raise ResumeError(f"study {study!r} in {storage} holds no promptopt run to resume")
+        raise ResumeError(
+            f"study {study!r} in {display_url(storage)} holds no promptopt run to resume"
+        )
     spec = args_from_settings(attrs["settings"])
     check_given(study, spec, attrs["settings"], given)
-    if "result" not in attrs:
-        check_not_running(study, attrs)
+    if "result" not in attrs and not any(k.startswith("worker:") for k in attrs):
+        check_not_running(study, attrs)  # several workers: see workers.resume_member
     for name in OVERRIDABLE & set(given):
         spec[name] = given[name]
     if "api_base" not in given and is_redacted(spec.get("api_base")):
@@ -299,12 +307,21 @@ def check_not_running(study: str, attrs: Mapping[str, Any]) -> None:
         )
 
 
-def set_status(tracker: Tracker, status: str, reason: str = "", *, resumed: bool = False) -> None:
-    """Write the run's ``status`` and ``status_detail`` (reason, process, time, resumes)."""
-    previous = tracker.study.user_attrs.get("status_detail") or {}
+def set_status(
+    tracker: Tracker, status: str, reason: str = "", *, resumed: bool = False, worker: int = 0
+) -> None:
+    """Write the run's ``status`` and ``status_detail`` (reason, process, time, resumes).
+
+    Worker ``k >= 1`` of a study (see :mod:`promptopt.workers`) writes both into the
+    attribute ``worker:<k>`` instead, keeping the fields it holds already.
+    """
+    key = f"worker:{worker}" if worker else "status_detail"
+    previous = tracker.attrs().get(key) or {}
     resumes = int(previous.get("resumes", 0)) + (1 if resumed else 0)
-    tracker.set_attr("status", status)
-    tracker.set_attr("status_detail", {
+    if not worker:
+        tracker.set_attr("status", status)
+    tracker.set_attr(key, {
+        **(dict(previous, status=status) if worker else {}),
         "reason": reason,
         "pid": os.getpid(),
         "host": socket.gethostname(),
@@ -315,8 +332,9 @@ def set_status(tracker: Tracker, status: str, reason: str = "", *, resumed: bool
     })
 
 
-def record_stop(tracker: Tracker, exc: BaseException) -> None:
-    """Mark the run stopped by ``exc``; resumable stops get a ``resume_hint`` attribute.
+def record_stop(tracker: Tracker, exc: BaseException, *, worker: int = 0) -> None:
+    """Mark the run (or worker ``worker``) stopped by ``exc``; resumable stops get a
+    ``resume_hint`` attribute.
 
     Ctrl-C, SIGTERM, LLM errors (a provider outage, too many failed evaluations),
     storage errors and errors marked ``resumable`` (no human rating in time) are
@@ -338,7 +356,7 @@ def record_stop(tracker: Tracker, exc: BaseException) -> None:
                 tracker.storage_url, tracker.study_name
             )
     with contextlib.suppress(Exception):
-        set_status(tracker, status, reason[:500])
+        set_status(tracker, status, reason[:500], worker=worker)
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ tests that run ``promptopt`` in another process; ``MisbehavingServer`` (from
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -294,7 +295,8 @@ class FakeOpenAIServer:
                 with owner._lock:
                     owner.requests.append({"path": self.path, "headers": dict(self.headers)})
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                owner._respond(self, body)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    owner._respond(self, body)  # a client killed mid-call has gone away
 
             def log_message(self, *args: Any) -> None:
                 pass

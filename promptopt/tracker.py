@@ -5,15 +5,20 @@ Trials are written with ``study.add_trial`` as soon as an evaluation ends, so
 (template, parents, method, split, score, scorer, usage); run settings and the final
 result live on the study's user attributes. API keys never reach the storage. A
 resumed run (``Tracker(..., resume=True)``) replays its recorded trials without
-writing them twice.
+writing them twice. Several workers may record into one study (see
+:mod:`promptopt.workers`): each trial carries its ``worker`` index, and a resumed
+worker replays its own trials only. Storage failures surface as
+:class:`~promptopt.errors.StorageError`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -110,7 +115,7 @@ def storage_error(exc: BaseException, url: str, doing: str) -> StorageError | No
         )
     else:
         what = f"{message}. Check that the database is reachable and writable"
-    return StorageError(f"storage {url}: cannot {doing}: {what}")
+    return StorageError(f"storage {display_url(url)}: cannot {doing}: {what}")
 
 
 @contextlib.contextmanager
@@ -134,19 +139,57 @@ def _optuna() -> Any:
     return optuna
 
 
+def display_url(url: str) -> str:
+    """``url`` with its password hidden, for messages."""
+    return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", url)
+
+
+def _engine_url(url: str) -> str:
+    """``url`` naming the PostgreSQL driver that is installed (SQLAlchemy 2.1's default
+    for ``postgresql://`` is psycopg 3; promptopt depends on psycopg2)."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgresql", "postgres") and importlib.util.find_spec("psycopg") is None:
+        return f"postgresql+psycopg2://{rest}"
+    return url
+
+
 def open_storage(url: str) -> Any:
-    """An Optuna RDB storage for ``url``, with a clear error if it cannot be opened."""
+    """An Optuna RDB storage for ``url``, with a clear error if it cannot be opened.
+
+    Database servers get ``pool_pre_ping`` (a connection the server dropped is
+    replaced, not used) and, for PostgreSQL, a 10 s connect timeout. Opening is
+    retried twice: workers started together on a fresh database race to create
+    Optuna's tables, and the loser's second try finds them made.
+    """
     optuna = _optuna()
+    engine_url = _engine_url(url)
     kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite:"):
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": SQLITE_TIMEOUT}}
-    try:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=None, **kwargs)
-    except Exception as exc:  # SQLAlchemy raises many types
-        error = storage_error(exc, url, "open it")
-        if error is not None:
-            raise error from exc
-        raise ConfigError(f"cannot open storage {url!r}: {type(exc).__name__}: {exc}") from None
+    if engine_url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT}
+    else:
+        kwargs["pool_pre_ping"] = True
+        if engine_url.startswith("postgres") and "connect_timeout" not in engine_url:
+            kwargs["connect_args"] = {"connect_timeout": 10}
+    for attempt in range(3):
+        try:
+            return optuna.storages.RDBStorage(
+                engine_url, heartbeat_interval=None, engine_kwargs=kwargs
+            )
+        except Exception as exc:  # SQLAlchemy raises many types
+            import sqlalchemy.exc
+
+            racing = isinstance(exc, sqlalchemy.exc.IntegrityError) or "already exists" in str(exc)
+            if attempt < 2 and racing:
+                time.sleep(0.5 + attempt)
+                continue
+            error = storage_error(exc, url, "open it")
+            if error is not None:
+                raise error from exc
+            raise ConfigError(
+                f"cannot open storage {display_url(url)!r}: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from None
+    raise AssertionError("unreachable")
 
 
 REPLAY_KEYS = ("template_id", "split", "n_examples", "examples_hash")
@@ -183,11 +226,26 @@ class Tracker:
         storage: An Optuna storage URL (``sqlite:///promptopt.db``, ``postgresql://...``).
         study_name: The study (created if missing, reused if it exists).
         resume: Continue an existing study (which must exist), replaying its trials.
+        worker: The worker index written on every trial; a resumed tracker replays
+            only the trials of this worker.
+        after: Trial number before which this worker started (its registration trial;
+            -1 for a study's first worker): the initial :attr:`last_number`.
     """
 
-    def __init__(self, storage: str, study_name: str, *, resume: bool = False) -> None:
+    def __init__(
+        self,
+        storage: str,
+        study_name: str,
+        *,
+        resume: bool = False,
+        worker: int = 0,
+        after: int = -1,
+    ) -> None:
         self.storage_url = storage
         self.study_name = study_name
+        self.worker = worker
+        self.last_number = after
+        """Number of the last trial recorded or replayed here (see :mod:`promptopt.sharing`)."""
         optuna = _optuna()
         if resume:
             self.study = _load_study(storage, study_name)
@@ -200,7 +258,9 @@ class Tracker:
                 )
         states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
         self._replay: list[Any] = (
-            sorted((t for t in self.trials() if t.state in states), key=lambda t: t.number)
+            sorted((t for t in self.trials()
+                    if t.state in states and t.user_attrs.get("worker", 0) == worker),
+                   key=lambda t: t.number)
             if resume
             else []
         )
@@ -234,14 +294,14 @@ class Tracker:
                 at the same position.
             StorageError: if the storage cannot be written.
         """
-        clean = json.loads(json.dumps(scrub(dict(attrs)), default=str))
+        clean = json.loads(json.dumps(scrub({**dict(attrs), "worker": self.worker}), default=str))
         if self._matched(float(value), clean):
             return
         self._add(_optuna().trial.create_trial(value=float(value), user_attrs=clean))
 
     def record_failure(self, *, attrs: Mapping[str, Any]) -> None:
         """Add one failed trial (state ``FAIL``, no value; the reason in ``attrs``)."""
-        clean = json.loads(json.dumps(scrub(dict(attrs)), default=str))
+        clean = json.loads(json.dumps(scrub({**dict(attrs), "worker": self.worker}), default=str))
         if self._matched(None, clean):
             return
         optuna = _optuna()
@@ -249,9 +309,14 @@ class Tracker:
                                             user_attrs=clean))
 
     def _add(self, trial: Any) -> None:
+        """``Study.add_trial``, keeping the trial's number (allocated by the storage under
+        a lock on the study row, so numbers follow the order trials were committed in)."""
+        trial._validate()
+        storage, study_id = self.study._storage, self.study._study_id
         doing = "record a trial (the trials recorded before it are kept)"
         with storage_errors(self.storage_url, doing):
-            self.study.add_trial(trial)
+            trial_id = storage.create_new_trial(study_id, template_trial=trial)
+            self.last_number = storage.get_trial_number_from_id(trial_id)
 
     def _matched(self, value: float | None, attrs: Mapping[str, Any]) -> bool:
         """Whether a resumed run's evaluation is one the study holds (``value`` None: failed)."""
@@ -277,6 +342,7 @@ class Tracker:
         self._check_replay(old, value, attrs)
         self._next += 1
         self.replayed += 1
+        self.last_number = old.number
         return True
 
     def _check_replay(
@@ -311,6 +377,12 @@ class Tracker:
         with storage_errors(self.storage_url, "read the trials"):
             return list(self.study.get_trials(deepcopy=False))
 
+    def attrs(self) -> dict[str, Any]:
+        """The study's user attributes, read afresh from the storage."""
+        with storage_errors(self.storage_url, f"read study {self.study_name!r}"):
+            study_id = self.study._study_id
+            return dict(self.study._storage.get_study_user_attrs(study_id))
+
 
 def _content(attrs: Mapping[str, Any], value: float | None) -> tuple[Any, ...]:
     """What identifies a recorded evaluation regardless of its position: keys and score."""
@@ -320,15 +392,16 @@ def _content(attrs: Mapping[str, Any], value: float | None) -> tuple[Any, ...]:
 
 def _load_study(storage: str, study_name: str) -> Any:
     optuna = _optuna()
-    store = open_storage(storage)
-    with storage_errors(storage, f"load study {study_name!r}"):
-        try:
-            return optuna.load_study(study_name=study_name, storage=store)
-        except KeyError:
-            names = [s.study_name for s in optuna.get_all_study_summaries(store)]
-    raise ConfigError(
-        f"no study {study_name!r} in {storage}; studies there: {', '.join(names) or '(none)'}"
-    )
+    try:
+        with storage_errors(storage, f"load study {study_name!r}"):
+            return optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    except KeyError:
+        with storage_errors(storage, "list its studies"):
+            names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
+        raise ConfigError(
+            f"no study {study_name!r} in {display_url(storage)}; studies there: "
+            f"{', '.join(names) or '(none)'}"
+        ) from None
 
 
 def load_study_attrs(storage: str, study_name: str) -> dict[str, Any]:

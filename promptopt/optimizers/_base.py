@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from promptopt.data import Example
 from promptopt.errors import BudgetExhausted, ConfigError
@@ -27,6 +27,9 @@ from promptopt.llm import LLM
 from promptopt.tasks import Task
 from promptopt.tasks._prompt_recovery import INSTRUCTION_POOL  # noqa: F401 (re-exported)
 from promptopt.template import Template
+
+if TYPE_CHECKING:
+    from promptopt.sharing import SharedHistory
 
 MAX_INSTRUCTION_CHARS = 1500
 PROPOSER_MAX_TOKENS = 160
@@ -130,6 +133,12 @@ class SearchContext:
     It also owns the proposal bookkeeping every method shares: reading proposals out
     of the proposer's answers, rejecting bad ones (counted, never evaluated), and
     deterministic seeds for sampled proposer calls.
+
+    With several workers on one study (``shared``), :meth:`others` returns the train
+    evaluations other workers recorded, and :meth:`evaluate` reuses another worker's
+    evaluation of the same template on the same examples instead of paying for it.
+    ``batch_seed`` gives minibatches a stream of their own (the study's seed, shared
+    by its workers); without it they come from :attr:`rng`, as in a lone run.
     """
 
     def __init__(
@@ -141,6 +150,8 @@ class SearchContext:
         start: Template,
         seed: int,
         max_instruction_chars: int = MAX_INSTRUCTION_CHARS,
+        shared: SharedHistory | None = None,
+        batch_seed: int | None = None,
     ) -> None:
         self.task = task
         self.evaluator = evaluator
@@ -153,6 +164,9 @@ class SearchContext:
         self.proposed = 0
         self._seen: set[str] = {_normalize(start.instruction)}
         self._proposal_calls = 0
+        self.shared = shared
+        self._batch_rng = self.rng if batch_seed is None else random.Random(batch_seed)
+        self._shown: set[Any] = set()
 
     @property
     def train(self) -> list[Example]:
@@ -182,7 +196,7 @@ class SearchContext:
     def minibatch(self, size: int) -> list[Example]:
         """A seeded random sample of the train split (all of it if smaller)."""
         train = self.train
-        return list(train) if size >= len(train) else self.rng.sample(train, size)
+        return list(train) if size >= len(train) else self._batch_rng.sample(train, size)
 
     def evaluate(
         self,
@@ -192,10 +206,42 @@ class SearchContext:
         parents: Sequence[str] = (),
         meta: dict[str, Any] | None = None,
     ) -> Evaluation:
-        """Evaluate on ``examples`` (default: the whole train split); may raise BudgetExhausted."""
+        """Evaluate on ``examples`` (default: the whole train split); may raise BudgetExhausted.
+
+        An evaluation another worker recorded for this template and these examples is
+        reused when possible (see :meth:`SharedHistory.reusable`): no call, no trial.
+        """
+        if self.shared is not None:
+            chosen = list(self.train if examples is None else examples)
+            if not self.evaluator.is_cached(template, "train", chosen):
+                reused = self.shared.reusable(
+                    template, "train", chosen, parents=parents, meta=meta
+                )
+                if reused is not None:
+                    self.evaluator.adopt(reused)
+                    return reused
         return self.evaluator.evaluate(
             template, "train", examples=examples, parents=parents, meta=meta
         )
+
+    def others(self, examples: Sequence[Example]) -> list[Evaluation]:
+        """Train evaluations on ``examples`` that other workers recorded, not returned before.
+
+        Oldest first; each one's ``scores`` repeat its mean (see
+        :meth:`SharedHistory.evaluations`). Their instructions count as seen, so a
+        proposal that repeats one is rejected as a duplicate. Empty for a lone run.
+        """
+        if self.shared is None:
+            return []
+        new = []
+        for ev in self.shared.evaluations("train", examples):
+            key = ev.meta.get("trial")
+            if key in self._shown:
+                continue
+            self._shown.add(key)
+            self._seen.add(_normalize(ev.template.instruction))
+            new.append(ev)
+        return new
 
     def can_afford(self, n_calls: int) -> bool:
         """Whether ``n_calls`` more LLM requests fit the budget."""
@@ -331,8 +377,14 @@ class Optimizer(ABC):
         *,
         start: Template | None = None,
         seed: int = 0,
+        shared: SharedHistory | None = None,
+        batch_seed: int | None = None,
     ) -> OptimizeResult:
-        """Run the search, then choose the final template on the validation split."""
+        """Run the search, then choose the final template on the validation split.
+
+        ``shared`` and ``batch_seed`` are for a worker of a study that several run
+        (see :class:`SearchContext`).
+        """
         self.validate()
         problem = self.unsupported(task)
         if problem:
@@ -348,7 +400,8 @@ class Optimizer(ABC):
                 f"alone needs {n_val} LLM calls"
             )
         ctx = SearchContext(
-            task=task, evaluator=evaluator, proposer=proposer, start=start, seed=seed
+            task=task, evaluator=evaluator, proposer=proposer, start=start, seed=seed,
+            shared=shared, batch_seed=batch_seed,
         )
         first_eval = len(evaluator.history)
         budget = evaluator.budget

@@ -18,6 +18,10 @@ only, so a 160-token answer is not spent on the intermediate steps), scoring on 
 full development set (every member is scored on one fixed train minibatch), the
 paper's population of ~10 (default 4) and its manually written initial prompts (the
 initial population is the start plus proposer paraphrases of it).
+
+Several workers on one study evolve one population each (an island model): before
+each generation, the candidates other workers scored on the same minibatch migrate
+into this worker's population if they beat its members (elitist merge).
 """
 
 from __future__ import annotations
@@ -162,7 +166,19 @@ class _EvoPrompt(Optimizer):
         batch = ctx.minibatch(self.minibatch_size)
         self.population_: list[Member] = self._initial_population(ctx, batch)
         for generation in range(1, self.generations + 1):
+            self._migrate(ctx, self.population_, batch)
             self._generation(ctx, self.population_, batch, generation)
+
+    def _migrate(self, ctx: SearchContext, population: list[Member], batch: list[Example]) -> None:
+        """Let other workers' candidates on ``batch`` replace weaker members (none alone)."""
+        present = {m.template.id for m in population}
+        migrants = []
+        for ev in ctx.others(batch):
+            if ev.template.id not in present:
+                present.add(ev.template.id)
+                migrants.append(Member(ev.template, ev))
+        if migrants:
+            population[:] = elitist(population + migrants, self.population_size)
 
     def _initial_population(self, ctx: SearchContext, batch: list[Example]) -> list[Member]:
         """The start plus up to ``population_size - 1`` paraphrases of it."""

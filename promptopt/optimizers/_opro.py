@@ -20,6 +20,9 @@ Left out, or changed to fit small budgets:
   one rather than copying an exemplar. No other meta-prompt variants (instruction
   position "Q_begin"/"A_begin", scores left out) and no early-stopping rule: the
   search runs until ``max_steps`` or the budget ends.
+- Several workers on one study (``promptopt run --study NAME`` started N times) share
+  one trajectory: each step, the instructions other workers scored on the same
+  minibatch join this worker's history (the paper runs one process).
 - Answers are read as continuations of the meta-prompt's final ``<INS>`` (weak base
   models rarely repeat the opening tag; see ``read_proposal`` in ``_base``): one
   instruction per sample, and answers that only echo an exemplar are counted as
@@ -145,6 +148,10 @@ class OPRO(Optimizer):
             history.append((ctx.start.instruction, start_eval.score))
         ids: dict[str, str] = {ctx.start.instruction: ctx.start.id}
         for step in range(1, self.max_steps + 1):
+            for other in ctx.others(batch):  # other workers' candidates on the same batch
+                if other.template.instruction not in ids:
+                    history.append((other.template.instruction, other.score))
+                    ids[other.template.instruction] = other.template.id
             n = self._affordable(ctx, len(batch))
             if n == 0:
                 raise BudgetExhausted(f"opro: no budget left for step {step}")
