@@ -11,7 +11,7 @@ import inspect
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -233,6 +233,36 @@ class Task(ABC):
     def fill(self, text: str, values: dict[str, str]) -> str:
         """Substitute ``{field}`` placeholders in one pass (user text is never re-scanned)."""
         return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+    def layout(
+        self,
+        instruction: str,
+        demos: Sequence[Any],
+        query: str,
+        *,
+        chat: bool,
+        cue: str,
+        block: Callable[[dict[str, str]], str],
+    ) -> Messages:
+        """An example's prompt from its parts, with the template's demos between them.
+
+        Chat: the instruction as system message, each demo as a user turn (``block`` of
+        its inputs) and an assistant turn (its target), then the query. Base model: one
+        completion prompt of the instruction, each demo as its block followed by ``cue``
+        and its target, and the query, separated by blank lines.
+        """
+        demos = [dict(d) for d in demos]
+        if not chat:
+            parts = [instruction]
+            parts += [f"{block(d)}\n{cue} {d.get(self.target_field, '')}" for d in demos]
+            parts.append(query)
+            return [{"role": "user", "content": "\n\n".join(parts)}]
+        messages = [{"role": "system", "content": instruction}]
+        for d in demos:
+            messages.append({"role": "user", "content": block(d)})
+            messages.append({"role": "assistant", "content": d.get(self.target_field, "")})
+        messages.append({"role": "user", "content": query})
+        return messages
 
     @abstractmethod
     def render(self, template: Template, example: Example, *, chat: bool) -> Messages:

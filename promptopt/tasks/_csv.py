@@ -137,20 +137,9 @@ class CSVTask(Task):
         query = self._cue(template)
         if not placeholders:
             query = f"{self._block(values)}\n{query}"
-        demos = [dict(d) for d in template.demos]
-        if not chat:
-            parts = [instruction]
-            for d in demos:
-                answer = d.get(self.target_field, "")
-                parts.append(f"{self._block(self._inputs(d))}\n{self.target_field}: {answer}")
-            parts.append(query)
-            return [{"role": "user", "content": "\n\n".join(parts)}]
-        messages = [{"role": "system", "content": instruction}]
-        for d in demos:
-            messages.append({"role": "user", "content": self._block(self._inputs(d))})
-            messages.append({"role": "assistant", "content": d.get(self.target_field, "")})
-        messages.append({"role": "user", "content": query})
-        return messages
+        return self.layout(instruction, template.demos, query, chat=chat,
+                           cue=f"{self.target_field}:",
+                           block=lambda d: self._block(self._inputs(d)))
 
     def parse(self, raw: str, template: Template) -> str:
         """Strip chatter and labels; the first line or the whole answer; append the suffix."""

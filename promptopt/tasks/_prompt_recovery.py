@@ -179,23 +179,11 @@ class PromptRecoveryTask(Task):
 
     def render(self, template: Template, example: Example, *, chat: bool) -> Messages:
         """Chat: system instruction, demos as turns; base: one completion prompt."""
-        demos = [dict(d) for d in template.demos]
-        instruction = self._instruction(template, example)
-        query = self._query(template, example)
-        if not chat:
-            parts = [instruction]
-            for d in demos:
-                parts.append(
-                    f"{self._block(self._inputs(d))}\n{ANSWER_CUE} {d.get(self.target_field, '')}"
-                )
-            parts.append(query)
-            return [{"role": "user", "content": "\n\n".join(parts)}]
-        messages = [{"role": "system", "content": instruction}]
-        for d in demos:
-            messages.append({"role": "user", "content": self._block(self._inputs(d))})
-            messages.append({"role": "assistant", "content": d.get(self.target_field, "")})
-        messages.append({"role": "user", "content": query})
-        return messages
+        return self.layout(
+            self._instruction(template, example), template.demos,
+            self._query(template, example), chat=chat, cue=ANSWER_CUE,
+            block=lambda d: self._block(self._inputs(d)),
+        )
 
     def parse(self, raw: str, template: Template) -> str:
         """Clean the output; keep the answer prefix; append the template's suffix."""
