@@ -79,7 +79,8 @@ def read_table(path: Path) -> Table:
 
 
 def _blank(record: list[str]) -> bool:
-    return len(record) <= 1 and not "".join(record).strip()
+    """An empty or whitespace-only line ([''] is a quoted empty cell: a row)."""
+    return not record or (len(record) == 1 and record[0] != "" and not record[0].strip())
 
 
 def _read_delimited(path: Path, raw: bytes, sep: str) -> Table:
