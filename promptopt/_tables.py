@@ -79,8 +79,7 @@ def read_table(path: Path) -> Table:
 
 
 def _blank(record: list[str]) -> bool:
-    """An empty or whitespace-only line; ``""`` (a quoted empty cell, parsed as ``['']``)
-    is a row whose cell is empty, not a blank line."""
+    """An empty or whitespace-only line ([''] is a quoted empty cell: a row)."""
     return not record or (len(record) == 1 and record[0] != "" and not record[0].strip())
 
 

@@ -270,3 +270,16 @@ def test_a_stray_quote_that_merges_rows_refuses_the_file_even_when_skipping(tmp_
     path = _csv(tmp_path, '1,x,"p,y\n2,x,p,y\n3,x",p,y\n4,x,p,y\n')
     with pytest.raises(DataError, match=r"row 1 \(line 2\): 5 fields .* run over lines 2-4"):
         load_examples(path, skip_bad_rows=True, **FIELDS)
+
+
+def test_a_quoted_empty_cell_on_its_own_line_is_a_row_not_a_blank_line(tmp_path):
+    path = tmp_path / "one.csv"
+    path.write_text('rewrite_prompt\nfine\n""\n\n   \nlast\n')
+    with pytest.raises(DataError) as info:
+        load_examples(path, input_fields=(), target_field="rewrite_prompt")
+    assert (info.value.row, info.value.field, info.value.reason) == (2, "rewrite_prompt",
+                                                                     "empty cell")
+    with pytest.warns(UserWarning):
+        rows = load_examples(path, input_fields=(), target_field="rewrite_prompt",
+                             skip_bad_rows=True)
+    assert [(e.id, e.target) for e in rows] == [("1", "fine"), ("3", "last")]
