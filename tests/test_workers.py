@@ -165,8 +165,9 @@ def test_a_stopped_worker_resumes_with_its_own_trials_only(tmp_path):
     ref = run("opro", study="ref", **{**kw, "seed": 9}, cache_dir=str(tmp_path / "ref"))
     joiner_calls = outage.calls - calls
     outage.calls, outage.at = 0, joiner_calls // 2
-    with pytest.raises(LLMError) as info:
-        run("opro", study="cut", **{**kw, "seed": 9}, cache_dir=str(tmp_path / "cut"))
+    with pytest.raises(LLMError) as info:  # max_errors=0: the first failure stops it
+        run("opro", study="cut", **{**kw, "seed": 9}, cache_dir=str(tmp_path / "cut"),
+            max_errors=0)
     assert _study(url, "cut").user_attrs["worker:1"]["status"] == "interrupted"
     assert info.value.resume_hint.startswith("promptopt run --resume --study cut")
     outage.at = None
