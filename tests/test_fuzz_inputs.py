@@ -32,7 +32,10 @@ from promptopt.badinput import (
     make_data_case,
     make_template_case,
 )
+from promptopt.badinput._data import INPUTS, TARGET
 from promptopt.cli import app
+from promptopt.data import load_examples
+from promptopt.errors import DataError
 from promptopt.testing import FakeLLM
 
 FUZZ = settings(
@@ -188,3 +191,38 @@ def test_predict_writes_formula_like_predictions_verbatim_and_says_so(tmp_path):
     with out.open(newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
     assert rows == [["id", "rewrite_prompt"], ["=1+1", "=cmd|' /C calc'!A0"], ["2", "-2"]]
+
+
+@pytest.mark.embedded
+def test_tricky_cells_through_the_embedded_model(tmp_path, embedded_cache):
+    """Formula-like, placeholder-like, multi-line and non-ASCII cells load exactly and go
+    through the real model; a bad row stops the load or is skipped and listed."""
+    import csv
+
+    from promptopt.runner import predict
+
+    data = tmp_path / "tricky.csv"
+    data.write_bytes(
+        "\ufeffid,original_text,rewritten_text\n"
+        '1,"=cmd|\' /C calc\'!A0 said {original_text}","@x: Sie sagte {rewritten_text}."\n'
+        '2,"Line one\r\nline two, ""quoted""",Zeile eins. Zeile zwei.\n'
+        "3,,missing original\n".encode("utf-8")
+    )
+    with pytest.warns(UserWarning, match=r"row 3 field 'original_text': empty cell"):
+        with pytest.raises(DataError):  # without skipping, row 3 stops the load
+            load_examples(data, input_fields=INPUTS, target_field=TARGET,
+                          require_target=False)
+        examples = load_examples(data, input_fields=INPUTS, target_field=TARGET,
+                                 require_target=False, skip_bad_rows=True)
+    assert examples[0].inputs["original_text"] == "=cmd|' /C calc'!A0 said {original_text}"
+    assert examples[1].inputs["original_text"] == 'Line one\r\nline two, "quoted"'
+    out = tmp_path / "pred.csv"
+    with pytest.raises(DataError, match="row 3"):
+        predict("Original: {original_text}\nRewrite: {rewritten_text}\nInstruction:", data,
+                out, model="llamacpp/gemma-3-270m", cache_dir=embedded_cache)
+    data.write_bytes(data.read_bytes().replace(b"3,,missing original\n", b""))
+    n = predict("Original: {original_text}\nRewrite: {rewritten_text}\nInstruction:", data,
+                out, model="llamacpp/gemma-3-270m", cache_dir=embedded_cache)
+    with out.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert n == 2 and [r[0] for r in rows] == ["id", "1", "2"] and all(r[1] for r in rows)
