@@ -115,7 +115,7 @@ def storage_error(exc: BaseException, url: str, doing: str) -> StorageError | No
         )
     else:
         what = f"{message}. Check that the database is reachable and writable"
-    if "recorded before" not in doing and not doing.startswith("open"):
+    if "recorded before" not in doing and not doing.startswith(("open", "create", "load", "list")):
         doing += " (the trials recorded before are kept)"
     return StorageError(f"storage {display_url(url)}: cannot {doing}: {what}")
 
