@@ -43,12 +43,12 @@ from promptopt.template import Template
 from promptopt.tracker import Tracker, find_study, load_study_attrs
 
 RUN_ARGS = ("task", "data", "model", "proposer", "scorer", "train", "val", "test",
-            "split_seed", "skip_bad_rows", "api_base")
+            "split_seed", "skip_bad_rows", "api_base", "task_options")
 """Settings a refine takes from the study it refines, unless given."""
 _DEFAULTS: dict[str, Any] = {
     "task": "prompt-recovery", "data": None, "model": DEFAULT_MODEL, "proposer": None,
     "scorer": "auto", **DEFAULT_SPLITS, "split_seed": 0, "skip_bad_rows": False,
-    "api_base": None,
+    "api_base": None, "task_options": None,
 }
 
 
@@ -173,10 +173,9 @@ def refine(
             **{k_: v for k_, v in run_args.items() if v is not None}}
     the_task = make_task(args["task"], args["data"], scorer=args["scorer"], train=args["train"],
                          val=args["val"], test=args["test"], split_seed=args["split_seed"],
-                         cache=cache, cache_dir=cache_dir, skip_bad_rows=args["skip_bad_rows"])
-    problem = the_task.validate_instruction(base.instruction)
-    if problem:
-        raise ConfigError(f"the template to refine is unusable for {the_task.name}: {problem}")
+                         cache=cache, cache_dir=cache_dir, skip_bad_rows=args["skip_bad_rows"],
+                         **dict(args["task_options"] or {}))
+    base = the_task.load_template(base)  # placeholders and demos checked for this task
     recovery, writer = make_llms(args["model"], args["proposer"], budget=budget, cache=cache,
                                  cache_dir=cache_dir, api_base=args["api_base"])
     recovery.on_request = writer.on_request = on_progress

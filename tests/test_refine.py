@@ -160,3 +160,21 @@ def test_refine_on_the_embedded_model(tmp_path, embedded_cache):
     assert result.budget_spent <= 30 and result.scorer.endswith("all-MiniLM-L6-v2")
     trials = optuna.load_study(study_name=result.study, storage=result.storage).trials
     assert len(trials) == 1 + sum(c.val_score is not None for c in result.candidates)
+
+
+def test_refine_reuses_a_csv_task_study_with_its_options(tmp_path):
+    data = tmp_path / "capitals.csv"
+    rows = [("France", "Paris"), ("Japan", "Tokyo"), ("Peru", "Lima"), ("Chad", "N'Djamena"),
+            ("Cuba", "Havana"), ("Fiji", "Suva"), ("Iran", "Tehran"), ("Laos", "Vientiane")]
+    data.write_text("country,capital\n" + "".join(f"{c},{t}\n" for c, t in rows))
+    fake = FakeLLM(lambda prompt, params: "Paris")
+    url = f"sqlite:///{tmp_path}/c.db"
+    options = {"inputs": ["country"], "target": "capital", "metric": "exact"}
+    run("identity", task="csv", data=str(data), task_options=options, model=fake.model,
+        budget=20, storage=url, study="caps", train=3, val=3, test=2)
+    result = refine("answer with the capital city only", study="caps", storage=url,
+                    proposer=FakeLLM(_proposer).model, k=2, budget=30, out=tmp_path / "r.json")
+    assert result.scorer == "exact"  # the csv task and its metric came from the study
+    assert [c.kind for c in result.candidates] == ["original", "edit", "edit"]
+    assert result.candidates[0].template.instruction.startswith("Given the country")
+    assert all(c.n == 3 for c in result.candidates)  # the study's val split of 3 rows
