@@ -268,6 +268,21 @@ class Task(ABC):
     def render(self, template: Template, example: Example, *, chat: bool) -> Messages:
         """LLM messages for one example (one user message holding the prompt if not chat)."""
 
+    @staticmethod
+    def prefixed(raw: str, template: Template) -> str:
+        """``raw`` starting with the template's answer prefix (put back when the model's
+        answer continues after it rather than repeating it)."""
+        text = raw or ""
+        prefix = template.answer_prefix.strip()
+        if prefix and not text.lstrip().lower().startswith(prefix.lower()):
+            text = f"{prefix} {text.lstrip()}"
+        return text
+
+    @staticmethod
+    def suffixed(prediction: str, template: Template) -> str:
+        """``prediction`` with the template's suffix (the mean-prompt string) appended."""
+        return f"{prediction} {template.suffix.strip()}" if template.suffix else prediction
+
     @abstractmethod
     def parse(self, raw: str, template: Template) -> str:
         """Turn a raw model output into a prediction (never empty)."""

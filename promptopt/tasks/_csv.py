@@ -143,17 +143,12 @@ class CSVTask(Task):
 
     def parse(self, raw: str, template: Template) -> str:
         """Strip chatter and labels; the first line or the whole answer; append the suffix."""
-        text = raw or ""
-        prefix = template.answer_prefix.strip()
-        if prefix and not text.lstrip().lower().startswith(prefix.lower()):
-            text = f"{prefix} {text.lstrip()}"
+        text = self.prefixed(raw, template)
         labels = (self.target_field,)
         text = strip_chatter(text, labels=labels)
         prediction = first_line(text, labels=labels) if self.answer == "line" else text.strip()
         prediction = prediction or self.default_prediction
-        if template.suffix:
-            prediction = f"{prediction} {template.suffix.strip()}"
-        return prediction
+        return self.suffixed(prediction, template)
 
     def format_example(self, example: Example, *, with_target: bool = True) -> str:
         """``name: value`` lines of the (truncated) inputs and, optionally, the target."""

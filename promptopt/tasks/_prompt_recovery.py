@@ -187,14 +187,9 @@ class PromptRecoveryTask(Task):
 
     def parse(self, raw: str, template: Template) -> str:
         """Clean the output; keep the answer prefix; append the template's suffix."""
-        text = raw or ""
-        prefix = template.answer_prefix.strip()
-        if prefix and not text.lstrip().lower().startswith(prefix.lower()):
-            text = f"{prefix} {text.lstrip()}"
+        text = self.prefixed(raw, template)
         prediction = clean_prediction(text, default=self.default_prediction)
-        if template.suffix:
-            prediction = f"{prediction} {template.suffix.strip()}"
-        return prediction
+        return self.suffixed(prediction, template)
 
     def format_example(self, example: Example, *, with_target: bool = True) -> str:
         """Truncated inputs and (optionally) the true prompt, for meta-prompts."""
