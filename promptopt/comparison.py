@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 
 from promptopt.errors import ConfigError
+from promptopt.evaluator import DEFAULT_MAX_ERRORS
 from promptopt.llm import DEFAULT_MODEL
+from promptopt.llm._client import DEFAULT_TIMEOUT
 from promptopt.metrics import is_embedding_metric
 from promptopt.registry import optimizers
 from promptopt.runner import (
@@ -219,6 +221,10 @@ def compare(
     start: Template | str | None = None,
     cache: bool = True,
     cache_dir: str | None = None,
+    api_base: str | None = None,
+    max_errors: int = DEFAULT_MAX_ERRORS,
+    timeout: float = DEFAULT_TIMEOUT,
+    resume: bool = False,
     on_progress: Callable[[], None] | None = None,
     on_study: Callable[[str], None] | None = None,
 ) -> CompareResult:
@@ -229,10 +235,16 @@ def compare(
             the task; e.g. ``mean-prompt`` needs the ``scs`` metric).
         seeds: Search seeds; every method runs once per seed.
         task, data, task_options, model, proposer, scorer, budget, storage, train, val,
-            test, split_seed, skip_bad_rows, start, cache, cache_dir: As for
-            :func:`~promptopt.runner.run`, shared by every run. The scorer is built
-            once and the same object serves every run and the baselines.
+            test, split_seed, skip_bad_rows, start, cache, cache_dir, api_base,
+            max_errors, timeout: As for :func:`~promptopt.runner.run`, shared by every
+            run. The scorer is built once and the same object serves every run and the
+            baselines.
         prefix: Study-name prefix (default: generated, ``compare-<time>-<hex>``).
+        resume: Continue the comparison ``prefix`` after an interruption: a run whose
+            study has finished gives its stored result (no LLM call), an interrupted
+            one is resumed (:func:`~promptopt.runner.resume_run`: replayed from the
+            cache, then continued), a missing one runs. The settings must be the
+            first attempt's (a contradicting one is refused).
         out_dir: Folder for ``report.md``, ``best_so_far.png``, ``trials.csv``
             (default: ``prefix`` in the working directory).
         on_progress: Called after every LLM request of every run.
@@ -240,8 +252,11 @@ def compare(
 
     Raises:
         UnknownNameError: for an unknown method, before anything runs.
-        ConfigError: for no seeds, bad settings, or a study name already in the
-            storage (its old trials would mix with the new ones).
+        ConfigError: for no seeds, bad settings, or (without ``resume``) a study
+            name already in the storage (its old trials would mix with the new ones).
+        KeyboardInterrupt, LLMError, StorageError: a run stopped; the studies keep
+            everything recorded, and ``compare(..., prefix=<prefix>, resume=True)``
+            continues.
     """
     from promptopt.comparison_report import write_files
 
@@ -252,6 +267,8 @@ def compare(
         raise ConfigError("no seeds given; e.g. --seeds 0,1,2")
     if budget < 1:
         raise ConfigError(f"budget must be a positive number of LLM calls, got {budget}")
+    if resume and not prefix:
+        raise ConfigError("resuming a comparison needs its study-name prefix (prefix=...)")
     the_scorer = make_scorer(scorer, cache=cache, cache_dir=cache_dir)
     the_task = make_task(
         task, data, scorer=the_scorer, train=train, val=val, test=test, split_seed=split_seed,
@@ -268,16 +285,17 @@ def compare(
             "data": str(data) if data is not None else "bundled sample",
             "model": model, "proposer": proposer or model, "scorer": the_task.scorer_name,
             "budget": budget, "splits": the_task.splits.sizes(), "split_seed": split_seed,
-            "storage": storage, "prefix": prefix, "cache": cache,
+            "storage": storage, "prefix": prefix, "cache": cache, "max_errors": max_errors,
         },
     )
     plan = [(method, seed, study_name(prefix, method, seed))
             for method in names for seed in seed_list]
     taken = set(_optuna().get_all_study_names(open_storage(storage)))
     clash = [study for _, _, study in plan if study in taken]
-    if clash:
+    if clash and not resume:
         raise ConfigError(
-            f"study {clash[0]!r} already exists in {storage}; choose another prefix"
+            f"study {clash[0]!r} already exists in {storage}; choose another prefix, or "
+            "continue that comparison with resume (--resume)"
         )
     for method, seed, study in plan:
         result.runs.append(run(
@@ -286,7 +304,8 @@ def compare(
             scorer=the_scorer, budget=budget, seed=seed, storage=storage, study=study,
             train=train, val=val, test=test, split_seed=split_seed,
             skip_bad_rows=skip_bad_rows, start=start, cache=cache, cache_dir=cache_dir,
-            on_progress=on_progress, on_study=on_study,
+            api_base=api_base, max_errors=max_errors, timeout=timeout,
+            resume=study in taken, on_progress=on_progress, on_study=on_study,
         ))
     result.settings["start_template"] = result.runs[0].start_template.instruction
     result.trials = read_trials(storage, plan)

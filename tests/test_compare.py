@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shlex
 
 import numpy as np
 import optuna
@@ -16,7 +17,8 @@ from promptopt import compare
 from promptopt.comparison import FIXED_PREDICTION, TABLE_COLUMNS, best_so_far, curve_band
 from promptopt.optimizers import optimizers, search_mean_prompt
 from promptopt.runner import make_task
-from promptopt.testing import FakeLLM, HashingScorer
+from promptopt.errors import ConfigError
+from promptopt.testing import FakeLLM, HashingScorer, default_reply
 
 runner = CliRunner()
 SPLITS = dict(train=8, val=4, test=4)
@@ -225,3 +227,88 @@ def test_best_so_far_skips_train_and_constant_trials():
               t("val", 0.2, 16), t("val", 0.6, 20), t("test", 0.99, 24)]
     assert best_so_far(trials) == [(12, 0.3), (16, 0.3), (20, 0.6), (24, 0.6)]
     assert math.isnan(comparison.Stat(()).mean) and comparison.Stat((0.5,)).sd == 0.0
+
+
+class _CutAt:
+    """A FakeLLM reply that raises ``error`` at call ``at`` (counting from 1), until healed."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error, self.at, self.calls = error, None, 0
+
+    def __call__(self, prompt, params):
+        self.calls += 1
+        if self.at is not None and self.calls >= self.at:
+            raise self.error
+        return default_reply(prompt, params)
+
+
+def _comparable(res):
+    """A comparison's table and per-study trials, without what an interruption changes."""
+    rows = [(r.name, r.val.values, r.test.values,
+             r.requests.values if r.requests else None) for r in res.rows]
+    trials = [{k: v for k, v in t.items() if k != "study"} for t in res.trials]
+    return rows, trials
+
+
+def test_an_interrupted_comparison_resumes_to_the_uninterrupted_result(tmp_path):
+    cut = _CutAt(KeyboardInterrupt())
+    fake = FakeLLM(cut, name="compare-resume")
+    url = f"sqlite:///{tmp_path}/p.db"
+    kw = dict(seeds=(0, 1), model=fake.model, scorer="hashing", budget=40, storage=url,
+              **SPLITS)
+    methods = ["random", "opro"]
+    ref = compare(methods, prefix="ref", out_dir=tmp_path / "ref",
+                  cache_dir=str(tmp_path / "ref-cache"), **kw)
+    total = cut.calls
+    first_two = sum(r.usage["calls"] for r in ref.runs[:2])  # random s0, s1
+    cut.calls, cut.at = 0, first_two + 3  # stops inside opro s0
+    with pytest.raises(KeyboardInterrupt):
+        compare(methods, prefix="cut", out_dir=tmp_path / "cut", **kw)
+    names = {s.study_name for s in optuna.get_all_study_summaries(url)}
+    assert {"cut-random-s0", "cut-random-s1", "cut-opro-s0"} <= names
+    assert "cut-opro-s1" not in names
+    assert not (tmp_path / "cut").exists()  # files come at the end
+
+    with pytest.raises(ConfigError, match="already exists.*resume"):
+        compare(methods, prefix="cut", out_dir=tmp_path / "cut", **kw)
+    with pytest.raises(ConfigError, match="budget"):
+        compare(methods, prefix="cut", out_dir=tmp_path / "cut", resume=True,
+                **{**kw, "budget": 41})
+    cut.calls, cut.at = 0, None
+    res = compare(methods, prefix="cut", out_dir=tmp_path / "cut", resume=True, **kw)
+    # Finished runs came back from storage; opro s0 paid only what was never answered.
+    assert cut.calls == total - (first_two + 2)
+    assert _comparable(res) == _comparable(ref)
+    assert "already finished" in " ".join(res.runs[0].notes)
+    assert {p.name for p in (tmp_path / "cut").iterdir()} == {
+        "report.md", "best_so_far.png", "trials.csv"}
+
+
+def test_cli_compare_prints_how_to_resume_and_that_command_finishes(tmp_path):
+    cut = _CutAt(KeyboardInterrupt())
+    fake = FakeLLM(cut, name="compare-resume-cli")
+    url = f"sqlite:///{tmp_path}/p.db"
+    out = tmp_path / "my out"
+    args = ["compare", "--methods", "identity,random", "--model", fake.model, "--budget", "30",
+            "--storage", url, "--out", str(out), "--task-option", "max_text_tokens=150", *SMALL]
+    cut.at = 12
+    stopped = runner.invoke(cli.app, args)
+    assert stopped.exit_code == 130, stopped.output
+    hint = next(line for line in stopped.output.splitlines() if "resume with:" in line)
+    words = shlex.split(hint.split("resume with:", 1)[1])
+    assert words[:2] == ["promptopt", "compare"] and "--resume" in words
+    prefix = words[words.index("--prefix") + 1]
+    assert prefix.startswith("compare-")
+    for option in ("--methods", "--budget", "--storage", "--scorer", "--task-option"):
+        assert option in words
+    assert words[words.index("--out") + 1] == str(out)
+
+    cut.at = None
+    again = runner.invoke(cli.app, words[1:])
+    assert again.exit_code == 0, again.output
+    assert "resuming comparison" in again.output
+    studies = _studies(url, prefix, ["identity", "random"], [0])
+    assert all(s.user_attrs["status"] == "finished" for s in studies.values())
+    _check_files_match_studies(out, studies)
+    no_prefix = runner.invoke(cli.app, ["compare", "--resume", "--storage", url, *SMALL])
+    assert no_prefix.exit_code == 2 and "--prefix" in no_prefix.output

@@ -3,23 +3,50 @@ and :mod:`promptopt.comparison`."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from promptopt import __version__
+from promptopt.cli._common import (
+    ApiBase,
+    Data,
+    MaxErrors,
+    Model,
+    NoCache,
+    Proposer,
+    Scorer,
+    SkipBadRows,
+    SplitSeed,
+    Start,
+    Storage,
+    Task,
+    TestSize,
+    Timeout,
+    TrainSize,
+    ValSize,
+    _errors,
+    _explicit,
+    _hint,
+    _metric_label,
+    _metrics,
+    _parse_seeds,
+    _parse_settings,
+    _progress,
+    _score,
+    _size,
+    command_line,
+    err,
+    out,
+)
 from promptopt.cli._task_options import Inputs, Metric, Target, TaskOption, task_options
-from promptopt.errors import Interrupted, PromptoptError
+from promptopt.cli.data import data_app
+from promptopt.cli.refine import refine_command
 from promptopt.evaluator import DEFAULT_MAX_ERRORS
 from promptopt.llm import DEFAULT_MODEL, EMBEDDED_MODELS
 from promptopt.llm._client import DEFAULT_TIMEOUT
@@ -36,48 +63,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
-
-Task = Annotated[str, typer.Option("--task", "-t", help="Registered task name.")]
-Data = Annotated[
-    Path | None,
-    typer.Option("--data", "-d", help="Dataset (CSV, JSONL, Parquet). Default: bundled sample."),
-]
-Model = Annotated[
-    str, typer.Option("--model", help="Recovery LLM: a LiteLLM model string or llamacpp/<name>.")
-]
-Proposer = Annotated[
-    str | None,
-    typer.Option(help="LLM that writes new instructions (default: --model)."),
-]
-Start = Annotated[
-    str | None,
-    typer.Option(help="Starting template: a .json/.txt file or the instruction itself."),
-]
-Scorer = Annotated[
-    str,
-    typer.Option(help="Scorer: auto, minilm, sentence-t5, a sentence-transformers name or path."),
-]
-Storage = Annotated[str, typer.Option(help="Optuna storage URL.")]
-TrainSize = Annotated[float, typer.Option("--train", help="Train split size (count or fraction).")]
-ValSize = Annotated[float, typer.Option("--val", help="Validation split size (count or fraction).")]
-TestSize = Annotated[float, typer.Option("--test", help="Test split size (count or fraction).")]
-SplitSeed = Annotated[int, typer.Option(help="Seed of the train/val/test split.")]
-NoCache = Annotated[
-    bool, typer.Option("--no-cache", help="Do not read or write the disk cache.")
-]
-SkipBadRows = Annotated[
-    bool,
-    typer.Option(
-        "--skip-bad-rows",
-        help="Skip data rows with empty/non-text cells or duplicate ids (listed in a warning).",
-    ),
-]
-
-
-def _size(value: float) -> int | float:
-    return int(value) if value >= 1 and float(value).is_integer() else value
 
 
 def _version(value: bool) -> None:
@@ -94,72 +79,6 @@ def main_callback(
 ) -> None:
     """Optimize LLM prompt templates; every search tracked in Optuna."""
     redact_log_records()  # libraries log request URLs at DEBUG; keep credentials out
-
-
-@contextlib.contextmanager
-def _progress(total: int | None, label: str) -> Iterator[Any]:
-    """A rich progress bar on stderr counting LLM requests; yields the advance callback."""
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=False,
-        disable=not err.is_terminal and os.environ.get("PROMPTOPT_PROGRESS") != "1",
-    ) as progress:
-        task_id = progress.add_task(label, total=total)
-        yield lambda: progress.advance(task_id)
-
-
-@contextlib.contextmanager
-def _errors() -> Iterator[None]:
-    """Print promptopt errors as one clear line (no traceback) and exit 2."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")
-        warnings.showwarning = lambda msg, cat, *a, **k: err.print(
-            f"[yellow]warning:[/yellow] {escape(redact(str(msg)))}", highlight=False
-        )
-        try:
-            yield
-        except PromptoptError as exc:
-            err.print(f"[red]error:[/red] {escape(redact(str(exc)))}", highlight=False)
-            _resume_hint(exc)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt as exc:
-            why = f" ({exc.signal_name})" if isinstance(exc, Interrupted) else ""
-            err.print(f"[red]interrupted[/red]{why}: the study and cache keep everything "
-                      "recorded so far", highlight=False)
-            _resume_hint(exc)
-            raise typer.Exit(143 if isinstance(exc, Interrupted) else 130) from None
-
-
-def _resume_hint(exc: BaseException) -> None:
-    hint = getattr(exc, "resume_hint", None)
-    if hint:
-        err.print(f"resume with:  {redact(hint)}", highlight=False, markup=False, soft_wrap=True)
-
-
-def _parse_settings(pairs: list[str]) -> dict[str, Any]:
-    settings: dict[str, Any] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--set")
-        key, raw = pair.split("=", 1)
-        try:
-            settings[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            settings[key.strip()] = raw
-    return settings
-
-
-def _score(value: float) -> str:
-    return f"{value:.4f}"
-
-
-def _metrics(metrics: dict[str, float]) -> str:
-    """``log loss 0.9123, accuracy 0.5500``: a task's metrics on one line."""
-    return ", ".join(f"{name.replace('_', ' ')} {_score(v)}" for name, v in metrics.items())
 
 
 @app.command()
@@ -200,19 +119,9 @@ def run(
             "template; reports the test score with and without it.",
         ),
     ] = False,
-    api_base: Annotated[
-        str | None,
-        typer.Option(help="Provider URL for both LLMs, e.g. an OpenAI-compatible server "
-                     "(vLLM, llama.cpp) at http://HOST:PORT/v1 with --model openai/NAME."),
-    ] = None,
-    max_errors: Annotated[
-        int,
-        typer.Option(help="Failed evaluations tolerated (each recorded as a failed trial, the "
-                     "search goes on); one more stops the run, to --resume later."),
-    ] = DEFAULT_MAX_ERRORS,
-    timeout: Annotated[
-        float, typer.Option(help="Seconds per LLM request before it times out (and is retried).")
-    ] = DEFAULT_TIMEOUT,
+    api_base: ApiBase = None,
+    max_errors: MaxErrors = DEFAULT_MAX_ERRORS,
+    timeout: Timeout = DEFAULT_TIMEOUT,
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Continue the interrupted run --study with its stored "
@@ -287,39 +196,12 @@ def run(
     out.print(result.template.to_json(), highlight=False, markup=False, soft_wrap=True)
 
 
-def _metric_label(scorer: str) -> str:
-    """"SCS" for an embedding model's scores, else the metric's name (exact, rouge-l...)."""
-    from promptopt.registry import metrics
-
-    if scorer.startswith("human"):
-        return "human rating"
-    if scorer == "label-probability":
-        return "p(true label)"
-    return scorer if scorer in metrics or ":" in scorer else "SCS"
-
-
 _PARAM = {"settings": "setting"}  # run() argument -> CLI parameter, where they differ
-
-
-def _explicit(ctx: typer.Context, param: str) -> bool:
-    """Whether the user gave the option ``param`` (not its default)."""
-    source = ctx.get_parameter_source(param)  # an enum of Typer's own (vendored) click
-    return source is not None and source.name != "DEFAULT"
-
-
-def _parse_seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise typer.BadParameter(f"expected integers like 0,1,2, got {text!r}",
-                                 param_hint="--seeds") from None
-    if not seeds:
-        raise typer.BadParameter("give at least one seed, e.g. 0,1,2", param_hint="--seeds")
-    return seeds
 
 
 @app.command()
 def compare(
+    ctx: typer.Context,
     methods: Annotated[
         str | None,
         typer.Option("--methods", help="Comma-separated methods, e.g. opro,ape (default: all)."),
@@ -354,27 +236,42 @@ def compare(
     skip_bad_rows: SkipBadRows = False,
     start: Start = None,
     no_cache: NoCache = False,
+    api_base: ApiBase = None,
+    max_errors: MaxErrors = DEFAULT_MAX_ERRORS,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue the interrupted comparison --prefix with the "
+                     "same options: finished runs give their stored results, an interrupted "
+                     "one is replayed from the cache and continued, missing ones run."),
+    ] = False,
 ) -> None:
     """Run several METHODS on one task with the same settings and seeds; table, plot, report."""
     from promptopt.comparison import TABLE_COLUMNS, resolve_methods
     from promptopt.comparison import compare as run_compare
     from promptopt.runner import new_study_name
+    from promptopt.runstate import sigterm_as_interrupt
 
     with _errors():
+        if resume and prefix is None:
+            raise typer.BadParameter("give the --prefix of the comparison to resume",
+                                     param_hint="--resume")
         names = resolve_methods(methods.split(",") if methods is not None else None)
         seed_list = _parse_seeds(seeds)
         prefix = prefix or new_study_name("compare")
         folder = out_dir or Path(prefix)
-        err.print(f"comparing {', '.join(names)} over seeds {seed_list}: studies "
-                  f"[bold]{escape(prefix)}-<method>-s<seed>[/bold] in {escape(redact(storage))}, "
-                  f"files in {escape(str(folder))}")
-        with _progress(budget * len(names) * len(seed_list), "compare: LLM calls") as advance:
+        err.print(f"{'resuming comparison' if resume else 'comparing'} {', '.join(names)} over "
+                  f"seeds {seed_list}: studies [bold]{escape(prefix)}-<method>-s<seed>[/bold] in "
+                  f"{escape(redact(storage))}, files in {escape(str(folder))}")
+        with _progress(budget * len(names) * len(seed_list), "compare: LLM calls") as advance, \
+                sigterm_as_interrupt(), _hint(command_line(ctx, resume=True, prefix=prefix)):
             result = run_compare(
                 names, seeds=seed_list, task=task, data=data, model=model, proposer=proposer,
                 task_options=task_options(inputs, target, metric, task_option),
                 scorer=scorer, budget=budget, storage=storage, prefix=prefix, out_dir=folder,
                 train=_size(train), val=_size(val), test=_size(test), split_seed=split_seed,
                 skip_bad_rows=skip_bad_rows, start=start, cache=not no_cache,
+                api_base=api_base, max_errors=max_errors, timeout=timeout, resume=resume,
                 on_progress=advance, on_study=lambda name: err.print(f"study [bold]{name}[/bold]"),
             )
     table = Table(
@@ -531,11 +428,7 @@ def list_() -> None:
     out.print(table)
 
 
-from promptopt.cli.data import data_app  # noqa: E402  (uses the helpers above)
-
 app.add_typer(data_app)
-from promptopt.cli.refine import refine_command  # noqa: E402  (uses the helpers above)
-
 app.command("refine")(refine_command)
 
 

@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from promptopt.cli import NoCache, _errors, err, out
+from promptopt.cli._common import NoCache, _errors, err, out
 from promptopt.llm import DEFAULT_MODEL
 
 data_app = typer.Typer(

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from promptopt.cli import (
+from promptopt.cli._common import (
     Data,
     NoCache,
     Storage,
