@@ -31,7 +31,6 @@ lives in ``<out>/dspy-cache``; results go to ``<out>/runs.jsonl`` and
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import logging
@@ -55,7 +54,7 @@ from _dspy_direct import (  # noqa: E402  (sets the offline environment first)
     to_dspy,
 )
 from _machine import describe, loadavg  # noqa: E402
-from bench_quality import CONFIG, load_config, markdown  # noqa: E402
+from bench_quality import markdown, parse_args, summary_path  # noqa: E402
 
 METHODS = {"mipro": "MIPROv2", "bootstrap-rs": "BootstrapFewShotWithRandomSearch"}
 PROPOSER_MAX_TOKENS = 160  # as promptopt's proposer calls
@@ -163,15 +162,7 @@ def run_one(method: str, seed: int, budget: int, cfg: dict[str, Any], task: Any,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", type=Path, default=CONFIG)
-    parser.add_argument("--quick", action="store_true", help="the [quick.*] smoke-test settings")
-    parser.add_argument("--budgets", type=lambda s: [int(b) for b in s.split(",")],
-                        help="override the config's budgets, e.g. 60 (one budget at a time)")
-    args = parser.parse_args()
-    cfg = load_config(args.config, "dspy_direct", args.quick)
-    if args.budgets:
-        cfg["budgets"] = args.budgets
+    parser, args, cfg = parse_args("dspy_direct", __doc__)
     unknown = set(cfg["methods"]) - set(METHODS)
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}; use {sorted(METHODS)}")
@@ -234,8 +225,7 @@ def main() -> None:
                    f"load average after: {loadavg()}")
         print("\n" + section, flush=True)
         sections.append(section)
-    summary = out / ("summary.md" if not args.budgets else
-                     f"summary-b{'-'.join(map(str, args.budgets))}.md")
+    summary = summary_path(out, args.budgets)
     summary.write_text("# DSPy optimizers driven directly\n\n" + "\n\n".join(head) + "\n\n"
                        + "\n\n".join(sections) + "\n")
     print(f"\nwritten: {summary} (and runs.jsonl)")

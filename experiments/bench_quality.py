@@ -2,6 +2,8 @@
 
     .venv/bin/python experiments/bench_quality.py            # the full run (hours on 2 cores)
     .venv/bin/python experiments/bench_quality.py --quick    # smoke test (minutes)
+    .venv/bin/python experiments/bench_quality.py --budgets 150 --resume 20261122-023329
+                                            # continue a stopped run (its STAMP as printed)
 
 Settings come from ``experiments/quality.toml`` (``[common]`` and ``[compare]``; with
 ``--quick`` also ``[quick.common]`` and ``[quick.compare]``): every registered method
@@ -22,6 +24,7 @@ import datetime as dt
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,30 @@ def load_config(path: Path, section: str, quick: bool) -> dict[str, Any]:
     return cfg
 
 
+def parse_args(
+    section: str, doc: str, extra: Callable[[argparse.ArgumentParser], Any] | None = None
+) -> tuple[argparse.ArgumentParser, argparse.Namespace, dict[str, Any]]:
+    """The command line shared by the quality scripts (``doc``: the script's docstring),
+    its arguments and the config they select (``[common]`` + ``[section]``)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--config", type=Path, default=CONFIG)
+    parser.add_argument("--quick", action="store_true", help="the [quick.*] smoke-test settings")
+    parser.add_argument("--budgets", type=lambda s: [int(b) for b in s.split(",")],
+                        help="override the config's budgets, e.g. 60 (one budget at a time)")
+    if extra is not None:
+        extra(parser)
+    args = parser.parse_args()
+    cfg = load_config(args.config, section, args.quick)
+    if args.budgets:
+        cfg["budgets"] = args.budgets
+    return parser, args, cfg
+
+
+def summary_path(out: Path, budgets: list[int] | None) -> Path:
+    """``summary.md``, or ``summary-b60.md`` for a run of the given budgets only."""
+    return out / ("summary.md" if not budgets else f"summary-b{'-'.join(map(str, budgets))}.md")
+
+
 def markdown(header: list[str], rows: list[list[str]]) -> str:
     """A Markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -59,26 +86,22 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", type=Path, default=CONFIG)
-    parser.add_argument("--quick", action="store_true", help="the [quick.*] smoke-test settings")
-    parser.add_argument("--budgets", type=lambda s: [int(b) for b in s.split(",")],
-                        help="override the config's budgets, e.g. 60 (one budget at a time)")
-    args = parser.parse_args()
-    cfg = load_config(args.config, "compare", args.quick)
-    if args.budgets:
-        cfg["budgets"] = args.budgets
+    _, args, cfg = parse_args("compare", __doc__, lambda p: p.add_argument(
+        "--resume", metavar="STAMP", help="continue the interrupted run whose studies are "
+        "b<budget>-STAMP-<method>-s<seed> (STAMP as printed, e.g. 20261122-023329)"))
 
     from promptopt import compare
     from promptopt.comparison import TABLE_COLUMNS
 
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = args.resume or dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     started = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     head = [
         f"machine: {describe()}",
-        f"started: {started}; load average at start: {loadavg()}",
+        f"started: {started}; load average at start: {loadavg()}; studies b<budget>-{stamp}-*"
+        + (" (resumed: runs finished before give their first attempt's wall time)"
+           if args.resume else ""),
         f"settings: {args.config.name}{' --quick' if args.quick else ''}: "
         + ", ".join(f"{k}={cfg[k]}" for k in ("data", "model", "proposer", "scorer", "budgets",
                                              "seeds", "train", "val", "test", "split_seed",
@@ -94,7 +117,7 @@ def main() -> None:
             storage=f"sqlite:///{out}/studies.db", prefix=f"b{budget}-{stamp}",
             out_dir=out / f"budget-{budget}", train=cfg["train"], val=cfg["val"],
             test=cfg["test"], split_seed=cfg["split_seed"], skip_bad_rows=cfg["skip_bad_rows"],
-            cache=True, cache_dir=str(out / "cache"),
+            cache=True, cache_dir=str(out / "cache"), resume=bool(args.resume),
             on_study=lambda s: print(f"  {dt.datetime.now():%H:%M:%S} study {s} "
                                      f"(load {loadavg()})", flush=True),
         )
@@ -106,8 +129,7 @@ def main() -> None:
                    f"report: {result.files['report']}")
         print("\n" + section, flush=True)
         sections.append(section)
-    summary = out / ("summary.md" if not args.budgets else
-                     f"summary-b{'-'.join(map(str, args.budgets))}.md")
+    summary = summary_path(out, args.budgets)
     summary.write_text("# Quality benchmark\n\n" + "\n\n".join(head) + "\n\n"
                        + "\n\n".join(sections) + "\n")
     print(f"\nwritten: {summary}")
