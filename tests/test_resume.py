@@ -267,7 +267,7 @@ def _start(tmp_path, server, study, *extra):
     )
 
 
-def _wait_for_trials(proc, db, study, n, timeout=40.0):
+def _wait_for_trials(proc, db, study, n, timeout=180.0):
     """Poll the SQLite study until it has ``n`` trials (the run must still be going)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -306,7 +306,7 @@ def test_a_killed_process_resumes_paying_only_the_missing_requests(tmp_path, ser
          "--storage", url, "--json"],
         env={**os.environ, "PROMPTOPT_CACHE_DIR": str(tmp_path / "cache"),
              "OPENAI_API_KEY": SECRET, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
-        cwd=tmp_path, capture_output=True, text=True, timeout=50,
+        cwd=tmp_path, capture_output=True, text=True, timeout=180,
     )
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming study killed" in resumed.stderr
@@ -326,7 +326,7 @@ def test_sigterm_marks_the_study_interrupted_and_says_how_to_resume(
     proc = _start(tmp_path, server, "termed")
     _wait_for_trials(proc, tmp_path / "p.db", "termed", 4)
     proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=30)
+    _, stderr = proc.communicate(timeout=120)
     url = f"sqlite:///{tmp_path}/p.db"
     assert proc.returncode == 143, stderr
     assert "interrupted (SIGTERM)" in stderr
