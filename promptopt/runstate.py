@@ -20,6 +20,8 @@ import shlex
 import signal
 import socket
 import threading
+import time
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -340,7 +342,7 @@ def record_stop(tracker: Tracker, exc: BaseException, *, worker: int = 0) -> Non
     storage errors and errors marked ``resumable`` (no human rating in time) are
     ``"interrupted"``; other errors ``"failed"``. Never raises: the storage itself may
     be what failed (then the status stays ``"running"``, which a resume accepts once
-    the process is gone).
+    the process is gone; a warning says so).
     """
     if isinstance(exc, Interrupted):
         status, reason = "interrupted", exc.signal_name
@@ -355,8 +357,17 @@ def record_stop(tracker: Tracker, exc: BaseException, *, worker: int = 0) -> Non
             exc.resume_hint = resume_command(  # type: ignore[attr-defined]
                 tracker.storage_url, tracker.study_name
             )
-    with contextlib.suppress(Exception):
-        set_status(tracker, status, reason[:500], worker=worker)
+    failure: Exception | None = None
+    for attempt in range(2):  # once more after a pause: a write the signal cut may block one
+        try:
+            set_status(tracker, status, reason[:500], worker=worker)
+            return
+        except Exception as write_error:  # noqa: BLE001 - reported below, never raised
+            failure = write_error
+            if not attempt:
+                time.sleep(0.5)
+    warnings.warn(f"could not record the stop ({status}: {reason[:200]}) in study "
+                  f"{tracker.study_name!r}: {failure}", RuntimeWarning, stacklevel=2)
 
 
 @contextlib.contextmanager

@@ -7,7 +7,10 @@ worker (the one that created it) is worker 0 and runs exactly as a lone run woul
 every later worker registers with a trial of its own (state ``PRUNED``, no value,
 user attribute ``promptopt_worker``) and its index is 1 + the number of registration
 trials numbered before it. Optuna numbers trials under a lock on the study row, so
-two workers that start at the same instant get different indexes.
+two workers that start at the same instant get different indexes. A study made
+empty beforehand (``optuna create-study``) has no creator: the workers that find it
+empty each add a claim trial (``PRUNED``, user attribute ``promptopt_claim``), and
+the one numbered first among live claimants is worker 0; the others join its run.
 
 Worker ``k`` searches with its own seed stream (:func:`worker_seed`), draws its
 minibatches from the study's seed (so OPRO and EvoPrompt workers score candidates on
@@ -43,6 +46,8 @@ from promptopt.tracker import Tracker, _optuna, open_storage, storage_errors
 
 REGISTRATION_ATTR = "promptopt_worker"
 """User attribute that marks a worker's registration trial."""
+CLAIM_ATTR = "promptopt_claim"
+"""User attribute that marks a claim on a study found empty (see :func:`plan_start`)."""
 HEARTBEAT_S = 10.0
 STALE_AFTER_S = 60.0
 """A worker on another machine whose heartbeat is older than this counts as gone."""
@@ -154,10 +159,54 @@ def _create(store: Any, storage: str, study: str) -> bool | None:
     return True
 
 
-def _read(store: Any, storage: str, study: str) -> tuple[dict[str, Any], int]:
+def _read(store: Any, storage: str, study: str) -> tuple[dict[str, Any], list[Any]]:
+    """The study's user attributes and its trials."""
     with storage_errors(storage, f"reading study {study!r}"):
         study_id = store.get_study_id_from_name(study)
-        return dict(store.get_study_user_attrs(study_id)), store.get_n_trials(study_id)
+        return (dict(store.get_study_user_attrs(study_id)),
+                list(store.get_all_trials(study_id, deepcopy=False)))
+
+
+def _wait_for_run(
+    store: Any, storage: str, study: str, seconds: float
+) -> tuple[dict[str, Any], list[Any], bool]:
+    """Poll ``study`` until it holds a run's settings or trials other than claims, for
+    at most ``seconds``: its attributes, trials, and whether the settings came."""
+    deadline = time.monotonic() + seconds
+    while True:
+        attrs, trials = _read(store, storage, study)
+        ready = "settings" in attrs and "status" in attrs
+        if ready or any(CLAIM_ATTR not in t.user_attrs for t in trials):
+            return attrs, trials, ready
+        if time.monotonic() >= deadline:
+            return attrs, trials, False
+        time.sleep(0.2)
+
+
+def _me() -> dict[str, Any]:
+    return {"pid": os.getpid(), "host": socket.gethostname(),
+            "started": _process_start(os.getpid())}
+
+
+def _claim(store: Any, storage: str, study: str) -> bool:
+    """Claim the empty ``study`` with a trial; whether this process claimed it first
+    (among claimants still alive, as far as this machine can tell)."""
+    optuna = _optuna()
+    me = _me()
+    with storage_errors(storage, f"claiming study {study!r}"):
+        study_id = store.get_study_id_from_name(study)
+        trial = optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED, user_attrs={CLAIM_ATTR: me}
+        )
+        number = store.get_trial_number_from_id(store.create_new_trial(study_id, trial))
+        for t in store.get_all_trials(study_id, deepcopy=False):
+            other = t.user_attrs.get(CLAIM_ATTR)
+            if other is None or t.number >= number:
+                continue
+            here = other.get("host") == me["host"]
+            if not here or _alive(int(other.get("pid", -1)), other.get("started")):
+                return False
+    return True
 
 
 def plan_start(storage: str, study: str, settings: Mapping[str, Any], seed: int) -> Member:
@@ -179,13 +228,14 @@ def plan_start(storage: str, study: str, settings: Mapping[str, Any], seed: int)
     created = _create(store, storage, study)
     if created:
         return Member(seed=seed)
-    deadline = time.monotonic() + (JOIN_WAIT_S if created is False else GRACE_S)
-    while True:
-        attrs, n_trials = _read(store, storage, study)
-        ready = "settings" in attrs and "status" in attrs
-        if ready or n_trials or time.monotonic() >= deadline:
-            break
-        time.sleep(0.2)
+    wait = JOIN_WAIT_S if created is False else GRACE_S
+    attrs, trials, ready = _wait_for_run(store, storage, study, wait)
+    if created is None and not ready and all(CLAIM_ATTR in t.user_attrs for t in trials):
+        # Made empty beforehand: the first live claimant is worker 0, the others join it.
+        if _claim(store, storage, study):
+            return Member(seed=seed)
+        attrs, trials, ready = _wait_for_run(store, storage, study, JOIN_WAIT_S)
+        created = False
     if created is False and not ready:
         raise ConfigError(
             f"study {study!r} was created by another process that did not start its run "
@@ -209,7 +259,7 @@ def register(store: Any, storage: str, study: str, seed: int, study_seed: int) -
         study_seed: The study's stored seed (the workers' shared minibatch stream).
     """
     optuna = _optuna()
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": _process_start(os.getpid())}
+    me = _me()
     with storage_errors(storage, f"registering a worker in study {study!r}"):
         study_id = store.get_study_id_from_name(study)
         trial = optuna.trial.create_trial(

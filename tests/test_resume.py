@@ -332,7 +332,8 @@ def test_sigterm_marks_the_study_interrupted_and_says_how_to_resume(
     assert "interrupted (SIGTERM)" in stderr
     assert f"resume with:  promptopt run --resume --study termed --storage {url}" in stderr
     attrs = _attrs(url, "termed")
-    assert attrs["status"] == "interrupted" and attrs["status_detail"]["reason"] == "SIGTERM"
+    assert attrs["status"] == "interrupted", stderr
+    assert attrs["status_detail"]["reason"] == "SIGTERM", stderr
     monkeypatch.setenv("PROMPTOPT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     result = runner.invoke(app, ["run", "--resume", "--study", "termed", "--storage", url,

@@ -27,7 +27,7 @@ from promptopt.runner import best_template, run
 from promptopt.runstate import _process_start
 from promptopt.template import Template
 from promptopt.testing import FakeLLM, FakeOpenAIServer, default_reply
-from promptopt.workers import REGISTRATION_ATTR, worker_seed
+from promptopt.workers import CLAIM_ATTR, REGISTRATION_ATTR, worker_seed
 
 SMALL = dict(scorer="hashing", train=8, val=4, test=4)
 
@@ -205,10 +205,13 @@ def _postgres():
     return url
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_two_worker_processes_share_one_study(backend, tmp_path):
+@pytest.mark.parametrize(("backend", "made_empty"),
+                         [("sqlite", False), ("postgresql", False), ("sqlite", True)])
+def test_two_worker_processes_share_one_study(backend, made_empty, tmp_path):
     storage = f"sqlite:///{tmp_path}/w.db" if backend == "sqlite" else _postgres()
     study = f"two-{secrets.token_hex(4)}"
+    if made_empty:  # as `optuna create-study` would: nobody created it by starting a run
+        optuna.create_study(study_name=study, storage=_engine(storage), direction="maximize")
     with FakeOpenAIServer(delay=0.15) as server:  # slow enough for the two runs to overlap
         procs = [_start_worker(tmp_path, server, storage, study, k) for k in (0, 1)]
         finished = []
@@ -236,6 +239,8 @@ def test_two_worker_processes_share_one_study(backend, tmp_path):
         assert sum(1 for t in evaluations if t.user_attrs["worker"] == r["worker"]) == r["trials"]
     assert len(evaluations) == sum(r["trials"] for r in results)
     assert sum(REGISTRATION_ATTR in t.user_attrs for t in trials) == 1
+    claims = sum(CLAIM_ATTR in t.user_attrs for t in trials)  # 2 unless one came late
+    assert 1 <= claims <= 2 if made_empty else claims == 0
 
     # OPRO read the other worker's candidates: some trial names one as its parent (the
     # shared starting template, which the joiner reuses, does not count).
