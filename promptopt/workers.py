@@ -188,25 +188,32 @@ def _me() -> dict[str, Any]:
             "started": _process_start(os.getpid())}
 
 
+def _mark(store: Any, storage: str, study: str, attr: str, doing: str
+          ) -> tuple[int, dict[str, Any], list[dict[str, Any]]]:
+    """Add a marker trial (``PRUNED``, user attribute ``attr`` = this process) to
+    ``study``: its number, this process, and the ``attr`` values of the marker trials
+    numbered before it (Optuna numbers trials under a lock on the study)."""
+    optuna = _optuna()
+    me = _me()
+    with storage_errors(storage, f"{doing} study {study!r}"):
+        study_id = store.get_study_id_from_name(study)
+        trial = optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED, user_attrs={attr: me}
+        )
+        number = store.get_trial_number_from_id(store.create_new_trial(study_id, trial))
+        before = [t.user_attrs[attr] for t in store.get_all_trials(study_id, deepcopy=False)
+                  if attr in t.user_attrs and t.number < number]
+    return number, me, before
+
+
 def _claim(store: Any, storage: str, study: str) -> bool:
     """Claim the empty ``study`` with a trial; whether this process claimed it first
     (among claimants still alive, as far as this machine can tell)."""
-    optuna = _optuna()
-    me = _me()
-    with storage_errors(storage, f"claiming study {study!r}"):
-        study_id = store.get_study_id_from_name(study)
-        trial = optuna.trial.create_trial(
-            state=optuna.trial.TrialState.PRUNED, user_attrs={CLAIM_ATTR: me}
-        )
-        number = store.get_trial_number_from_id(store.create_new_trial(study_id, trial))
-        for t in store.get_all_trials(study_id, deepcopy=False):
-            other = t.user_attrs.get(CLAIM_ATTR)
-            if other is None or t.number >= number:
-                continue
-            here = other.get("host") == me["host"]
-            if not here or _alive(int(other.get("pid", -1)), other.get("started")):
-                return False
-    return True
+    _, me, before = _mark(store, storage, study, CLAIM_ATTR, "claiming")
+    return not any(
+        other.get("host") != me["host"] or _alive(int(other.get("pid", -1)), other.get("started"))
+        for other in before
+    )
 
 
 def plan_start(storage: str, study: str, settings: Mapping[str, Any], seed: int) -> Member:
@@ -258,22 +265,12 @@ def register(store: Any, storage: str, study: str, seed: int, study_seed: int) -
         seed: The ``--seed`` this worker was given (its stream derives from it).
         study_seed: The study's stored seed (the workers' shared minibatch stream).
     """
-    optuna = _optuna()
-    me = _me()
+    number, me, before = _mark(store, storage, study, REGISTRATION_ATTR, "registering a worker in")
+    index = 1 + len(before)
+    member = Member(index=index, seed=worker_seed(seed, index), batch_seed=study_seed,
+                    registration=number)
     with storage_errors(storage, f"registering a worker in study {study!r}"):
-        study_id = store.get_study_id_from_name(study)
-        trial = optuna.trial.create_trial(
-            state=optuna.trial.TrialState.PRUNED, user_attrs={REGISTRATION_ATTR: me}
-        )
-        number = store.get_trial_number_from_id(store.create_new_trial(study_id, trial))
-        before = [
-            t for t in store.get_all_trials(study_id, deepcopy=False)
-            if REGISTRATION_ATTR in t.user_attrs and t.number < number
-        ]
-        index = 1 + len(before)
-        member = Member(index=index, seed=worker_seed(seed, index), batch_seed=study_seed,
-                        registration=number)
-        store.set_study_user_attr(study_id, worker_key(index), {
+        store.set_study_user_attr(store.get_study_id_from_name(study), worker_key(index), {
             **me, "status": "starting", "seed": member.seed, "registration": number,
         })
     return member
