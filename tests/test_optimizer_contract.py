@@ -76,6 +76,24 @@ def test_rejected_proposals_are_never_evaluated(name):
 
 
 @pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("budget", [18, 20, 30])  # 3, 3 1/3 and 5 validation evaluations
+def test_a_small_budget_still_validates_a_candidate_the_search_found(name, budget):
+    # Holding back only half the budget (9 or 10 calls here) would leave room for the
+    # start's validation alone, returning the start whatever the search found.
+    setup = FakeSetup(budget=budget, val=6)
+    result = setup.optimize(_make(name))
+    history = setup.evaluator.history
+    start = result.start_template.id
+    found = {e.template.id for e in history if e.split == "train" and not e.failed} - {start}
+    validated = {e.template.id for e in history if e.split == "val"} - {start}
+    assert setup.budget.spent <= budget
+    if found:
+        assert validated, f"{len(found)} candidates, none scored on validation"
+    if name == "random" and budget == 30:  # no proposer calls: room for one candidate
+        assert found
+
+
+@pytest.mark.parametrize("name", METHODS)
 def test_budget_too_small_for_validation_is_a_clear_error(name):
     setup = FakeSetup(budget=3, val=6)
     with pytest.raises(ConfigError, match="budget too small"):

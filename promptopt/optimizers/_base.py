@@ -405,12 +405,7 @@ class Optimizer(ABC):
         )
         first_eval = len(evaluator.history)
         budget = evaluator.budget
-        # Hold back validation calls for the final choice: the start plus up to
-        # final_candidates finalists, but never more than half of what is left.
-        wanted = n_val * (self.final_candidates + 1)
-        if budget is not None and budget.limit is not None:
-            wanted = min(wanted, max(n_val, int(budget.remaining) // 2))
-        held = budget.reserve(wanted) if budget is not None else 0
+        held = budget.reserve(self._final_reserve(n_val, budget)) if budget is not None else 0
         stopped = "finished"
         try:
             self.search(ctx)
@@ -422,6 +417,17 @@ class Optimizer(ABC):
         result = self.select_final(ctx, evaluator.history[first_eval:])
         result.stopped = stopped
         return result
+
+    def _final_reserve(self, n_val: int, budget: Any) -> int:
+        """Validation calls held back for the final choice: whole validation
+        evaluations of the start and up to :attr:`final_candidates` finalists, about
+        half of what is left, but always the start and one finalist when they fit (a
+        reserve for the start alone would return the start whatever the search found)."""
+        evaluations = self.final_candidates + 1
+        if budget.limit is not None:
+            left = int(budget.remaining)
+            evaluations = min(evaluations, max(2, left // 2 // n_val), left // n_val)
+        return max(1, evaluations) * n_val
 
     def select_final(self, ctx: SearchContext, evaluations: Sequence[Evaluation]) -> OptimizeResult:
         """Score the starting template and the best train candidates on validation.
