@@ -406,14 +406,18 @@ def read_trials(storage: str, studies: Sequence[tuple[str, int, str]]) -> list[d
 def best_so_far(trials: Sequence[dict[str, Any]]) -> list[tuple[int, float]]:
     """The best validation score so far against cumulative LLM requests, for one run.
 
-    One point per trial from the first validation-split evaluation of a template
-    on (constant-prediction trials, such as the mean-prompt string alone, are left
-    out). Methods that score on validation only when choosing the final template
-    give a single step near the end.
+    One point per search trial (train or validation split) from the first
+    validation-split evaluation of a template on (constant-prediction trials, such as
+    the mean-prompt string alone, are left out). Methods that score on validation
+    only when choosing the final template give a single step near the end of the
+    budget. The test-split scoring after the run adds no point: it is outside the
+    budget and does not change the choice.
     """
     points: list[tuple[int, float]] = []
     best: float | None = None
     for t in trials:
+        if t["split"] == "test":
+            continue
         if t["split"] == "val" and not t["constant"]:
             best = t["score"] if best is None else max(best, t["score"])
         if best is not None:

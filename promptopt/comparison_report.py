@@ -56,41 +56,51 @@ def write_trials_csv(result: CompareResult, path: Path) -> None:
 
 
 def curves(result: CompareResult, method: str) -> list[list[tuple[int, float]]]:
-    """The best-so-far validation curve of each seed of ``method``."""
-    return [
-        best_so_far([t for t in result.trials if t["method"] == method and t["seed"] == seed])
-        for seed in result.seeds
-    ]
+    """The best-so-far validation curve of each seed of ``method``, its last value held
+    out to the budget (a run's final choice often comes at its last calls)."""
+    budget = int(result.settings["budget"])
+    out = []
+    for seed in result.seeds:
+        curve = best_so_far([t for t in result.trials
+                             if t["method"] == method and t["seed"] == seed])
+        if curve and curve[-1][0] < budget:
+            curve.append((budget, curve[-1][1]))
+        out.append(curve)
+    return out
 
 
 def plot_best_so_far(result: CompareResult, path: Path) -> None:
     """Best validation score so far against cumulative LLM requests, one line per method.
 
     The line is the mean over seeds, the shaded band their min-max; constant
-    baselines are dashed horizontal lines at their mean validation score.
+    baselines are dashed horizontal lines at their mean validation score, the budget
+    a vertical line; the legend sits to the right of the axes.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8, 5), dpi=110)
+    fig = Figure(figsize=(10, 5), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    colors = [f"C{i % 10}" for i in range(len(result.methods))]
-    for method, color in zip(result.methods, colors, strict=True):
+    for i, method in enumerate(result.methods):
+        color = f"C{i % 10}"  # past ten methods the colours repeat, with another line style
         xs, mean, low, high = curve_band(curves(result, method))
         if not xs.size:
             continue
-        ax.step(xs, mean, where="post", color=color, label=method, marker=".", markersize=4)
+        ax.step(xs, mean, where="post", color=color, label=method, marker=".", markersize=4,
+                linestyle=("-", "--", ":")[i // 10 % 3])
         if len(result.seeds) > 1:
             ax.fill_between(xs, low, high, step="post", color=color, alpha=0.2, linewidth=0)
     _baselines(ax, [r for r in result.rows if r.kind == "baseline"])
+    ax.axvline(result.settings["budget"], color="black", linewidth=0.8, alpha=0.6,
+               label=f"budget ({result.settings['budget']} calls)")
     ax.set_xlabel("LLM requests so far (proposer calls and cache hits included)")
     ax.set_ylabel(f"best validation score so far ({result.settings['scorer']})")
     seeds = ", ".join(map(str, result.seeds))
     ax.set_title(f"{result.settings['task']}: mean over seeds {seeds} (band: min-max)")
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="best")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, format="png")
 

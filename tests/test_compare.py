@@ -219,13 +219,13 @@ def test_curve_band_holds_each_run_and_averages_those_with_a_score():
     assert all(arr.size == 0 for arr in empty)
 
 
-def test_best_so_far_skips_train_and_constant_trials():
+def test_best_so_far_skips_train_constant_and_test_trials():
     def t(split, score, n, constant=False):
         return {"split": split, "score": score, "cumulative_requests": n, "constant": constant}
 
     trials = [t("train", 0.9, 8), t("val", 0.9, 8, constant=True), t("val", 0.3, 12),
               t("val", 0.2, 16), t("val", 0.6, 20), t("test", 0.99, 24)]
-    assert best_so_far(trials) == [(12, 0.3), (16, 0.3), (20, 0.6), (24, 0.6)]
+    assert best_so_far(trials) == [(12, 0.3), (16, 0.3), (20, 0.6)]  # test: after the run
     assert math.isnan(comparison.Stat(()).mean) and comparison.Stat((0.5,)).sd == 0.0
 
 
