@@ -149,7 +149,7 @@ def _create(store: Any, storage: str, study: str) -> bool | None:
     """Create ``study``: True if this call made it, False if another process just did,
     None if it existed before."""
     optuna = _optuna()
-    with storage_errors(storage, f"creating study {study!r}"):
+    with storage_errors(storage, f"create study {study!r}"):
         if study in optuna.get_all_study_names(store):
             return None
         try:
@@ -161,7 +161,7 @@ def _create(store: Any, storage: str, study: str) -> bool | None:
 
 def _read(store: Any, storage: str, study: str) -> tuple[dict[str, Any], list[Any]]:
     """The study's user attributes and its trials."""
-    with storage_errors(storage, f"reading study {study!r}"):
+    with storage_errors(storage, f"read study {study!r}"):
         study_id = store.get_study_id_from_name(study)
         return (dict(store.get_study_user_attrs(study_id)),
                 list(store.get_all_trials(study_id, deepcopy=False)))
@@ -209,7 +209,7 @@ def _mark(store: Any, storage: str, study: str, attr: str, doing: str
 def _claim(store: Any, storage: str, study: str) -> bool:
     """Claim the empty ``study`` with a trial; whether this process claimed it first
     (among claimants still alive, as far as this machine can tell)."""
-    _, me, before = _mark(store, storage, study, CLAIM_ATTR, "claiming")
+    _, me, before = _mark(store, storage, study, CLAIM_ATTR, "claim")
     return not any(
         other.get("host") != me["host"] or _alive(int(other.get("pid", -1)), other.get("started"))
         for other in before
@@ -265,11 +265,11 @@ def register(store: Any, storage: str, study: str, seed: int, study_seed: int) -
         seed: The ``--seed`` this worker was given (its stream derives from it).
         study_seed: The study's stored seed (the workers' shared minibatch stream).
     """
-    number, me, before = _mark(store, storage, study, REGISTRATION_ATTR, "registering a worker in")
+    number, me, before = _mark(store, storage, study, REGISTRATION_ATTR, "register a worker in")
     index = 1 + len(before)
     member = Member(index=index, seed=worker_seed(seed, index), batch_seed=study_seed,
                     registration=number)
-    with storage_errors(storage, f"registering a worker in study {study!r}"):
+    with storage_errors(storage, f"register a worker in study {study!r}"):
         store.set_study_user_attr(store.get_study_id_from_name(study), worker_key(index), {
             **me, "status": "starting", "seed": member.seed, "registration": number,
         })

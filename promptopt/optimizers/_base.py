@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from promptopt.data import Example
 from promptopt.errors import BudgetExhausted, ConfigError
 from promptopt.evaluator import Evaluation, Evaluator
-from promptopt.llm import LLM
+from promptopt.llm import LLM, Budget
 from promptopt.tasks import Task
 from promptopt.tasks._prompt_recovery import INSTRUCTION_POOL  # noqa: F401 (re-exported)
 from promptopt.template import Template
@@ -418,7 +418,7 @@ class Optimizer(ABC):
         result.stopped = stopped
         return result
 
-    def _final_reserve(self, n_val: int, budget: Any) -> int:
+    def _final_reserve(self, n_val: int, budget: Budget) -> int:
         """Validation calls held back for the final choice: whole validation
         evaluations of the start and up to :attr:`final_candidates` finalists, about
         half of what is left, but always the start and one finalist when they fit (a
