@@ -5,6 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export CMAKE_BUILD_PARALLEL_LEVEL := 2
+# llama-cpp-python compiles llama.cpp; a native (-march=native) build crashed with a
+# segmentation fault on this project's machines (Xeon with AVX-512 and AMX under a VM),
+# so build for AVX2, which every x86-64 CPU of the last decade runs. Override with
+# `make install CMAKE_ARGS=...` (e.g. -DGGML_NATIVE=ON) on a machine where that works.
+CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+export CMAKE_ARGS
 DEMO_ARGS ?= --method opro --budget 60 --seed 0 --storage sqlite:///promptopt.db
 
 .PHONY: install demo test lint dashboard clean
@@ -16,6 +22,10 @@ $(STAMP): pyproject.toml
 	# CPU torch first: an unpinned torch would pull several GB of CUDA wheels.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# One real generation in a child process: a llama.cpp build that crashes says so here.
+	$(BIN)/python -c "from promptopt.llm._embedded import generate; generate('gemma-3-270m', [{'content': 'Hi'}], max_tokens=2)" \
+	  || { echo "The embedded model crashed: rebuild llama-cpp-python for this CPU, e.g." \
+	       "'$(BIN)/pip cache remove llama_cpp_python; CMAKE_ARGS=\"$(CMAKE_ARGS)\" $(BIN)/pip install --force-reinstall --no-deps llama-cpp-python'" >&2; exit 1; }
 	touch $(STAMP)
 
 demo: $(STAMP)
