@@ -120,7 +120,7 @@ def child_opro(args: argparse.Namespace) -> dict[str, Any]:
     from promptopt.evaluator import Evaluator
     from promptopt.llm import LLM
     from promptopt.llm import _embedded as embedded
-    from promptopt.optimizers._base import SearchContext
+    from promptopt.optimizers._context import SearchContext
     from promptopt.optimizers._opro import OPRO
     from promptopt.scorer import SCSScorer
     from promptopt.tasks import PromptRecoveryTask

@@ -36,8 +36,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _machine import describe, loadavg  # noqa: E402
 
+from promptopt.apply import best_template  # noqa: E402
 from promptopt.pgserver import test_postgres_url  # noqa: E402
-from promptopt.runner import best_template  # noqa: E402
 from promptopt.template import Template  # noqa: E402
 from promptopt.testing import FakeOpenAIServer  # noqa: E402
 from promptopt.tracker import _optuna, display_url, open_storage  # noqa: E402

@@ -1,7 +1,8 @@
 """The files of a comparison: ``trials.csv``, ``best_so_far.png`` and ``report.md``.
 
 Written by :func:`promptopt.comparison.compare` into its output folder. The plot uses
-matplotlib's Agg canvas directly (no pyplot, no global backend change).
+matplotlib's Agg canvas directly (no pyplot, no global backend change). The curves come
+from :func:`best_so_far` (one run) and :func:`curve_band` (mean and range over seeds).
 """
 
 from __future__ import annotations
@@ -9,16 +10,11 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from promptopt.comparison import (
-    FIXED_PREDICTION,
-    TABLE_COLUMNS,
-    CompareResult,
-    CompareRow,
-    best_so_far,
-    curve_band,
-)
+import numpy as np
+
+from promptopt.comparison import FIXED_PREDICTION, TABLE_COLUMNS, CompareResult, CompareRow
 from promptopt.redact import redact
 
 if TYPE_CHECKING:
@@ -189,3 +185,49 @@ instruction, parent ids). The studies hold everything else (predictions, setting
 the final result): `promptopt dashboard --storage {s['storage']}`.
 """
 
+
+def best_so_far(trials: Sequence[dict[str, Any]]) -> list[tuple[int, float]]:
+    """The best validation score so far against cumulative LLM requests, for one run.
+
+    One point per search trial (train or validation split) from the first
+    validation-split evaluation of a template on (constant-prediction trials, such as
+    the mean-prompt string alone, are left out). Methods that score on validation
+    only when choosing the final template give a single step near the end of the
+    budget. The test-split scoring after the run adds no point: it is outside the
+    budget and does not change the choice.
+    """
+    points: list[tuple[int, float]] = []
+    best: float | None = None
+    for t in trials:
+        if t["split"] == "test":
+            continue
+        if t["split"] == "val" and not t["constant"]:
+            best = t["score"] if best is None else max(best, t["score"])
+        if best is not None:
+            points.append((int(t["cumulative_requests"]), float(best)))
+    return points
+
+
+def curve_band(curves: Sequence[Sequence[tuple[int, float]]]) -> tuple[np.ndarray, ...]:
+    """Mean, min and max over runs of step curves, on the union of their x values.
+
+    Each run's curve holds its last value to the right; at an x where only some runs
+    have a validation score yet, the statistics are over those runs.
+
+    Returns:
+        ``(x, mean, low, high)`` arrays (empty when no run has a point).
+    """
+    xs = np.array(sorted({x for c in curves for x, _ in c}), dtype=float)
+    grid = np.full((len(curves), len(xs)), np.nan)
+    for i, curve in enumerate(curves):
+        if not curve:
+            continue
+        cx = np.array([x for x, _ in curve], dtype=float)
+        cy = np.array([y for _, y in curve], dtype=float)
+        idx = np.searchsorted(cx, xs, side="right") - 1
+        grid[i] = np.where(idx >= 0, cy[np.clip(idx, 0, None)], np.nan)
+    keep = ~np.all(np.isnan(grid), axis=0)
+    grid, xs = grid[:, keep], xs[keep]
+    if not xs.size:
+        return xs, xs, xs, xs
+    return xs, np.nanmean(grid, axis=0), np.nanmin(grid, axis=0), np.nanmax(grid, axis=0)

@@ -24,7 +24,7 @@ When a worker ends it stores its own result as ``result:<k>`` and sets the study
 ``result`` to the best of all finished workers' results (highest validation score;
 ties go to the lower index), re-reading until no other worker's result appeared
 meanwhile: the last worker to finish reports the template that readers of the study
-(:func:`promptopt.runner.best_template`, the dashboard) see.
+(:func:`promptopt.apply.best_template`, the dashboard) see.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ import optuna
 import pytest
 
 from promptopt.errors import AuthenticationError, ConfigError
-from promptopt.optimizers._dspy import DSPyBootstrap, DSPyMIPRO, export_template
+from promptopt.optimizers._dspy import DSPyBootstrap, DSPyMIPRO
+from promptopt.optimizers._dspy_bridge import export_template
 from promptopt.template import Template
 from promptopt.testing import FakeSetup
 

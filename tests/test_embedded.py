@@ -6,9 +6,10 @@ import optuna
 import pytest
 
 import promptopt.optimizers  # noqa: F401  (registers every method)
+from promptopt.apply import evaluate
 from promptopt.llm import LLM
 from promptopt.registry import optimizers
-from promptopt.runner import evaluate, run
+from promptopt.runner import run
 
 pytestmark = pytest.mark.embedded
 FEW = dict(train=4, val=3, test=3, scorer="minilm")

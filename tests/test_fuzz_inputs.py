@@ -199,7 +199,7 @@ def test_tricky_cells_through_the_embedded_model(tmp_path, embedded_cache):
     through the real model; a bad row stops the load or is skipped and listed."""
     import csv
 
-    from promptopt.runner import predict
+    from promptopt.apply import predict
 
     data = tmp_path / "tricky.csv"
     data.write_bytes(

@@ -21,10 +21,11 @@ import numpy as np
 import optuna
 import pytest
 
+from promptopt.apply import evaluate
 from promptopt.data import sample_path
 from promptopt.errors import ConfigError, HumanTimeout
 from promptopt.human import HumanScorer, normalize_rating, rating_note, ratings_study_name
-from promptopt.runner import evaluate, make_scorer, resume_run, run
+from promptopt.runner import make_scorer, resume_run, run
 from promptopt.tasks import PromptRecoveryTask
 from promptopt.template import Template
 from promptopt.testing import FakeLLM, FakeOpenAIServer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from promptopt.optimizers import SearchContext, read_proposal
-from promptopt.optimizers._base import strip_tags
+from promptopt.optimizers._context import strip_tags
 from promptopt.testing import FakeSetup
 
 LABELS = ["Original text:", "Rewritten text:", "Rewrite prompt:", "Example "]

@@ -9,9 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from promptopt import refine
+from promptopt.apply import best_template
 from promptopt.cli import app
 from promptopt.errors import ConfigError
-from promptopt.runner import best_template, run
+from promptopt.runner import run
 from promptopt.template import Template
 from promptopt.testing import FakeLLM
 

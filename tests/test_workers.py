@@ -20,10 +20,11 @@ from collections import Counter
 import optuna
 import pytest
 
+from promptopt.apply import best_template
 from promptopt.errors import ConfigError, LLMError
 from promptopt.evaluator import examples_hash
 from promptopt.pgserver import test_postgres_url
-from promptopt.runner import best_template, run
+from promptopt.runner import run
 from promptopt.runstate import _process_start
 from promptopt.template import Template
 from promptopt.testing import FakeLLM, FakeOpenAIServer, default_reply

@@ -32,19 +32,17 @@ from promptopt.cli._common import (
     ValSize,
     _errors,
     _explicit,
-    _hint,
     _metric_label,
     _metrics,
-    _parse_seeds,
     _parse_settings,
     _progress,
     _score,
     _size,
-    command_line,
     err,
     out,
 )
 from promptopt.cli._task_options import Inputs, Metric, Target, TaskOption, task_options
+from promptopt.cli.compare import compare_command
 from promptopt.cli.data import data_app
 from promptopt.cli.refine import refine_command
 from promptopt.evaluator import DEFAULT_MAX_ERRORS
@@ -198,102 +196,7 @@ def run(
 
 _PARAM = {"settings": "setting"}  # run() argument -> CLI parameter, where they differ
 
-
-@app.command()
-def compare(
-    ctx: typer.Context,
-    methods: Annotated[
-        str | None,
-        typer.Option("--methods", help="Comma-separated methods, e.g. opro,ape (default: all)."),
-    ] = None,
-    seeds: Annotated[str, typer.Option(help="Comma-separated search seeds, e.g. 0,1,2.")] = "0",
-    task: Task = "prompt-recovery",
-    data: Data = None,
-    inputs: Inputs = None,
-    target: Target = None,
-    metric: Metric = None,
-    task_option: TaskOption = [],  # noqa: B006 - Typer needs a literal default
-    model: Model = DEFAULT_MODEL,
-    proposer: Proposer = None,
-    scorer: Scorer = "auto",
-    budget: Annotated[
-        int, typer.Option(help="Max LLM calls per run (each method and seed), proposer included.")
-    ] = 100,
-    storage: Storage = DEFAULT_STORAGE,
-    prefix: Annotated[
-        str | None,
-        typer.Option(help="Study-name prefix: studies PREFIX-METHOD-sSEED (default: generated)."),
-    ] = None,
-    out_dir: Annotated[
-        Path | None,
-        typer.Option("--out", help="Folder for report.md, best_so_far.png, trials.csv "
-                     "(default: the prefix, compare-<timestamp>-<hex>)."),
-    ] = None,
-    train: TrainSize = DEFAULT_SPLITS["train"],
-    val: ValSize = DEFAULT_SPLITS["val"],
-    test: TestSize = DEFAULT_SPLITS["test"],
-    split_seed: SplitSeed = 0,
-    skip_bad_rows: SkipBadRows = False,
-    start: Start = None,
-    no_cache: NoCache = False,
-    api_base: ApiBase = None,
-    max_errors: MaxErrors = DEFAULT_MAX_ERRORS,
-    timeout: Timeout = DEFAULT_TIMEOUT,
-    resume: Annotated[
-        bool,
-        typer.Option("--resume", help="Continue the interrupted comparison --prefix with the "
-                     "same options: finished runs give their stored results, an interrupted "
-                     "one is replayed from the cache and continued, missing ones run."),
-    ] = False,
-) -> None:
-    """Run several METHODS on one task with the same settings and seeds; table, plot, report."""
-    from promptopt.comparison import TABLE_COLUMNS, resolve_methods
-    from promptopt.comparison import compare as run_compare
-    from promptopt.runner import new_study_name
-    from promptopt.runstate import sigterm_as_interrupt
-
-    with _errors():
-        if resume and prefix is None:
-            raise typer.BadParameter("give the --prefix of the comparison to resume",
-                                     param_hint="--resume")
-        names = resolve_methods(methods.split(",") if methods is not None else None)
-        seed_list = _parse_seeds(seeds)
-        prefix = prefix or new_study_name("compare")
-        folder = out_dir or Path(prefix)
-        err.print(f"{'resuming comparison' if resume else 'comparing'} {', '.join(names)} over "
-                  f"seeds {seed_list}: studies [bold]{escape(prefix)}-<method>-s<seed>[/bold] in "
-                  f"{escape(redact(storage))}, files in {escape(str(folder))}")
-        with _progress(budget * len(names) * len(seed_list), "compare: LLM calls") as advance, \
-                sigterm_as_interrupt(), _hint(command_line(ctx, resume=True, prefix=prefix)):
-            result = run_compare(
-                names, seeds=seed_list, task=task, data=data, model=model, proposer=proposer,
-                task_options=task_options(inputs, target, metric, task_option),
-                scorer=scorer, budget=budget, storage=storage, prefix=prefix, out_dir=folder,
-                train=_size(train), val=_size(val), test=_size(test), split_seed=split_seed,
-                skip_bad_rows=skip_bad_rows, start=start, cache=not no_cache,
-                api_base=api_base, max_errors=max_errors, timeout=timeout, resume=resume,
-                on_progress=advance, on_study=lambda name: err.print(f"study [bold]{name}[/bold]"),
-            )
-    table = Table(
-        title=f"promptopt compare: {result.settings['task']}, seeds "
-        f"{', '.join(map(str, result.seeds))}, "
-        f"budget {budget}, scorer {result.settings['scorer']}",
-        caption="scores: mean ± sd over seeds; usage: mean per run",
-    )
-    for i, column in enumerate(TABLE_COLUMNS):
-        table.add_column(column, justify="left" if i == 0 else "right")
-    for row, cells in zip(result.rows, result.table(), strict=True):
-        table.add_row(*cells, end_section=row is result.rows[len(result.methods) - 1])
-    out.print(table)
-    calls = sum(r.usage["calls"] for r in result.runs)
-    hits = sum(r.usage["cache_hits"] for r in result.runs)
-    cost = sum(r.usage["cost"] for r in result.runs)
-    wall = sum(r.wall_time_s for r in result.runs)
-    out.print(f"{len(result.runs)} runs | calls {calls} (cache hits {hits}) | cost ${cost:.4f} "
-              f"| {wall:.1f}s | studies {escape(result.prefix)}-<method>-s<seed> in "
-              f"{escape(redact(result.storage))}")
-    for kind, path in result.files.items():
-        out.print(f"{kind}: {path}", highlight=False)
+app.command("compare")(compare_command)
 
 
 @app.command("eval")
@@ -320,7 +223,7 @@ def eval_(
     no_cache: NoCache = False,
 ) -> None:
     """Score one TEMPLATE on one split and show a few predictions."""
-    from promptopt.runner import evaluate
+    from promptopt.apply import evaluate
 
     with _errors(), _progress(None, "eval: LLM calls") as advance:
         ev = evaluate(
@@ -366,9 +269,9 @@ def predict(
     no_cache: NoCache = False,
 ) -> None:
     """Predict every row of DATA with a template and write a Kaggle submission (id,target)."""
+    from promptopt.apply import best_template
+    from promptopt.apply import predict as run_predict
     from promptopt.cli._task_options import study_task
-    from promptopt.runner import best_template
-    from promptopt.runner import predict as run_predict
 
     with _errors():
         if template is None and study is None:

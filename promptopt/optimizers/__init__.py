@@ -4,14 +4,9 @@ Each algorithm lives in its own private module; public names are re-exported her
 """
 
 from promptopt.optimizers._ape import APE, ucb_pick
-from promptopt.optimizers._base import (
-    INSTRUCTION_POOL,
-    Optimizer,
-    OptimizeResult,
-    SearchContext,
-    read_proposal,
-)
+from promptopt.optimizers._base import Optimizer, OptimizeResult
 from promptopt.optimizers._baselines import Identity, RandomSearch
+from promptopt.optimizers._context import SearchContext, read_proposal
 from promptopt.optimizers._dspy import DSPyBootstrap, DSPyMIPRO
 from promptopt.optimizers._evoprompt import EvoPromptDE, EvoPromptGA
 from promptopt.optimizers._mean_prompt import MeanPrompt, MeanPromptResult, search_mean_prompt
@@ -19,6 +14,7 @@ from promptopt.optimizers._opro import OPRO
 from promptopt.optimizers._protegi import ProTeGi
 from promptopt.optimizers._tpe import TPESearch
 from promptopt.registry import optimizers
+from promptopt.tasks._prompt_recovery import INSTRUCTION_POOL
 
 __all__ = [
     "APE",

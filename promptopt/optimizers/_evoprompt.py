@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from promptopt.data import Example
 from promptopt.errors import BudgetExhausted
 from promptopt.evaluator import Evaluation
-from promptopt.optimizers._base import Optimizer, SearchContext
+from promptopt.optimizers._base import Optimizer
+from promptopt.optimizers._context import SearchContext
 from promptopt.registry import optimizers
 from promptopt.template import Template
 

@@ -31,7 +31,8 @@ import numpy as np
 from promptopt.errors import BudgetExhausted, ConfigError
 from promptopt.evaluator import Evaluation
 from promptopt.metrics import is_embedding_metric
-from promptopt.optimizers._base import Optimizer, OptimizeResult, SearchContext
+from promptopt.optimizers._base import Optimizer, OptimizeResult
+from promptopt.optimizers._context import SearchContext
 from promptopt.registry import optimizers
 from promptopt.tasks import Task
 

@@ -34,7 +34,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from promptopt.errors import BudgetExhausted
-from promptopt.optimizers._base import Optimizer, SearchContext
+from promptopt.optimizers._base import Optimizer
+from promptopt.optimizers._context import SearchContext
 from promptopt.registry import optimizers
 
 TAG = "INS"

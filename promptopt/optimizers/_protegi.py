@@ -26,7 +26,8 @@ from typing import Any
 from promptopt.data import Example
 from promptopt.errors import BudgetExhausted
 from promptopt.evaluator import Evaluation
-from promptopt.optimizers._base import Optimizer, SearchContext, strip_tags
+from promptopt.optimizers._base import Optimizer
+from promptopt.optimizers._context import SearchContext, strip_tags
 from promptopt.registry import optimizers
 from promptopt.tasks import Task
 from promptopt.template import Template

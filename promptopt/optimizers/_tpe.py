@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.errors import DataError
-from promptopt.optimizers._base import MAX_INSTRUCTION_CHARS, Optimizer, SearchContext
+from promptopt.optimizers._base import Optimizer
+from promptopt.optimizers._context import MAX_INSTRUCTION_CHARS, SearchContext
 from promptopt.registry import optimizers
 from promptopt.tasks import Task
 from promptopt.tasks._prompt_recovery import ANSWER_PREFIXES  # noqa: F401 (re-exported)
