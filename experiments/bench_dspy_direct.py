@@ -26,7 +26,9 @@ if it had measured none. The compiled program is then scored on the validation a
 test splits through DSPy (``dspy.Evaluate``, not charged to the budget, like
 promptopt's final test scoring), next to the starting program. DSPy's response cache
 lives in ``<out>/dspy-cache``; results go to ``<out>/runs.jsonl`` and
-``<out>/summary.md``.
+``<out>/summary.md``. ``--resume`` takes each (method, seed, budget) already in
+``runs.jsonl`` with the same settings from there instead of running it again, so a
+stopped run continues where it was.
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ from _machine import describe, loadavg  # noqa: E402
 from bench_quality import markdown, parse_args, summary_path  # noqa: E402
 
 METHODS = {"mipro": "MIPROv2", "bootstrap-rs": "BootstrapFewShotWithRandomSearch"}
+SETTING_KEYS = ("data", "model", "proposer", "scorer", "train", "val", "test", "split_seed",
+                "skip_bad_rows", "mipro_auto", "num_candidate_programs",
+                "max_bootstrapped_demos", "max_labeled_demos")
+"""What a recorded run must share with this one for ``--resume`` to reuse it."""
 PROPOSER_MAX_TOKENS = 160  # as promptopt's proposer calls
 
 
@@ -154,15 +160,28 @@ def run_one(method: str, seed: int, budget: int, cfg: dict[str, Any], task: Any,
         "format_fallbacks": adapter.fallbacks + eval_adapter.fallbacks,
         "format_parsed": adapter.parsed + eval_adapter.parsed,
         "instruction": predictor.signature.instructions, "demos": len(predictor.demos),
-        "scorer": task.scorer_name,
+        "scorer": task.scorer_name, "settings": {k: cfg[k] for k in SETTING_KEYS},
     }
     with (out / "runs.jsonl").open("a") as f:
         f.write(json.dumps(row) + "\n")
     return row
 
 
+def recorded_runs(out: Path, cfg: dict[str, Any]) -> dict[tuple[str, int, int], dict[str, Any]]:
+    """The runs in ``<out>/runs.jsonl`` made with these settings, by (method, seed, budget)."""
+    path = out / "runs.jsonl"
+    if not path.exists():
+        return {}
+    settings = {k: cfg[k] for k in SETTING_KEYS}
+    rows = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return {(r["method"], r["seed"], r["budget"]): r for r in rows
+            if r.get("settings") == settings}
+
+
 def main() -> None:
-    parser, args, cfg = parse_args("dspy_direct", __doc__)
+    parser, args, cfg = parse_args("dspy_direct", __doc__, lambda p: p.add_argument(
+        "--resume", action="store_true", help="reuse the runs already in runs.jsonl made "
+        "with the same settings (a stopped run continues)"))
     unknown = set(cfg["methods"]) - set(METHODS)
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}; use {sorted(METHODS)}")
@@ -191,6 +210,10 @@ def main() -> None:
                                              "max_labeled_demos", "split_seed"))
         + f", splits {task.splits.sizes()}, scorer {task.scorer_name}",
     ]
+    done = recorded_runs(out, cfg) if args.resume else {}
+    if args.resume:
+        head.append(f"resumed: {len(done)} recorded runs reused (their wall time is the first "
+                    "attempt's)")
     print("\n".join(head), flush=True)
     header = ["DSPy optimizer (direct)", "val (mean ± sd)", "test (mean ± sd)", "start val",
               "start test", "requests used", "stopped by budget", "wall s"]
@@ -200,7 +223,8 @@ def main() -> None:
         for method in cfg["methods"]:
             runs = []
             for seed in cfg["seeds"]:
-                r = run_one(method, seed, int(budget), cfg, task, out)
+                r = done.get((method, seed, int(budget))) or run_one(
+                    method, seed, int(budget), cfg, task, out)
                 runs.append(r)
                 print(f"  {dt.datetime.now():%H:%M:%S} {method} seed {seed} budget {budget}: "
                       f"val {r['val']:.4f} test {r['test']:.4f} (start {r['start_val']:.4f} / "
