@@ -187,7 +187,7 @@ def test_predict_writes_formula_like_predictions_verbatim_and_says_so(tmp_path):
     result = runner.invoke(app, ["predict", "--data", str(data), "--output", str(out),
                                  "--template", "Find the instruction.", "--model", fake.model])
     assert result.exit_code == 0, result.output
-    assert "2 cell(s) start with =, +, -, @" in result.output.replace("\n", " ")
+    assert "2 cell(s) start with =, +, -, @" in " ".join(result.output.split())
     with out.open(newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
     assert rows == [["id", "rewrite_prompt"], ["=1+1", "=cmd|' /C calc'!A0"], ["2", "-2"]]
