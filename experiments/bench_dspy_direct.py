@@ -63,6 +63,12 @@ SETTING_KEYS = ("data", "model", "proposer", "scorer", "train", "val", "test", "
                 "skip_bad_rows", "mipro_auto", "num_candidate_programs",
                 "max_bootstrapped_demos", "max_labeled_demos")
 """What a recorded run must share with this one for ``--resume`` to reuse it."""
+
+
+def run_settings(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The settings a run records (``SETTING_KEYS`` of the config)."""
+    return {k: cfg[k] for k in SETTING_KEYS}
+
 PROPOSER_MAX_TOKENS = 160  # as promptopt's proposer calls
 
 
@@ -160,7 +166,7 @@ def run_one(method: str, seed: int, budget: int, cfg: dict[str, Any], task: Any,
         "format_fallbacks": adapter.fallbacks + eval_adapter.fallbacks,
         "format_parsed": adapter.parsed + eval_adapter.parsed,
         "instruction": predictor.signature.instructions, "demos": len(predictor.demos),
-        "scorer": task.scorer_name, "settings": {k: cfg[k] for k in SETTING_KEYS},
+        "scorer": task.scorer_name, "settings": run_settings(cfg),
     }
     with (out / "runs.jsonl").open("a") as f:
         f.write(json.dumps(row) + "\n")
@@ -172,7 +178,7 @@ def recorded_runs(out: Path, cfg: dict[str, Any]) -> dict[tuple[str, int, int], 
     path = out / "runs.jsonl"
     if not path.exists():
         return {}
-    settings = {k: cfg[k] for k in SETTING_KEYS}
+    settings = run_settings(cfg)
     rows = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
     return {(r["method"], r["seed"], r["budget"]): r for r in rows
             if r.get("settings") == settings}
