@@ -238,7 +238,8 @@ class FakeOpenAIServer:
         self.bodies: list[dict[str, Any]] = []
         self.prompts: list[str] = []
         self.requests: list[dict[str, Any]] = []
-        """Each request's ``path`` and ``headers`` (e.g. to check what credentials came)."""
+        """Each request's ``path`` and ``headers``, header names in lower case as HTTP
+        compares them (e.g. ``headers.get("authorization")`` for the credentials sent)."""
         self._lock = threading.Lock()
         self._server: Any = None
 
@@ -293,7 +294,8 @@ class FakeOpenAIServer:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 with owner._lock:
-                    owner.requests.append({"path": self.path, "headers": dict(self.headers)})
+                    owner.requests.append({"path": self.path, "headers": {
+                        name.lower(): value for name, value in self.headers.items()}})
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     owner._respond(self, body)  # a client killed mid-call has gone away
