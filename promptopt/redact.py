@@ -5,8 +5,10 @@ and reach LiteLLM only. What could still carry one is text promptopt passes on: 
 provider URL with a key in its query or a password in it, or a provider's error
 message quoting the key. :func:`redact` masks both kinds: the values of environment
 variables whose names look secret, and the credentials inside URLs. The tracker
-runs it over everything it stores; the CLI over its error messages and (through
-:func:`redact_log_records`) every log record the process writes.
+runs it over everything it stores (:func:`scrub`: nested settings too); the evaluator
+over the errors it records (:func:`scrub_text`: key-shaped strings as well); the CLI
+over its error messages and (through :func:`redact_log_records`) every log record the
+process writes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
 MASK = "***"
@@ -49,6 +52,34 @@ def redact(text: str, extra: tuple[str, ...] = ()) -> str:
     if "=" in text:
         text = _URL_QUERY_SECRET.sub(rf"\g<keep>{MASK}", text)
     return text
+
+
+_SECRET_SETTING = re.compile(r"(api[_-]?key|secret|token(?!s)|password)", re.I)
+"""Setting names whose values are withheld; ``token`` but not ``prompt_tokens`` (a count)."""
+_KEY_SHAPED = re.compile(
+    r"(?i)\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{6,}|(?<=bearer )[A-Za-z0-9._\-]{8,}"
+    r"|(?<=api[_-]key=)[^\s&'\",]+|(?<=api_key': ')[^']+"
+)
+
+
+def scrub(value: Any) -> Any:
+    """Nested settings with the values under secret-looking keys withheld and every
+    string passed through :func:`redact`."""
+    if isinstance(value, Mapping):
+        return {k: (MASK if _SECRET_SETTING.search(str(k)) and v else scrub(v))
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub(v) for v in value]
+    if isinstance(value, str):
+        return redact(value)
+    return value
+
+
+def scrub_text(text: str) -> str:
+    """An error message with :func:`redact` applied and key-shaped strings masked too
+    (``sk-...``, bearer tokens, ``api_key=...``): a provider may quote a key that is
+    not in this process's environment."""
+    return _KEY_SHAPED.sub(MASK, redact(text))
 
 
 def is_redacted(value: Any) -> bool:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import os
 import re
 import time
 from collections import Counter
@@ -24,43 +23,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from promptopt.errors import ConfigError, PromptoptError, ResumeError, StorageError
-from promptopt.redact import redact
-
-_SECRET_KEY = re.compile(r"(api[_-]?key|secret|token(?!s)|password)", re.IGNORECASE)
-"""Keys whose values are withheld; ``token`` but not ``prompt_tokens`` (a count)."""
-
-
-def scrub(value: Any) -> Any:
-    """Drop values under secret-looking keys from nested settings, and mask credentials
-    in every string (secret environment values, keys and passwords in URLs)."""
-    if isinstance(value, Mapping):
-        return {
-            k: ("***" if _SECRET_KEY.search(str(k)) and v else scrub(v)) for k, v in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return [scrub(v) for v in value]
-    if isinstance(value, str):
-        return redact(value)
-    return value
-
-
-_SECRET_TEXT = re.compile(
-    r"(?i)\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{6,}|(?<=bearer )[A-Za-z0-9._\-]{8,}"
-    r"|(?<=api[_-]key=)[^\s&'\",]+|(?<=api_key': ')[^']+"
-)
-
-
-def scrub_text(text: str) -> str:
-    """``text`` (an error message) with API keys and tokens replaced by ``***``.
-
-    Removes the values of secret-looking environment variables (``*_API_KEY`` ...)
-    and key-shaped strings (``sk-...``, bearer tokens, ``api_key=...``).
-    """
-    for name, value in os.environ.items():
-        if len(value) >= 8 and _SECRET_KEY.search(name) and value in text:
-            text = text.replace(value, "***")
-    return _SECRET_TEXT.sub("***", text)
-
+from promptopt.redact import scrub
 
 SQLITE_TIMEOUT = 30.0
 """Seconds a SQLite storage waits for another connection's lock before giving up."""

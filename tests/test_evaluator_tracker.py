@@ -6,9 +6,10 @@ import optuna
 import pytest
 
 from promptopt.errors import BudgetExhausted, ConfigError, StorageError
+from promptopt.redact import scrub
 from promptopt.template import Template
 from promptopt.testing import FakeSetup
-from promptopt.tracker import Tracker, load_study_attrs, scrub
+from promptopt.tracker import Tracker, load_study_attrs
 
 
 def test_evaluate_scores_every_example_and_memoizes():

@@ -35,13 +35,14 @@ from promptopt.errors import (
 )
 from promptopt.evaluator import Evaluator
 from promptopt.llm import LLM, Budget, DiskCache, _client
+from promptopt.redact import scrub_text
 from promptopt.registry import optimizers
 from promptopt.runner import run
 from promptopt.tasks import PromptRecoveryTask
 from promptopt.tasks._prompt_recovery import DEFAULT_PREDICTION
 from promptopt.testing import FakeSetup, HashingScorer, default_reply
 from promptopt.testing_faults import FAULTS, NON_ENGLISH, MisbehavingServer
-from promptopt.tracker import Tracker, scrub_text
+from promptopt.tracker import Tracker
 
 KEY = "sk-test-faults-0123456789"
 MSG = [{"role": "user", "content": "Original text: hi\nRewritten text: HI!\nRewrite prompt:"}]
