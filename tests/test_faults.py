@@ -34,7 +34,7 @@ from promptopt.errors import (
     TransientLLMError,
 )
 from promptopt.evaluator import Evaluator
-from promptopt.llm import LLM, Budget, DiskCache, _client
+from promptopt.llm import LLM, Budget, DiskCache, _client, _errors
 from promptopt.redact import scrub_text
 from promptopt.registry import optimizers
 from promptopt.runner import run
@@ -132,12 +132,12 @@ def test_retry_after_forms():
     def error(headers):
         return types.SimpleNamespace(litellm_response_headers=headers)
 
-    assert _client._retry_after(error({"retry-after": "3"})) == 3.0
-    assert _client._retry_after(error({"retry-after-ms": "250", "retry-after": "9"})) == 0.25
+    assert _errors.retry_after(error({"retry-after": "3"})) == 3.0
+    assert _errors.retry_after(error({"retry-after-ms": "250", "retry-after": "9"})) == 0.25
     soon = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
-    assert 20 < _client._retry_after(error({"retry-after": soon})) <= 30
-    assert _client._retry_after(error({"retry-after": "whenever"})) is None
-    assert _client._retry_after(error({})) is None
+    assert 20 < _errors.retry_after(error({"retry-after": soon})) <= 30
+    assert _errors.retry_after(error({"retry-after": "whenever"})) is None
+    assert _errors.retry_after(error({})) is None
 
 
 def test_overlong_output_is_cut_at_max_tokens():

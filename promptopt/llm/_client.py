@@ -9,7 +9,6 @@ become promptopt exceptions with messages that say what to fix.
 
 from __future__ import annotations
 
-import email.utils
 import os
 import random
 import re
@@ -20,16 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from promptopt.errors import (
-    AuthenticationError,
     LLMError,
     LLMTimeoutError,
     PromptoptError,
     TransientLLMError,
-    UnknownModelError,
 )
 from promptopt.llm._cache import DiskCache, request_key
+from promptopt.llm._errors import map_provider_error, retry_after
 from promptopt.llm._usage import Budget, Usage
-from promptopt.redact import redact
 
 Messages = list[dict[str, str]]
 T = TypeVar("T")
@@ -55,75 +52,6 @@ def import_litellm() -> Any:
             register_providers(litellm)
             _litellm_ready = True
     return litellm
-
-
-def _map_error(exc: Exception, model: str, api_key: str | None = None) -> LLMError:
-    """Turn a LiteLLM/provider exception into a promptopt exception (credentials masked)."""
-    cause: BaseException | None = exc
-    while cause is not None:  # LiteLLM wraps our providers' own errors
-        if isinstance(cause, LLMError):
-            return cause
-        cause = cause.__cause__ or cause.__context__
-    name = type(exc).__name__
-    text = redact(str(exc), (api_key or "",))  # providers quote keys and URLs in errors
-    lowered = text.lower()
-    if name == "AuthenticationError" or "missing credentials" in lowered or (
-        "api_key" in lowered and "must be set" in lowered
-    ):
-        return AuthenticationError(
-            f"{model}: missing or invalid API key ({text.splitlines()[0][:200]}). Set the "
-            "provider's key in the environment (e.g. OPENAI_API_KEY, ANTHROPIC_API_KEY)."
-        )
-    if name in {"Timeout", "APITimeoutError"} or "timed out" in text.lower():
-        return LLMTimeoutError(f"{model}: the provider did not answer in time ({text[:200]})")
-    if name in {
-        "RateLimitError",
-        "APIConnectionError",
-        "InternalServerError",
-        "ServiceUnavailableError",
-        "APIError",
-    } or "Retry-After" in text:
-        return TransientLLMError(f"{model}: {name}: {text[:300]}")
-    if name in {"NotFoundError", "BadRequestError"} and (
-        "LLM Provider NOT provided" in text or "not found" in text.lower()
-        or "does not exist" in text.lower()
-    ):
-        return UnknownModelError(
-            f"unknown model {model!r}: {text.splitlines()[0][:300]}. Use a LiteLLM model string "
-            "such as 'openai/gpt-4o-mini', 'ollama_chat/llama3' or an embedded model "
-            "('promptopt list' shows them)."
-        )
-    return LLMError(f"{model}: {name}: {text[:300]}")
-
-
-def _retry_after(exc: Exception) -> float | None:
-    """The wait a rate-limited provider asked for (``Retry-After``), in seconds, or None.
-
-    LiteLLM keeps the provider's headers in ``litellm_response_headers``; the SDK's own
-    errors have them on ``response``. Seconds, milliseconds (``retry-after-ms``) and
-    HTTP dates are understood.
-    """
-    for headers in (
-        getattr(exc, "litellm_response_headers", None),
-        getattr(exc, "headers", None),
-        getattr(getattr(exc, "response", None), "headers", None),
-    ):
-        if not headers:
-            continue
-        try:
-            if headers.get("retry-after-ms") is not None:
-                return max(0.0, float(headers["retry-after-ms"]) / 1000)
-            value = headers.get("retry-after")
-            if value is None:
-                continue
-            try:
-                return max(0.0, float(value))
-            except ValueError:
-                when = email.utils.parsedate_to_datetime(value)
-                return max(0.0, when.timestamp() - time.time())
-        except (TypeError, ValueError):
-            continue
-    return None
 
 
 CHARS_PER_TOKEN_MAX = 16
@@ -366,8 +294,9 @@ class LLM:
     def _with_retries(self, send: Callable[[], T]) -> T:
         """``send()``, retried with exponential backoff on transient errors.
 
-        Provider exceptions become promptopt ones (:func:`_map_error`); a failure for
-        good is counted in the usage.
+        Provider exceptions become promptopt ones
+        (:func:`~promptopt.llm._errors.map_provider_error`); a failure for good is
+        counted in the usage.
         """
         attempt = 0
         while True:
@@ -376,7 +305,7 @@ class LLM:
             except Exception as exc:  # provider SDKs raise many types
                 if isinstance(exc, PromptoptError) and not isinstance(exc, LLMError):
                     raise  # e.g. unusable labels: no provider failure, nothing to retry
-                error = _map_error(exc, self.model, self._api_key)
+                error = map_provider_error(exc, self.model, self._api_key)
                 retryable = isinstance(error, (TransientLLMError, LLMTimeoutError))
                 if not retryable or attempt >= self.max_retries:
                     self.usage.add(cached=False, failed=True)
@@ -385,7 +314,7 @@ class LLM:
                             f"{error} (gave up after {attempt + 1} attempts)"
                         ) from exc
                     raise error from exc
-                wait = _retry_after(exc)
+                wait = retry_after(exc)
                 if wait is None:
                     wait = self.backoff * (2**attempt) * (0.5 + random.random() / 2)
                 time.sleep(min(wait, 60.0))
