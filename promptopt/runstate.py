@@ -320,8 +320,6 @@ def set_status(
     key = f"worker:{worker}" if worker else "status_detail"
     previous = tracker.attrs().get(key) or {}
     resumes = int(previous.get("resumes", 0)) + (1 if resumed else 0)
-    if not worker:
-        tracker.set_attr("status", status)
     tracker.set_attr(key, {
         **(dict(previous, status=status) if worker else {}),
         "reason": reason,
@@ -332,6 +330,8 @@ def set_status(
         "resumes": resumes,
         "replayed_trials": tracker.replayed,
     })
+    if not worker:  # after its detail: a worker joining that sees "running" finds the pid
+        tracker.set_attr("status", status)
 
 
 def record_stop(tracker: Tracker, exc: BaseException, *, worker: int = 0) -> None:
