@@ -10,6 +10,7 @@ Library use mirrors the CLI::
 __version__ = "0.1.0"
 
 from promptopt.apply import best_template, evaluate, predict  # noqa: E402
+from promptopt.building import make_llms, make_task  # noqa: E402
 from promptopt.comparison import CompareResult, compare  # noqa: E402
 from promptopt.data import Example, Splits, load_examples, sample_path, split_examples  # noqa: E402
 from promptopt.datagen import DataGenSummary, generate_data  # noqa: E402
@@ -28,7 +29,7 @@ from promptopt.metrics import make_metric, metrics  # noqa: E402
 from promptopt.optimizers import Optimizer, OptimizeResult, SearchContext, optimizers  # noqa: E402
 from promptopt.refine import RefineResult, refine  # noqa: E402
 from promptopt.registry import Registry  # noqa: E402
-from promptopt.runner import RunResult, make_llms, make_task, resume_run, run  # noqa: E402
+from promptopt.runner import RunResult, resume_run, run  # noqa: E402
 from promptopt.scorer import SCSScorer  # noqa: E402
 from promptopt.tasks import CSVTask, PromptRecoveryTask, Task, tasks  # noqa: E402
 from promptopt.template import Template  # noqa: E402

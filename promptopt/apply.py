@@ -15,12 +15,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from promptopt.building import DEFAULT_SPLITS, make_llms, make_task, new_study_name
 from promptopt.data import Splits, load_examples, warn_formula_like
 from promptopt.errors import ConfigError
 from promptopt.evaluator import Evaluation, Evaluator
 from promptopt.llm import DEFAULT_MODEL
 from promptopt.registry import tasks
-from promptopt.runner import DEFAULT_SPLITS, make_llms, make_task, new_study_name
 from promptopt.template import Template
 from promptopt.tracker import Tracker, load_study_attrs
 

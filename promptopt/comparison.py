@@ -23,21 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from promptopt.building import DEFAULT_SPLITS, make_scorer, make_task, new_study_name
 from promptopt.errors import ConfigError
 from promptopt.evaluator import DEFAULT_MAX_ERRORS
 from promptopt.llm import DEFAULT_MODEL
 from promptopt.llm._client import DEFAULT_TIMEOUT
 from promptopt.metrics import is_embedding_metric
 from promptopt.registry import optimizers
-from promptopt.runner import (
-    DEFAULT_SPLITS,
-    DEFAULT_STORAGE,
-    RunResult,
-    make_scorer,
-    make_task,
-    new_study_name,
-    run,
-)
+from promptopt.runner import DEFAULT_STORAGE, RunResult, run
 from promptopt.tasks import Task
 from promptopt.template import Template
 from promptopt.tracker import _optuna, open_storage

@@ -288,7 +288,7 @@ def describe(name: str) -> str:
 @metric_factory
 def scs(options: MetricOptions) -> Any:
     """Sharpened cosine similarity of sentence embeddings (model: --scorer, default auto)."""
-    from promptopt.runner import make_scorer
+    from promptopt.building import make_scorer
 
     return make_scorer(options.scorer if options.scorer is not None else "auto")
 

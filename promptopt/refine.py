@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.apply import best_template
+from promptopt.building import DEFAULT_SPLITS, make_llms, make_task, new_study_name
 from promptopt.errors import BudgetExhausted, ConfigError
 from promptopt.evaluator import Evaluation, Evaluator
 from promptopt.llm import DEFAULT_MODEL
 from promptopt.optimizers._context import SearchContext
 from promptopt.optimizers._protegi import accept_edits, between, edit_request, error_report
-from promptopt.runner import DEFAULT_SPLITS, DEFAULT_STORAGE, make_llms, make_task, new_study_name
+from promptopt.runner import DEFAULT_STORAGE
 from promptopt.runstate import args_from_settings
 from promptopt.template import Template
 from promptopt.tracker import Tracker, find_study, load_study_attrs

@@ -1,6 +1,6 @@
 """A misbehaving OpenAI-compatible server, for tests of what promptopt does when a provider fails.
 
-:class:`MisbehavingServer` is a :class:`~promptopt.testing.FakeOpenAIServer` on
+:class:`MisbehavingServer` is a :class:`~promptopt.testing_server.FakeOpenAIServer` on
 127.0.0.1 whose answers follow a script of faults, one per request::
 
     with MisbehavingServer(["429", None, "500", "malformed"]) as server:
@@ -20,7 +20,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from promptopt.testing import FakeOpenAIServer, Reply, send_json
+from promptopt.testing import Reply
+from promptopt.testing_server import FakeOpenAIServer, send_json
 
 FAULTS = (
     "hang", "429", "500", "malformed", "disconnect",

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 import promptopt.optimizers  # noqa: F401  (registers every method)
+from promptopt.building import make_task
 from promptopt.cli import app
 from promptopt.data import DataWarning, Splits, sample_path
 from promptopt.errors import BudgetExhausted, ConfigError, DataError, LLMError
@@ -19,7 +20,7 @@ from promptopt.evaluator import Evaluator
 from promptopt.llm import LLM, Budget, DiskCache
 from promptopt.llm._logprobs import FLOOR_LOGPROB, read_top_logprobs
 from promptopt.registry import optimizers
-from promptopt.runner import make_task, run
+from promptopt.runner import run
 from promptopt.tasks import ClassificationTask
 from promptopt.tasks._classification import (
     accuracy,

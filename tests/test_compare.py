@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 import promptopt.cli as cli
 import promptopt.comparison as comparison
 from promptopt import compare
+from promptopt.building import make_task
 from promptopt.comparison import FIXED_PREDICTION, TABLE_COLUMNS
 from promptopt.comparison_report import best_so_far, curve_band
 from promptopt.errors import ConfigError
 from promptopt.optimizers import optimizers, search_mean_prompt
-from promptopt.runner import make_task
 from promptopt.testing import FakeLLM, HashingScorer, default_reply
 
 runner = CliRunner()

@@ -18,12 +18,13 @@ from typer.testing import CliRunner
 
 import promptopt.optimizers  # noqa: F401  (registers every method)
 from promptopt.apply import evaluate, predict
+from promptopt.building import make_task
 from promptopt.cli import app
 from promptopt.comparison import compare, runnable_methods
 from promptopt.data import Example, Splits
 from promptopt.errors import ConfigError, DataError, LLMError, UnknownNameError
 from promptopt.registry import metrics, optimizers, tasks
-from promptopt.runner import make_task, run
+from promptopt.runner import run
 from promptopt.tasks import CSVTask
 from promptopt.template import Template
 from promptopt.testing import FakeLLM, FakeSetup

@@ -22,10 +22,11 @@ import optuna
 import pytest
 
 from promptopt.apply import evaluate
+from promptopt.building import make_scorer
 from promptopt.data import sample_path
 from promptopt.errors import ConfigError, HumanTimeout
 from promptopt.human import HumanScorer, normalize_rating, rating_note, ratings_study_name
-from promptopt.runner import make_scorer, resume_run, run
+from promptopt.runner import resume_run, run
 from promptopt.tasks import PromptRecoveryTask
 from promptopt.template import Template
 from promptopt.testing import FakeLLM, FakeOpenAIServer

@@ -43,7 +43,7 @@ def _proposer(prompt, params):
 @pytest.fixture
 def base_study(tmp_path):
     """A finished identity run on the fake LLM; its storage URL, study and recovery fake."""
-    from promptopt.runner import make_task
+    from promptopt.building import make_task
 
     task = make_task(data=None, **SMALL)
     targets = {e.inputs["original_text"][:40]: e.target

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from promptopt import __version__
+from promptopt.building import DEFAULT_SPLITS
 from promptopt.cli._common import (
     ApiBase,
     Data,
@@ -49,7 +50,7 @@ from promptopt.evaluator import DEFAULT_MAX_ERRORS
 from promptopt.llm import DEFAULT_MODEL, EMBEDDED_MODELS
 from promptopt.llm._client import DEFAULT_TIMEOUT
 from promptopt.redact import redact, redact_log_records
-from promptopt.runner import DEFAULT_SPLITS, DEFAULT_STORAGE
+from promptopt.runner import DEFAULT_STORAGE
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 

@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from promptopt.building import DEFAULT_SPLITS
 from promptopt.cli._common import (
     ApiBase,
     Data,
@@ -43,7 +44,7 @@ from promptopt.evaluator import DEFAULT_MAX_ERRORS
 from promptopt.llm import DEFAULT_MODEL
 from promptopt.llm._client import DEFAULT_TIMEOUT
 from promptopt.redact import redact
-from promptopt.runner import DEFAULT_SPLITS, DEFAULT_STORAGE
+from promptopt.runner import DEFAULT_STORAGE
 
 
 def compare_command(
@@ -93,9 +94,9 @@ def compare_command(
     ] = False,
 ) -> None:
     """Run several METHODS on one task with the same settings and seeds; table, plot, report."""
+    from promptopt.building import new_study_name
     from promptopt.comparison import TABLE_COLUMNS, resolve_methods
     from promptopt.comparison import compare as run_compare
-    from promptopt.runner import new_study_name
     from promptopt.runstate import sigterm_as_interrupt
 
     with _errors():
