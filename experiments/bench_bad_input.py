@@ -3,8 +3,8 @@
     LITELLM_LOCAL_MODEL_COST_MAP=True .venv/bin/python experiments/bench_bad_input.py
 
 Generates ``--data`` dataset files (CSV, TSV, JSON Lines, Parquet) and ``--templates``
-template files (JSON, text) with the generators of :mod:`promptopt.badinput` (the
-ones tests/test_fuzz_inputs.py runs under Hypothesis), file ``i`` from
+template files (JSON, text) with the generators of :mod:`promptopt.testing.badinput` (the
+ones tests/data/test_fuzz_inputs.py runs under Hypothesis), file ``i`` from
 ``random.Random(seed + i)``, and judges each with its checks: every dataset is loaded
 as a user would (stopping at the first bad row, then with ``skip_bad_rows``).
 Prints the machine, the inputs tried, clear errors, files loaded, crashes (must be
@@ -29,7 +29,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from _machine import describe, loadavg  # noqa: E402
 
-from promptopt.badinput import (  # noqa: E402
+from promptopt.testing.badinput import (  # noqa: E402
     cell_kinds,
     check_data_case,
     check_template_case,

@@ -192,7 +192,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}; use {sorted(METHODS)}")
 
-    from promptopt.building import make_task
+    from promptopt.runs import make_task
 
     dspy = import_dspy()
     logging.getLogger("dspy").setLevel(logging.WARNING)

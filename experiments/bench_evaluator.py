@@ -47,7 +47,7 @@ from promptopt.data import load_examples, sample_path, split_examples  # noqa: E
 from promptopt.evaluator import Evaluator  # noqa: E402
 from promptopt.llm import LLM, DiskCache, import_litellm  # noqa: E402
 from promptopt.llm import _embedded as embedded  # noqa: E402
-from promptopt.scorer import SCSScorer  # noqa: E402
+from promptopt.scoring import SCSScorer  # noqa: E402
 from promptopt.tasks import PromptRecoveryTask  # noqa: E402
 
 DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "prompt_recovery_dev.csv"

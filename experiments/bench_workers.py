@@ -36,24 +36,26 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _machine import describe, loadavg  # noqa: E402
 
-from promptopt.apply import best_template  # noqa: E402
-from promptopt.pgserver import test_postgres_url  # noqa: E402
+from promptopt.runs import (
+    REGISTRATION_ATTR,  # noqa: E402
+    best_template,  # noqa: E402
+)
 from promptopt.template import Template  # noqa: E402
 from promptopt.testing import FakeOpenAIServer  # noqa: E402
-from promptopt.tracker import _optuna, display_url, open_storage  # noqa: E402
-from promptopt.workers import REGISTRATION_ATTR  # noqa: E402
+from promptopt.testing.postgres import test_postgres_url  # noqa: E402
+from promptopt.tracking import display_url, import_optuna, open_storage  # noqa: E402
 
 
 def _trials(storage: str, study: str) -> list[Any]:
-    optuna = _optuna()
+    optuna = import_optuna()
     return list(optuna.load_study(study_name=study, storage=open_storage(storage)).trials)
 
 
 def _own_trials(storage: str, study: str, pid: int) -> int:
     """Completed trials of the worker that process ``pid`` runs (0 before it has started)."""
-    from promptopt.workers import worker_records
+    from promptopt.runs import worker_records
 
-    optuna = _optuna()
+    optuna = import_optuna()
     try:
         loaded = optuna.load_study(study_name=study, storage=open_storage(storage))
     except Exception:  # not created yet

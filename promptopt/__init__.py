@@ -7,14 +7,10 @@ Library use mirrors the CLI::
     print(result.template.instruction, result.test_score)
 """
 
-__version__ = "0.1.0"
-
-from promptopt.apply import best_template, evaluate, predict  # noqa: E402
-from promptopt.building import make_llms, make_task  # noqa: E402
-from promptopt.comparison import CompareResult, compare  # noqa: E402
-from promptopt.data import Example, Splits, load_examples, sample_path, split_examples  # noqa: E402
-from promptopt.datagen import DataGenSummary, generate_data  # noqa: E402
-from promptopt.errors import (  # noqa: E402
+from promptopt.comparison import CompareResult, compare
+from promptopt.data import Example, Splits, load_examples, sample_path, split_examples
+from promptopt.datagen import DataGenSummary, generate_data
+from promptopt.errors import (
     BudgetExhausted,
     ConfigError,
     DataError,
@@ -23,17 +19,27 @@ from promptopt.errors import (  # noqa: E402
     ResumeError,
     UnknownNameError,
 )
-from promptopt.evaluator import Evaluation, Evaluator  # noqa: E402
-from promptopt.llm import LLM, Budget, DiskCache, Usage  # noqa: E402
-from promptopt.metrics import make_metric, metrics  # noqa: E402
-from promptopt.optimizers import Optimizer, OptimizeResult, SearchContext, optimizers  # noqa: E402
-from promptopt.refine import RefineResult, refine  # noqa: E402
-from promptopt.registry import Registry  # noqa: E402
-from promptopt.runner import RunResult, resume_run, run  # noqa: E402
-from promptopt.scorer import SCSScorer  # noqa: E402
-from promptopt.tasks import CSVTask, PromptRecoveryTask, Task, tasks  # noqa: E402
-from promptopt.template import Template  # noqa: E402
-from promptopt.tracker import Tracker  # noqa: E402
+from promptopt.evaluator import Evaluation, Evaluator
+from promptopt.llm import LLM, Budget, DiskCache, Usage
+from promptopt.optimizers import Optimizer, OptimizeResult, SearchContext, optimizers
+from promptopt.registry import Registry
+from promptopt.runs import (
+    RefineResult,
+    RunResult,
+    best_template,
+    evaluate,
+    make_llms,
+    make_task,
+    predict,
+    refine,
+    resume_run,
+    run,
+)
+from promptopt.scoring import SCSScorer, make_metric, metrics
+from promptopt.tasks import CSVTask, PromptRecoveryTask, Task, tasks
+from promptopt.template import Template
+from promptopt.tracking import Tracker
+from promptopt.version import __version__
 
 __all__ = [
     "LLM",

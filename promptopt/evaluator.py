@@ -33,7 +33,7 @@ from promptopt.llm import LLM
 from promptopt.redact import scrub_text
 from promptopt.tasks import Task
 from promptopt.template import Template
-from promptopt.tracker import Tracker
+from promptopt.tracking import Tracker
 
 DEFAULT_MAX_ERRORS = 3
 """Failed evaluations a run tolerates; one more stops it (resumable)."""

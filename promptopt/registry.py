@@ -8,7 +8,7 @@ ones; the CLI's ``--method``, ``--task`` and ``--metric`` resolve through these
 registries.
 
 Plugin packages add entries through entry-point groups, one per registry
-(``promptopt.optimizers``, ``promptopt.tasks``, ``promptopt.metrics``)::
+(``promptopt.optimizers``, ``promptopt.tasks``, ``promptopt.scoring._metrics``)::
 
     [project.entry-points."promptopt.tasks"]
     my-task = "my_package.tasks:MyTask"
@@ -140,4 +140,4 @@ class Registry(Generic[T]):
 
 optimizers: Registry[Any] = Registry("method", "promptopt.optimizers")
 tasks: Registry[Any] = Registry("task", "promptopt.tasks")
-metrics: Registry[Any] = Registry("metric", "promptopt.metrics")
+metrics: Registry[Any] = Registry("metric", "promptopt.scoring._metrics")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promptopt._textfile import clip, decode_text
+from promptopt.data import clip, decode_text
 from promptopt.errors import DataError
 
 Demo = tuple[tuple[str, str], ...]

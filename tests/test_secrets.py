@@ -160,7 +160,7 @@ def test_credentials_in_api_base_are_masked_where_stored(session):
 
 def test_resuming_a_run_whose_api_base_was_masked_asks_for_it(session):
     from promptopt.errors import ConfigError
-    from promptopt.runstate import load_for_resume
+    from promptopt.runs import load_for_resume
 
     folder, _, _ = session
     with pytest.raises(ConfigError, match="give --api-base again"):

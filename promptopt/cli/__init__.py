@@ -1,5 +1,5 @@
-"""The ``promptopt`` command line: a thin Typer layer over :mod:`promptopt.runner`
-and :mod:`promptopt.comparison`."""
+"""The ``promptopt`` command line: a thin Typer layer over :mod:`promptopt.runs._runner`
+and :mod:`promptopt.comparison._compare`."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from promptopt import __version__
-from promptopt.building import DEFAULT_SPLITS
 from promptopt.cli._common import (
     ApiBase,
     Data,
@@ -31,26 +29,28 @@ from promptopt.cli._common import (
     Timeout,
     TrainSize,
     ValSize,
-    _errors,
-    _explicit,
-    _metric_label,
-    _metrics,
-    _parse_settings,
-    _progress,
-    _score,
-    _size,
     err,
+    explicit,
+    format_metrics,
+    format_score,
+    friendly_errors,
+    metric_label,
     out,
+    parse_settings,
+    progress,
+    split_size,
 )
 from promptopt.cli._task_options import Inputs, Metric, Target, TaskOption, task_options
 from promptopt.cli.compare import compare_command
 from promptopt.cli.data import data_app
 from promptopt.cli.refine import refine_command
 from promptopt.evaluator import DEFAULT_MAX_ERRORS
-from promptopt.llm import DEFAULT_MODEL, EMBEDDED_MODELS
-from promptopt.llm._client import DEFAULT_TIMEOUT
+from promptopt.llm import DEFAULT_MODEL, DEFAULT_TIMEOUT, EMBEDDED_MODELS
 from promptopt.redact import redact, redact_log_records
-from promptopt.runner import DEFAULT_STORAGE
+from promptopt.runs import DEFAULT_SPLITS, DEFAULT_STORAGE
+from promptopt.version import __version__
+
+__all__ = ["app", "main"]
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -129,15 +129,14 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Search for the best template with METHOD and report its held-out test score."""
-    from promptopt.runner import resume_run
-    from promptopt.runner import run as run_search
-    from promptopt.runstate import sigterm_as_interrupt
+    from promptopt.runs import resume_run, sigterm_as_interrupt
+    from promptopt.runs import run as run_search
 
     options: dict[str, Any] = {
         "method": method, "task": task, "data": data, "model": model, "proposer": proposer,
-        "scorer": scorer, "budget": budget, "seed": seed, "train": _size(train),
-        "val": _size(val), "test": _size(test), "split_seed": split_seed,
-        "skip_bad_rows": skip_bad_rows, "settings": _parse_settings(setting), "start": start,
+        "scorer": scorer, "budget": budget, "seed": seed, "train": split_size(train),
+        "val": split_size(val), "test": split_size(test), "split_seed": split_seed,
+        "skip_bad_rows": skip_bad_rows, "settings": parse_settings(setting), "start": start,
         "suffix": suffix, "api_base": api_base, "max_errors": max_errors, "timeout": timeout,
         "task_options": task_options(inputs, target, metric, task_option),
     }
@@ -149,11 +148,11 @@ def run(
     )
     if resume and study is None:
         raise typer.BadParameter("give the --study to resume", param_hint="--resume")
-    total = None if resume and not _explicit(ctx, "budget") else budget
+    total = None if resume and not explicit(ctx, "budget") else budget
     label = f"{study if resume else method}: LLM calls"
-    with _errors(), sigterm_as_interrupt(), _progress(total, label) as advance:
+    with friendly_errors(), sigterm_as_interrupt(), progress(total, label) as advance:
         if resume:
-            given = {k: v for k, v in options.items() if _explicit(ctx, _PARAM.get(k, k))}
+            given = {k: v for k, v in options.items() if explicit(ctx, _PARAM.get(k, k))}
             if options["task_options"]:
                 given["task_options"] = options["task_options"]
             result = resume_run(str(study), given=given, on_progress=advance, **common)
@@ -167,10 +166,10 @@ def run(
     table.add_column("val", justify="right")
     table.add_column("test", justify="right")
     table.add_row("start: " + escape(result.start_template.instruction),
-                  _score(result.start_val_score),
-                  _score(result.start_test_score))
+                  format_score(result.start_val_score),
+                  format_score(result.start_test_score))
     table.add_row("[bold]best: " + escape(result.template.instruction) + "[/bold]",
-                  _score(result.val_score), _score(result.test_score))
+                  format_score(result.val_score), format_score(result.test_score))
     out.print(table)
     u = result.usage
     out.print(
@@ -181,17 +180,19 @@ def run(
     )
     if result.test_score_without_suffix is not None:
         out.print(
-            f"suffix {escape(repr(result.template.suffix))}: test {_score(result.test_score)} "
-            f"with it, {_score(result.test_score_without_suffix)} without"
+            f"suffix {escape(repr(result.template.suffix))}: "
+            f"test {format_score(result.test_score)} "
+            f"with it, {format_score(result.test_score_without_suffix)} without"
         )
     if result.test_metrics:
-        out.print(f"test metrics: best {_metrics(result.test_metrics)} | start "
-                  f"{_metrics(result.start_test_metrics)}")
+        out.print(f"test metrics: best {format_metrics(result.test_metrics)} | start "
+                  f"{format_metrics(result.start_test_metrics)}")
     if result.rejected:
         out.print(f"rejected proposals: {result.rejected}")
     for note in result.notes:
         out.print(f"[yellow]note:[/yellow] {escape(note)}")
-    out.print(f"best template (test {_metric_label(result.scorer)} {_score(result.test_score)}):")
+    label = metric_label(result.scorer)
+    out.print(f"best template (test {label} {format_score(result.test_score)}):")
     out.print(result.template.to_json(), highlight=False, markup=False, soft_wrap=True)
 
 
@@ -224,26 +225,29 @@ def eval_(
     no_cache: NoCache = False,
 ) -> None:
     """Score one TEMPLATE on one split and show a few predictions."""
-    from promptopt.apply import evaluate
+    from promptopt.runs import evaluate
 
-    with _errors(), _progress(None, "eval: LLM calls") as advance:
+    with friendly_errors(), progress(None, "eval: LLM calls") as advance:
         ev = evaluate(
             template, split=split, task=task, data=data, model=model, scorer=scorer,
             task_options=task_options(inputs, target, metric, task_option),
-            train=_size(train), val=_size(val), test=_size(test), split_seed=split_seed,
+            train=split_size(train), val=split_size(val), test=split_size(test),
+            split_seed=split_seed,
             skip_bad_rows=skip_bad_rows, cache=not no_cache, storage=storage, study=study,
             on_progress=advance,
         )
-    table = Table(title=f"{split} split: mean score {_score(ev.score)} over {ev.n} ({ev.scorer})")
+    table = Table(
+        title=f"{split} split: mean score {format_score(ev.score)} over {ev.n} ({ev.scorer})"
+    )
     table.add_column("id")
     table.add_column("prediction")
     table.add_column("score", justify="right")
     for i, p, s in list(zip(ev.example_ids, ev.predictions, ev.scores, strict=True))[:10]:
-        table.add_row(escape(i), escape(p), _score(s))
+        table.add_row(escape(i), escape(p), format_score(s))
     out.print(table)
-    out.print(f"mean score: {_score(ev.score)}")
+    out.print(f"mean score: {format_score(ev.score)}")
     if ev.metrics:
-        out.print(f"metrics: {_metrics(dict(ev.metrics))}")
+        out.print(f"metrics: {format_metrics(dict(ev.metrics))}")
 
 
 @app.command()
@@ -270,19 +274,19 @@ def predict(
     no_cache: NoCache = False,
 ) -> None:
     """Predict every row of DATA with a template and write a Kaggle submission (id,target)."""
-    from promptopt.apply import best_template
-    from promptopt.apply import predict as run_predict
     from promptopt.cli._task_options import study_task
+    from promptopt.runs import best_template
+    from promptopt.runs import predict as run_predict
 
-    with _errors():
+    with friendly_errors():
         if template is None and study is None:
             raise typer.BadParameter("give --template or --study", param_hint="--template")
         tpl = template if template is not None else best_template(storage, str(study))
         options = task_options(inputs, target, metric, task_option)
         stored = study_task(storage, study) if study is not None else None
-        if stored is not None and not _explicit(ctx, "task"):
+        if stored is not None and not explicit(ctx, "task"):
             task, options = stored[0], {**stored[1], **options}
-        with _progress(None, "predict: LLM calls") as advance:
+        with progress(None, "predict: LLM calls") as advance:
             n = run_predict(tpl, data, output, task=task, task_options=options, model=model,
                             cache=not no_cache, on_progress=advance)
     out.print(f"wrote {n} predictions to {output}")
@@ -297,9 +301,9 @@ def dashboard(
     """Serve optuna-dashboard on STORAGE (trials, templates, lineage, scores)."""
     from optuna_dashboard import run_server
 
-    from promptopt.tracker import open_storage
+    from promptopt.tracking import open_storage
 
-    with _errors():
+    with friendly_errors():
         store = open_storage(storage)
         err.print(f"optuna-dashboard on http://{host}:{port}/ for {storage} (Ctrl-C to stop)")
         run_server(store, host=host, port=port)
@@ -309,8 +313,8 @@ def dashboard(
 def list_() -> None:
     """List methods, tasks, metrics, embedded models and plugins that failed to load."""
     import promptopt.optimizers  # noqa: F401  (registers the methods)
-    from promptopt.metrics import describe
     from promptopt.registry import metrics, optimizers, tasks
+    from promptopt.scoring import describe
 
     table = Table(title="promptopt")
     table.add_column("kind")

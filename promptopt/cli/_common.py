@@ -73,13 +73,13 @@ SkipBadRows = Annotated[
 ]
 
 
-def _size(value: float) -> int | float:
+def split_size(value: float) -> int | float:
     return int(value) if value >= 1 and float(value).is_integer() else value
 
 
 
 @contextlib.contextmanager
-def _progress(total: int | None, label: str) -> Iterator[Any]:
+def progress(total: int | None, label: str) -> Iterator[Any]:
     """A rich progress bar on stderr counting LLM requests; yields the advance callback."""
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -95,7 +95,7 @@ def _progress(total: int | None, label: str) -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def _errors() -> Iterator[None]:
+def friendly_errors() -> Iterator[None]:
     """Print promptopt errors as one clear line (no traceback) and exit 2."""
     with warnings.catch_warnings():
         warnings.simplefilter("default")
@@ -122,7 +122,7 @@ def _resume_hint(exc: BaseException) -> None:
         err.print(f"resume with:  {redact(hint)}", highlight=False, markup=False, soft_wrap=True)
 
 
-def _parse_settings(pairs: list[str]) -> dict[str, Any]:
+def parse_settings(pairs: list[str]) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
@@ -135,16 +135,16 @@ def _parse_settings(pairs: list[str]) -> dict[str, Any]:
     return settings
 
 
-def _score(value: float) -> str:
+def format_score(value: float) -> str:
     return f"{value:.4f}"
 
 
-def _metrics(metrics: dict[str, float]) -> str:
+def format_metrics(metrics: dict[str, float]) -> str:
     """``log loss 0.9123, accuracy 0.5500``: a task's metrics on one line."""
-    return ", ".join(f"{name.replace('_', ' ')} {_score(v)}" for name, v in metrics.items())
+    return ", ".join(f"{name.replace('_', ' ')} {format_score(v)}" for name, v in metrics.items())
 
 
-def _metric_label(scorer: str) -> str:
+def metric_label(scorer: str) -> str:
     """"SCS" for an embedding model's scores, else the metric's name (exact, rouge-l...)."""
     from promptopt.registry import metrics
 
@@ -155,13 +155,13 @@ def _metric_label(scorer: str) -> str:
     return scorer if scorer in metrics or ":" in scorer else "SCS"
 
 
-def _explicit(ctx: typer.Context, param: str) -> bool:
+def explicit(ctx: typer.Context, param: str) -> bool:
     """Whether the user gave the option ``param`` (not its default)."""
     source = ctx.get_parameter_source(param)  # an enum of Typer's own (vendored) click
     return source is not None and source.name != "DEFAULT"
 
 
-def _parse_seeds(text: str) -> list[int]:
+def parse_seeds(text: str) -> list[int]:
     try:
         seeds = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
@@ -173,7 +173,7 @@ def _parse_seeds(text: str) -> list[int]:
 
 
 @contextlib.contextmanager
-def _hint(command: str) -> Iterator[None]:
+def hint_on_error(command: str) -> Iterator[None]:
     """Make ``command`` the resume hint of whatever stops the block with one (an
     interrupted run inside a larger command is resumed through that command)."""
     try:
@@ -190,7 +190,7 @@ def command_line(ctx: typer.Context, **changes: Any) -> str:
     words: list[Any] = ["promptopt", *ctx.command_path.split()[1:]]
     for param in ctx.command.params:
         name = str(param.name)
-        given = _explicit(ctx, name) and ctx.params.get(name) not in (None, False)
+        given = explicit(ctx, name) and ctx.params.get(name) not in (None, False)
         if name not in changes and not given:
             continue
         value = changes.get(name, ctx.params.get(name))
@@ -201,5 +201,5 @@ def command_line(ctx: typer.Context, **changes: Any) -> str:
             for item in value:
                 words += [flag, str(item)]
         else:
-            words += [flag, _size(value) if isinstance(value, float) else value]
+            words += [flag, split_size(value) if isinstance(value, float) else value]
     return shlex.join(str(w) for w in words)

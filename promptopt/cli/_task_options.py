@@ -59,7 +59,7 @@ def task_options(
 
 def study_task(storage: str, study: str) -> tuple[str, dict[str, Any]] | None:
     """The task name and options a stored run used (None: the study has no settings)."""
-    from promptopt.tracker import load_study_attrs
+    from promptopt.tracking import load_study_attrs
 
     settings = load_study_attrs(storage, study).get("settings")
     if not isinstance(settings, dict) or "task" not in settings:

@@ -1,6 +1,6 @@
 """``promptopt compare``: several methods over seeds on one task.
 
-The library side is :func:`promptopt.comparison.compare`.
+The library side is :func:`promptopt.comparison._compare.compare`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from promptopt.building import DEFAULT_SPLITS
 from promptopt.cli._common import (
     ApiBase,
     Data,
@@ -30,21 +29,20 @@ from promptopt.cli._common import (
     Timeout,
     TrainSize,
     ValSize,
-    _errors,
-    _hint,
-    _parse_seeds,
-    _progress,
-    _size,
     command_line,
     err,
+    friendly_errors,
+    hint_on_error,
     out,
+    parse_seeds,
+    progress,
+    split_size,
 )
 from promptopt.cli._task_options import Inputs, Metric, Target, TaskOption, task_options
 from promptopt.evaluator import DEFAULT_MAX_ERRORS
-from promptopt.llm import DEFAULT_MODEL
-from promptopt.llm._client import DEFAULT_TIMEOUT
+from promptopt.llm import DEFAULT_MODEL, DEFAULT_TIMEOUT
 from promptopt.redact import redact
-from promptopt.runner import DEFAULT_STORAGE
+from promptopt.runs import DEFAULT_SPLITS, DEFAULT_STORAGE
 
 
 def compare_command(
@@ -94,29 +92,30 @@ def compare_command(
     ] = False,
 ) -> None:
     """Run several METHODS on one task with the same settings and seeds; table, plot, report."""
-    from promptopt.building import new_study_name
     from promptopt.comparison import TABLE_COLUMNS, resolve_methods
     from promptopt.comparison import compare as run_compare
-    from promptopt.runstate import sigterm_as_interrupt
+    from promptopt.runs import new_study_name, sigterm_as_interrupt
 
-    with _errors():
+    with friendly_errors():
         if resume and prefix is None:
             raise typer.BadParameter("give the --prefix of the comparison to resume",
                                      param_hint="--resume")
         names = resolve_methods(methods.split(",") if methods is not None else None)
-        seed_list = _parse_seeds(seeds)
+        seed_list = parse_seeds(seeds)
         prefix = prefix or new_study_name("compare")
         folder = out_dir or Path(prefix)
         err.print(f"{'resuming comparison' if resume else 'comparing'} {', '.join(names)} over "
                   f"seeds {seed_list}: studies [bold]{escape(prefix)}-<method>-s<seed>[/bold] in "
                   f"{escape(redact(storage))}, files in {escape(str(folder))}")
-        with _progress(budget * len(names) * len(seed_list), "compare: LLM calls") as advance, \
-                sigterm_as_interrupt(), _hint(command_line(ctx, resume=True, prefix=prefix)):
+        again = command_line(ctx, resume=True, prefix=prefix)
+        with progress(budget * len(names) * len(seed_list), "compare: LLM calls") as advance, \
+                sigterm_as_interrupt(), hint_on_error(again):
             result = run_compare(
                 names, seeds=seed_list, task=task, data=data, model=model, proposer=proposer,
                 task_options=task_options(inputs, target, metric, task_option),
                 scorer=scorer, budget=budget, storage=storage, prefix=prefix, out_dir=folder,
-                train=_size(train), val=_size(val), test=_size(test), split_seed=split_seed,
+                train=split_size(train), val=split_size(val), test=split_size(test),
+                split_seed=split_seed,
                 skip_bad_rows=skip_bad_rows, start=start, cache=not no_cache,
                 api_base=api_base, max_errors=max_errors, timeout=timeout, resume=resume,
                 on_progress=advance, on_study=lambda name: err.print(f"study [bold]{name}[/bold]"),

@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from promptopt.cli._common import NoCache, _errors, err, out
+from promptopt.cli._common import NoCache, err, friendly_errors, out
 from promptopt.llm import DEFAULT_MODEL
 
 data_app = typer.Typer(
@@ -63,10 +63,10 @@ def generate(
     """Rewrite original texts with instructions and write Kaggle-format rows
     (id, original_text, rewrite_prompt, rewritten_text). Rerunning continues the file."""
     from promptopt.datagen import generate_data
-    from promptopt.runstate import sigterm_as_interrupt
+    from promptopt.runs import sigterm_as_interrupt
 
     done = {"rows": 0}
-    with _errors(), sigterm_as_interrupt(), Progress(
+    with friendly_errors(), sigterm_as_interrupt(), Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), console=err,
         disable=not err.is_terminal and os.environ.get("PROMPTOPT_PROGRESS") != "1",

@@ -1,4 +1,4 @@
-"""``promptopt refine``: apply a person's critique to a template (see :mod:`promptopt.refine`)."""
+"""``promptopt refine``: apply a person's critique to a template (see :func:`promptopt.refine`)."""
 
 from __future__ import annotations
 
@@ -14,20 +14,20 @@ from promptopt.cli._common import (
     Data,
     NoCache,
     Storage,
-    _errors,
-    _progress,
-    _score,
-    _size,
     err,
+    format_score,
+    friendly_errors,
     out,
+    progress,
+    split_size,
 )
-from promptopt.runner import DEFAULT_STORAGE
+from promptopt.runs import DEFAULT_STORAGE
 
 FromStudy = "(default: the study's, else run's default)"
 
 
 def _opt_size(value: float | None) -> int | float | None:
-    return None if value is None else _size(value)
+    return None if value is None else split_size(value)
 
 
 def refine_command(
@@ -75,9 +75,9 @@ def refine_command(
 ) -> None:
     """Apply a critique (--feedback) to a study's best template or a --template, the way
     ProTeGi applies a textual gradient; score the edits and the original on validation."""
-    from promptopt.refine import refine
+    from promptopt.runs import refine
 
-    with _errors(), _progress(budget, "refine: LLM calls") as advance:
+    with friendly_errors(), progress(budget, "refine: LLM calls") as advance:
         result = refine(
             feedback, study=study, template=template, storage=storage, k=k, out=out_file,
             refine_study=refine_study, budget=budget, seed=seed, cache=not no_cache,
@@ -97,7 +97,7 @@ def refine_command(
         label = ("original: " if cand.kind == "original" else "") + cand.template.instruction
         table.add_row(
             "best" if best else "", Text(label, style="bold" if best else ""),
-            "-" if cand.val_score is None else _score(cand.val_score), str(cand.n),
+            "-" if cand.val_score is None else format_score(cand.val_score), str(cand.n),
         )
     out.print(table)
     u = result.usage
@@ -108,5 +108,5 @@ def refine_command(
         out.print(f"rejected proposals: {result.rejected}")
     for note in result.notes:
         out.print(f"[yellow]note:[/yellow] {note}")
-    out.print(f"best template (val {_score(result.best_score)}, original "
-              f"{_score(result.original_score)}) saved to {result.out}", highlight=False)
+    out.print(f"best template (val {format_score(result.best_score)}, original "
+              f"{format_score(result.original_score)}) saved to {result.out}", highlight=False)

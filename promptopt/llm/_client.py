@@ -9,15 +9,14 @@ become promptopt exceptions with messages that say what to fix.
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import promptopt.llm._embedded  # noqa: F401 - registers the llamacpp provider
 from promptopt.errors import (
     LLMError,
     LLMTimeoutError,
@@ -26,33 +25,14 @@ from promptopt.errors import (
 )
 from promptopt.llm._cache import DiskCache, request_key
 from promptopt.llm._errors import map_provider_error, retry_after
+from promptopt.llm._litellm import Messages, import_litellm, response_usage
+from promptopt.llm._logprobs import TOP_LOGPROBS, first_token_top, read_top_logprobs
+from promptopt.llm._providers import in_process_provider
 from promptopt.llm._usage import Budget, Usage
 
-Messages = list[dict[str, str]]
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 120.0
 """Seconds an LLM request may take before it counts as timed out (and is retried)."""
-
-_litellm_lock = threading.Lock()
-_litellm_ready = False
-
-
-def import_litellm() -> Any:
-    """Import LiteLLM lazily, offline, with promptopt's providers registered."""
-    global _litellm_ready
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    with _litellm_lock:
-        if not _litellm_ready:
-            from promptopt.llm._embedded import register_providers
-
-            litellm.suppress_debug_info = True
-            litellm.telemetry = False
-            register_providers(litellm)
-            _litellm_ready = True
-    return litellm
-
 
 CHARS_PER_TOKEN_MAX = 16
 """Cut a completion longer than this many characters per requested token."""
@@ -137,10 +117,9 @@ class LLM:
     @property
     def is_chat(self) -> bool:
         """Whether prompts should be rendered as chat messages (False for base models)."""
-        if self.provider == "llamacpp":
-            from promptopt.llm._embedded import is_chat_model
-
-            return is_chat_model(self.model.split("/", 1)[1])
+        local = in_process_provider(self.provider)
+        if local is not None and local.is_chat is not None:
+            return local.is_chat(self.model.split("/", 1)[1])
         return True
 
     def _request(
@@ -218,21 +197,57 @@ class LLM:
         charge: bool = True,
         top_logprobs: int | None = None,
     ) -> list[dict[str, float]]:
-        """The log-probability of each label's first token right after each prompt.
+        """``{label: logprob}`` of each label's first token right after each prompt.
 
-        One request per prompt (charged, cached, counted and retried like a completion);
-        see :func:`promptopt.llm._logprobs.label_logprobs` for how each provider answers.
+        One request per prompt (charged, cached on disk under a key that holds the
+        labels, counted and retried like a completion). In-process providers compute
+        it exactly; LiteLLM providers are asked for one token at temperature 0 with
+        ``top_logprobs`` alternatives (default :data:`TOP_LOGPROBS`), read by
+        :func:`~promptopt.llm._logprobs.read_top_logprobs`.
 
         Raises:
+            ValueError: fewer than two labels, or repeated ones.
             BudgetExhausted: if the prompts do not fit the budget (nothing is spent).
             LLMError: if the model returns no log-probabilities or a request fails.
         """
-        from promptopt.llm._logprobs import TOP_LOGPROBS, label_logprobs
+        labels = list(labels)
+        if len(labels) < 2 or len(set(labels)) != len(labels):
+            raise ValueError(f"label_logprobs needs two or more distinct labels, got {labels}")
+        if charge and self.budget is not None:
+            self.budget.charge(len(prompts))
+        local = in_process_provider(self.provider)
+        exact = local.label_logprobs if local is not None else None
+        requests = []
+        for messages in prompts:
+            request: dict[str, Any] = {"model": self.model, "messages": list(messages),
+                                       "labels": labels}
+            if exact is None:
+                request.update(temperature=0.0, max_tokens=1, logprobs=True,
+                               top_logprobs=TOP_LOGPROBS if top_logprobs is None
+                               else top_logprobs)
+                if self.api_base:
+                    request["api_base"] = self.api_base
+            requests.append(request)
 
-        return label_logprobs(
-            self, prompts, labels, charge=charge,
-            top_logprobs=TOP_LOGPROBS if top_logprobs is None else top_logprobs,
-        )
+        def send(request: dict[str, Any]) -> dict[str, Any]:
+            if exact is None:
+                return self._litellm_label_logprobs(request)
+            name = self.model.split("/", 1)[1]
+            return self._with_retries(lambda: exact(name, request["messages"], labels))
+
+        def call(request: dict[str, Any]) -> dict[str, float]:
+            result = self._cached(request, send)
+            return {label: float(result["logprobs"][label]) for label in labels}
+
+        return self._map(call, requests)
+
+    def _litellm_label_logprobs(self, request: dict[str, Any]) -> dict[str, Any]:
+        litellm = import_litellm()
+        kwargs = self._litellm_kwargs(request)
+        labels = kwargs.pop("labels")
+        response = self._with_retries(lambda: litellm.completion(**kwargs))
+        top = first_token_top(response, self.model)
+        return {"logprobs": read_top_logprobs(top, labels), **response_usage(litellm, response)}
 
     def _map(self, call: Callable[[dict[str, Any]], T], requests: list[dict[str, Any]]) -> list[T]:
         """Run ``call`` on each request: in order in-process, else with bounded concurrency."""
@@ -243,7 +258,8 @@ class LLM:
                 self.on_request()
             return result
 
-        workers = 1 if self.provider in {"llamacpp", "fake"} else max(1, self.concurrency)
+        in_process = in_process_provider(self.provider) is not None
+        workers = 1 if in_process else max(1, self.concurrency)
         if workers == 1 or len(requests) == 1:
             return [one(r) for r in requests]
         with ThreadPoolExecutor(max_workers=min(workers, len(requests))) as pool:
@@ -329,17 +345,3 @@ class LLM:
         text = (getattr(choice, "message", None) and choice.message.content) or ""
         text = cut_to_max_tokens(text, request.get("max_tokens"))
         return {"text": text, **response_usage(litellm, response)}
-
-
-def response_usage(litellm: Any, response: Any) -> dict[str, Any]:
-    """Token counts and cost (0 where LiteLLM knows no price) of a LiteLLM response."""
-    usage = getattr(response, "usage", None)
-    try:
-        cost = float(litellm.completion_cost(completion_response=response) or 0.0)
-    except Exception:  # unknown price: report 0 rather than fail the call
-        cost = 0.0
-    return {
-        "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
-        "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
-        "cost": cost,
-    }

@@ -15,12 +15,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from promptopt.errors import UnknownModelError
+from promptopt.llm._providers import register_provider
 
 
 @dataclass(frozen=True)
@@ -289,55 +289,6 @@ def _generate_from_litellm(
     )
 
 
-def register_providers(litellm: Any) -> None:
-    """Add the ``llamacpp`` and ``fake`` providers to LiteLLM (idempotent).
-
-    Each provider is a Python function ``(name, messages, params) -> {text, prompt_tokens,
-    completion_tokens}`` wrapped as a LiteLLM ``CustomLLM``; ``fake`` serves the scripted
-    replies of :class:`promptopt.testing.FakeLLM`.
-    """
-    from litellm import CustomLLM
-    from litellm.types.utils import ModelResponse
-
-    from promptopt.testing import fake_generate
-
-    class FunctionProvider(CustomLLM):  # type: ignore[misc]
-        def __init__(self, prefix: str, fn: Any) -> None:
-            super().__init__()
-            self.prefix, self.fn = prefix, fn
-
-        def completion(self, *args: Any, **kwargs: Any) -> ModelResponse:
-            model = kwargs["model"]
-            name = model.split("/", 1)[1] if model.startswith(self.prefix + "/") else model
-            result = self.fn(name, kwargs["messages"], kwargs.get("optional_params") or {})
-            return ModelResponse(
-                model=model,
-                created=int(time.time()),
-                choices=[
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": result["text"]},
-                    }
-                ],
-                usage={
-                    "prompt_tokens": result["prompt_tokens"],
-                    "completion_tokens": result["completion_tokens"],
-                    "total_tokens": result["prompt_tokens"] + result["completion_tokens"],
-                },
-            )
-
-        async def acompletion(self, *args: Any, **kwargs: Any) -> ModelResponse:
-            return self.completion(*args, **kwargs)
-
-    have = {p["provider"] for p in litellm.custom_provider_map}
-    new = [
-        {"provider": prefix, "custom_handler": FunctionProvider(prefix, fn)}
-        for prefix, fn in (("llamacpp", _generate_from_litellm), ("fake", fake_generate))
-        if prefix not in have
-    ]
-    if new:
-        litellm.custom_provider_map = [*litellm.custom_provider_map, *new]
-        from litellm.utils import custom_llm_setup
-
-        custom_llm_setup()
+register_provider(
+    "llamacpp", _generate_from_litellm, label_logprobs=label_logprobs, is_chat=is_chat_model
+)

@@ -7,13 +7,14 @@ machinery as completions (charged to the budget, cached on disk under a key that
 includes the labels, counted in the usage, retried on transient errors) and gets the
 answer in one of two ways:
 
-- **In-process providers compute it exactly.** ``llamacpp/...`` evaluates the prompt
-  and reads the log-softmax of the model's logits at each label's first token (any
-  token of the vocabulary, not only the most likely ones); ``fake/...`` answers from
-  the scripted :class:`~promptopt.testing.FakeLLM`.
+- **In-process providers compute it exactly** (their ``label_logprobs``, see
+  :mod:`promptopt.llm._providers`): ``llamacpp/...`` evaluates the prompt and reads
+  the log-softmax of the model's logits at each label's first token (any token of the
+  vocabulary, not only the most likely ones).
 - **LiteLLM providers** (``openai/...``, ``hosted_vllm/...``, ...) are asked for one
   token at temperature 0 with ``logprobs=True, top_logprobs=K``, and the labels are
-  read off the first token's top-``K`` list by :func:`read_top_logprobs`. A provider
+  read off the first token's top-``K`` list by :func:`read_top_logprobs` (this module:
+  the reading of a response, no requests). A provider
   whose answer carries no log-probabilities raises :class:`~promptopt.errors.LLMError`
   saying so.
 """
@@ -21,34 +22,15 @@ answer in one of two ways:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from promptopt.errors import LLMError
-
-if TYPE_CHECKING:
-    from promptopt.llm._client import LLM, Messages
 
 TOP_LOGPROBS = 20
 """Alternatives asked of LiteLLM providers per request (OpenAI allows at most 20)."""
 FLOOR_LOGPROB = math.log(1e-12)
 """The lowest log-probability reported for a label (absent labels never get ``-inf``)."""
-
-InProcess = Callable[[str, list[dict[str, Any]], list[str]], dict[str, Any]]
-
-
-def _in_process(provider: str) -> InProcess | None:
-    """The exact label log-prob function of an in-process provider, or None."""
-    if provider == "llamacpp":
-        from promptopt.llm._embedded import label_logprobs
-
-        return label_logprobs
-    if provider == "fake":
-        from promptopt.testing import fake_label_logprobs
-
-        return fake_label_logprobs
-    return None
-
 
 def read_top_logprobs(
     top: Sequence[tuple[str, float]], labels: Sequence[str]
@@ -107,65 +89,3 @@ def first_token_top(response: Any, model: str) -> list[tuple[str, float]]:
             "openai/... with --api-base) or the embedded llamacpp/gemma-3-270m"
         )
     return [(str(_get(t, "token") or ""), float(_get(t, "logprob"))) for t in top]
-
-
-def _litellm_label_logprobs(llm: LLM, request: dict[str, Any]) -> dict[str, Any]:
-    from promptopt.llm._client import import_litellm, response_usage
-
-    litellm = import_litellm()
-    kwargs = llm._litellm_kwargs(request)
-    labels = kwargs.pop("labels")
-    response = llm._with_retries(lambda: litellm.completion(**kwargs))
-    top = first_token_top(response, llm.model)
-    return {"logprobs": read_top_logprobs(top, labels), **response_usage(litellm, response)}
-
-
-def label_logprobs(
-    llm: LLM,
-    prompts: Sequence[Messages],
-    labels: Sequence[str],
-    *,
-    charge: bool = True,
-    top_logprobs: int = TOP_LOGPROBS,
-) -> list[dict[str, float]]:
-    """``{label: logprob}`` of each label's first token after each prompt (see the module).
-
-    Args:
-        llm: The model, with its cache, budget and usage.
-        prompts: Messages per prompt (one user message holding the text for base models).
-        labels: The label texts (at least two, distinct).
-        charge: Charge the budget, one request per prompt, all up front.
-        top_logprobs: Alternatives asked of LiteLLM providers.
-
-    Raises:
-        BudgetExhausted: if the prompts do not fit the budget (nothing is spent).
-        LLMError: if the model returns no log-probabilities or a request fails.
-    """
-    labels = list(labels)
-    if len(labels) < 2 or len(set(labels)) != len(labels):
-        raise ValueError(f"label_logprobs needs two or more distinct labels, got {labels}")
-    if charge and llm.budget is not None:
-        llm.budget.charge(len(prompts))
-    local = _in_process(llm.provider)
-    requests = []
-    for messages in prompts:
-        request: dict[str, Any] = {"model": llm.model, "messages": list(messages),
-                                   "labels": labels}
-        if local is None:
-            request.update(temperature=0.0, max_tokens=1, logprobs=True,
-                           top_logprobs=top_logprobs)
-            if llm.api_base:
-                request["api_base"] = llm.api_base
-        requests.append(request)
-
-    def send(request: dict[str, Any]) -> dict[str, Any]:
-        if local is None:
-            return _litellm_label_logprobs(llm, request)
-        name = llm.model.split("/", 1)[1]
-        return llm._with_retries(lambda: local(name, request["messages"], labels))
-
-    def call(request: dict[str, Any]) -> dict[str, float]:
-        result = llm._cached(request, send)  # the key holds the labels: no clash with completions
-        return {label: float(result["logprobs"][label]) for label in labels}
-
-    return llm._map(call, requests)

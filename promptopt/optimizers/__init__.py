@@ -11,10 +11,10 @@ from promptopt.optimizers._dspy import DSPyBootstrap, DSPyMIPRO
 from promptopt.optimizers._evoprompt import EvoPromptDE, EvoPromptGA
 from promptopt.optimizers._mean_prompt import MeanPrompt, MeanPromptResult, search_mean_prompt
 from promptopt.optimizers._opro import OPRO
-from promptopt.optimizers._protegi import ProTeGi
+from promptopt.optimizers._protegi import ProTeGi, accept_edits, between, edit_request, error_report
 from promptopt.optimizers._tpe import TPESearch
 from promptopt.registry import optimizers
-from promptopt.tasks._prompt_recovery import INSTRUCTION_POOL
+from promptopt.tasks import INSTRUCTION_POOL
 
 __all__ = [
     "APE",
@@ -33,6 +33,10 @@ __all__ = [
     "RandomSearch",
     "SearchContext",
     "TPESearch",
+    "accept_edits",
+    "between",
+    "edit_request",
+    "error_report",
     "optimizers",
     "read_proposal",
     "search_mean_prompt",

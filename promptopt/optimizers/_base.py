@@ -16,17 +16,14 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from promptopt.errors import BudgetExhausted, ConfigError
 from promptopt.evaluator import Evaluation, Evaluator
 from promptopt.llm import LLM, Budget
-from promptopt.optimizers._context import SearchContext
+from promptopt.optimizers._context import History, SearchContext
 from promptopt.tasks import Task
 from promptopt.template import Template
-
-if TYPE_CHECKING:
-    from promptopt.sharing import SharedHistory
 
 
 @dataclass
@@ -111,7 +108,7 @@ class Optimizer(ABC):
         *,
         start: Template | None = None,
         seed: int = 0,
-        shared: SharedHistory | None = None,
+        shared: History | None = None,
         batch_seed: int | None = None,
     ) -> OptimizeResult:
         """Run the search, then choose the final template on the validation split.

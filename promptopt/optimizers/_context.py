@@ -12,8 +12,8 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from promptopt.data import Example
 from promptopt.evaluator import Evaluation, Evaluator
@@ -21,11 +21,34 @@ from promptopt.llm import LLM
 from promptopt.tasks import Task
 from promptopt.template import Template
 
-if TYPE_CHECKING:
-    from promptopt.sharing import SharedHistory
-
 MAX_INSTRUCTION_CHARS = 1500
 PROPOSER_MAX_TOKENS = 160
+
+
+
+class History(Protocol):
+    """The evaluations other workers of the study recorded (what a search may reuse).
+
+    :class:`promptopt.runs.SharedHistory` reads them from the study; an optimizer only
+    needs these two methods.
+    """
+
+    def evaluations(self, split: str, examples: Sequence[Example]) -> list[Evaluation]:
+        """Other workers' evaluations on exactly ``examples`` of ``split``."""
+        ...
+
+    def reusable(
+        self,
+        template: Template,
+        split: str,
+        examples: Sequence[Example],
+        *,
+        parents: Sequence[str] = (),
+        meta: Mapping[str, Any] | None = None,
+    ) -> Evaluation | None:
+        """Another worker's evaluation of ``template`` on ``examples``, or None."""
+        ...
+
 
 STRAY_TAG = re.compile(r"</?\s*[A-Za-z_]+\s*>")
 """A tag such as ``<INS>``, ``</prompt>`` or ``<END>`` left in a proposer's answer."""
@@ -115,7 +138,7 @@ class SearchContext:
         start: Template,
         seed: int,
         max_instruction_chars: int = MAX_INSTRUCTION_CHARS,
-        shared: SharedHistory | None = None,
+        shared: History | None = None,
         batch_seed: int | None = None,
     ) -> None:
         self.task = task
@@ -174,7 +197,7 @@ class SearchContext:
         """Evaluate on ``examples`` (default: the whole train split); may raise BudgetExhausted.
 
         An evaluation another worker recorded for this template and these examples is
-        reused when possible (see :meth:`SharedHistory.reusable`): no call, no trial.
+        reused when possible (see :meth:`History.reusable`): no call, no trial.
         """
         if self.shared is not None:
             chosen = list(self.train if examples is None else examples)
@@ -193,7 +216,7 @@ class SearchContext:
         """Train evaluations on ``examples`` that other workers recorded, not returned before.
 
         Oldest first; each one's ``scores`` repeat its mean (see
-        :meth:`SharedHistory.evaluations`). Their instructions count as seen, so a
+        :meth:`History.evaluations`). Their instructions count as seen, so a
         proposal that repeats one is rejected as a duplicate. Empty for a lone run.
         """
         if self.shared is None:

@@ -30,10 +30,10 @@ import numpy as np
 
 from promptopt.errors import BudgetExhausted, ConfigError
 from promptopt.evaluator import Evaluation
-from promptopt.metrics import is_embedding_metric
 from promptopt.optimizers._base import Optimizer, OptimizeResult
 from promptopt.optimizers._context import SearchContext
 from promptopt.registry import optimizers
+from promptopt.scoring import is_embedding_metric
 from promptopt.tasks import Task
 
 _WORD = re.compile(r"[A-Za-z]+")
@@ -188,7 +188,7 @@ def search_mean_prompt(
 
     Args:
         scorer: An object with ``embed(texts) -> unit vectors``, ``sharpen(cos)`` and
-            optionally ``tokenizer`` (e.g. :class:`~promptopt.scorer.SCSScorer`).
+            optionally ``tokenizer`` (e.g. :class:`~promptopt.scoring._scs.SCSScorer`).
         train_targets: The known true prompts the string is fitted to.
         max_tokens: Most tokens (appended entries) in the string.
         beam_width: Strings kept per step (1: greedy).

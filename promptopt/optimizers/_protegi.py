@@ -99,7 +99,7 @@ def edit_request(task: Task, instruction: str, errors: str, gradient: str, n: in
     """The prompt that asks for ``n`` edits of ``instruction`` against one textual gradient.
 
     ``gradient`` completes "the problem with this prompt is that ...": a reason the
-    proposer wrote (ProTeGi) or a person's critique (:func:`promptopt.refine`).
+    proposer wrote (ProTeGi) or a person's critique (:func:`promptopt.runs._refine`).
     """
     return EDIT_PROMPT.format(
         task=task.description or task.name, prompt=instruction, errors=errors,

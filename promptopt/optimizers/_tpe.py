@@ -27,8 +27,10 @@ from promptopt.errors import DataError
 from promptopt.optimizers._base import Optimizer
 from promptopt.optimizers._context import MAX_INSTRUCTION_CHARS, SearchContext
 from promptopt.registry import optimizers
-from promptopt.tasks import Task
-from promptopt.tasks._prompt_recovery import ANSWER_PREFIXES  # noqa: F401 (re-exported)
+from promptopt.tasks import (
+    ANSWER_PREFIXES,  # noqa: F401 (re-exported)
+    Task,
+)
 
 
 def _norm(text: str) -> str:

@@ -5,13 +5,17 @@ from promptopt.tasks._base import Task, truncate_tokens
 from promptopt.tasks._classification import ClassificationTask
 from promptopt.tasks._csv import CSVTask
 from promptopt.tasks._prompt_recovery import (
+    ANSWER_PREFIXES,
     DEFAULT_PREDICTION,
+    INSTRUCTION_POOL,
     PromptRecoveryTask,
     clean_prediction,
     strip_chatter,
 )
 
 __all__ = [
+    "ANSWER_PREFIXES",
+    "INSTRUCTION_POOL",
     "CSVTask",
     "ClassificationTask",
     "DEFAULT_PREDICTION",

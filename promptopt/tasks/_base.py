@@ -17,10 +17,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from promptopt._textfile import clip
-from promptopt.data import SAMPLE_PROMPT_RECOVERY, Example, Splits, load_examples, split_examples
+from promptopt.data import (
+    SAMPLE_PROMPT_RECOVERY,
+    Example,
+    Splits,
+    clip,
+    load_examples,
+    split_examples,
+)
 from promptopt.errors import ConfigError, DataError
-from promptopt.metrics import object_spec
+from promptopt.scoring import object_spec
 from promptopt.template import Template
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ Each row is one example; the model reads the input fields (as ``name: value`` li
 or filled into ``{name}`` placeholders of the instruction) and answers the target.
 The answer is cleaned of chatter ("Sure! Here is ...", an "Answer:" or
 ``<target>:`` label) and kept as its first line (``answer="line"``) or whole
-(``answer="full"``), then judged by the metric (see :mod:`promptopt.metrics`).
+(``answer="full"``), then judged by the metric (see :mod:`promptopt.scoring._metrics`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 
 from promptopt.data import Example, Splits
 from promptopt.errors import ConfigError
-from promptopt.metrics import make_metric
 from promptopt.registry import tasks
+from promptopt.scoring import make_metric
 from promptopt.tasks._base import Messages, Task, truncate_tokens
 from promptopt.tasks._prompt_recovery import first_line, strip_chatter
 from promptopt.template import Template
@@ -63,7 +63,7 @@ class CSVTask(Task):
         metric: ``"exact"`` (case- and whitespace-insensitive exact match),
             ``"rouge-l"``, ``"scs"``, a registered plugin metric, a
             ``"module:function"`` string, a function ``fn(prediction, target) -> float``
-            or a scorer object (see :func:`~promptopt.metrics.make_metric`).
+            or a scorer object (see :func:`~promptopt.scoring._metrics.make_metric`).
         scorer: Embedding scorer for the ``scs`` metric (a name or an SCSScorer; the
             ``--scorer`` option); other metrics ignore it.
         answer: ``"line"``: the first line of the cleaned answer; ``"full"``: all of it.

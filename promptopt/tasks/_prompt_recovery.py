@@ -84,7 +84,7 @@ def strip_chatter(raw: str, *, labels: tuple[str, ...] | re.Pattern[str] = ()) -
     default labels), possibly nested, a closing paragraph such as "I hope this helps!"
     or "Let me know if ...", and one pair of quotes wrapping the whole answer.
     Prediction cleaning (:func:`clean_prediction`), the csv task and generated
-    rewrites (:mod:`promptopt.datagen`) share it.
+    rewrites (:mod:`promptopt.datagen._generate`) share it.
     """
     text = (raw or "").replace("\r\n", "\n").replace("\r", "\n").strip()
     label = labels if isinstance(labels, re.Pattern) else label_pattern(tuple(labels))

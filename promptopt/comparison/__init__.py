@@ -1,0 +1,27 @@
+"""Comparison: several methods on one task over seeds, with its table, plot and report."""
+
+from promptopt.comparison._compare import compare, resolve_methods, runnable_methods
+from promptopt.comparison._report import TRIAL_COLUMNS, best_so_far, curve_band
+from promptopt.comparison._results import (
+    FIXED_PREDICTION,
+    TABLE_COLUMNS,
+    CompareResult,
+    CompareRow,
+    Stat,
+    study_name,
+)
+
+__all__ = [
+    "CompareResult",
+    "CompareRow",
+    "FIXED_PREDICTION",
+    "Stat",
+    "TABLE_COLUMNS",
+    "TRIAL_COLUMNS",
+    "best_so_far",
+    "compare",
+    "curve_band",
+    "resolve_methods",
+    "runnable_methods",
+    "study_name",
+]

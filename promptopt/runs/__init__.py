@@ -1,0 +1,36 @@
+"""Runs: one search end to end (run, resume, workers, sharing, results) and applying
+its result (evaluate, predict, refine)."""
+
+from promptopt.runs._apply import best_template, evaluate, predict
+from promptopt.runs._building import DEFAULT_SPLITS, make_llms, make_task, new_study_name
+from promptopt.runs._process import process_start
+from promptopt.runs._refine import RefineResult, refine
+from promptopt.runs._results import RunResult
+from promptopt.runs._runner import DEFAULT_STORAGE, resume_run, run
+from promptopt.runs._sharing import SharedHistory
+from promptopt.runs._state import load_for_resume, sigterm_as_interrupt
+from promptopt.runs._workers import CLAIM_ATTR, REGISTRATION_ATTR, worker_records, worker_seed
+
+__all__ = [
+    "CLAIM_ATTR",
+    "DEFAULT_SPLITS",
+    "DEFAULT_STORAGE",
+    "REGISTRATION_ATTR",
+    "RefineResult",
+    "RunResult",
+    "SharedHistory",
+    "best_template",
+    "evaluate",
+    "load_for_resume",
+    "make_llms",
+    "make_task",
+    "new_study_name",
+    "predict",
+    "process_start",
+    "refine",
+    "resume_run",
+    "run",
+    "sigterm_as_interrupt",
+    "worker_records",
+    "worker_seed",
+]

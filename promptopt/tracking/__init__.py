@@ -1,0 +1,23 @@
+"""Tracking: one Optuna study per run in an RDB storage (SQLite, PostgreSQL)."""
+
+from promptopt.tracking._tracker import (
+    Tracker,
+    display_url,
+    engine_url,
+    find_study,
+    import_optuna,
+    load_study_attrs,
+    open_storage,
+    storage_errors,
+)
+
+__all__ = [
+    "Tracker",
+    "display_url",
+    "engine_url",
+    "find_study",
+    "import_optuna",
+    "load_study_attrs",
+    "open_storage",
+    "storage_errors",
+]
