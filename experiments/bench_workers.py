@@ -53,14 +53,15 @@ def _trials(storage: str, study: str) -> list[Any]:
 
 def _own_trials(storage: str, study: str, pid: int) -> int:
     """Completed trials of the worker that process ``pid`` runs (0 before it has started)."""
-    from promptopt.runs import worker_records
+    from promptopt.tracking import StudyAttrs
 
     optuna = import_optuna()
     try:
         loaded = optuna.load_study(study_name=study, storage=open_storage(storage))
     except Exception:  # not created yet
         return 0
-    index = [k for k, r in worker_records(loaded.user_attrs).items() if r.get("pid") == pid]
+    records = StudyAttrs(loaded.user_attrs).worker_records()
+    index = [k for k, r in records.items() if r.get("pid") == pid]
     if not index:
         return 0
     return sum(t.state.name == "COMPLETE" and t.user_attrs.get("worker") == index[0]

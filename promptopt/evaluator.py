@@ -118,7 +118,6 @@ class Evaluator:
         self.constants: list[Evaluation] = []
         """Constant-prediction scorings (:meth:`score_constant`); never in :attr:`history`."""
         self._constant_memo: dict[tuple[str, str, str, tuple[str, ...]], Evaluation] = {}
-        self._chat: bool | None = None
         self.adopted = 0
         """Evaluations taken over from another worker (:meth:`adopt`): in history, not trials."""
 

@@ -13,22 +13,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from promptopt.cli._common import (
-    ApiBase,
-    Data,
-    MaxErrors,
-    Model,
-    NoCache,
-    Proposer,
-    Scorer,
-    SkipBadRows,
-    SplitSeed,
-    Start,
-    Storage,
-    Task,
-    TestSize,
-    Timeout,
-    TrainSize,
-    ValSize,
     err,
     explicit,
     format_metrics,
@@ -40,14 +24,52 @@ from promptopt.cli._common import (
     progress,
     split_size,
 )
-from promptopt.cli._task_options import Inputs, Metric, Target, TaskOption, task_options
+from promptopt.cli._options import (
+    DEFAULT_BUDGET,
+    DEFAULT_MAX_ERRORS,
+    DEFAULT_METHOD,
+    DEFAULT_MODEL,
+    DEFAULT_SCORER,
+    DEFAULT_SPLIT_SEED,
+    DEFAULT_TASK,
+    DEFAULT_TEST,
+    DEFAULT_TIMEOUT,
+    DEFAULT_TRAIN,
+    DEFAULT_VAL,
+    ApiBase,
+    AsJson,
+    Budget,
+    Data,
+    Inputs,
+    MaxErrors,
+    Method,
+    Metric,
+    Model,
+    NoCache,
+    Proposer,
+    Scorer,
+    Seed,
+    Settings,
+    SkipBadRows,
+    SplitSeed,
+    Start,
+    Storage,
+    Suffix,
+    Target,
+    Task,
+    TaskOption,
+    TestSize,
+    Timeout,
+    TrainSize,
+    ValSize,
+    task_options,
+)
 from promptopt.cli.compare import compare_command
 from promptopt.cli.data import data_app
 from promptopt.cli.refine import refine_command
-from promptopt.evaluator import DEFAULT_MAX_ERRORS
-from promptopt.llm import DEFAULT_MODEL, DEFAULT_TIMEOUT, EMBEDDED_MODELS
+from promptopt.llm import EMBEDDED_MODELS
 from promptopt.redact import redact, redact_log_records
-from promptopt.runs import DEFAULT_SPLITS, DEFAULT_STORAGE
+from promptopt.runs import DEFAULT_STORAGE, RunResult, SearchSpec, TaskSpec
 from promptopt.version import __version__
 
 __all__ = ["app", "main"]
@@ -83,8 +105,8 @@ def main_callback(
 @app.command()
 def run(
     ctx: typer.Context,
-    method: Annotated[str, typer.Option("--method", "-m", help="Optimizer (see `list`).")] = "opro",
-    task: Task = "prompt-recovery",
+    method: Method = DEFAULT_METHOD,
+    task: Task = DEFAULT_TASK,
     data: Data = None,
     inputs: Inputs = None,
     target: Target = None,
@@ -92,32 +114,20 @@ def run(
     task_option: TaskOption = [],  # noqa: B006 - Typer needs a literal default
     model: Model = DEFAULT_MODEL,
     proposer: Proposer = None,
-    scorer: Scorer = "auto",
-    budget: Annotated[
-        int, typer.Option(help="Max LLM calls for the search, proposer calls included.")
-    ] = 100,
-    seed: Annotated[int, typer.Option(help="Search seed.")] = 0,
+    scorer: Scorer = DEFAULT_SCORER,
+    budget: Budget = DEFAULT_BUDGET,
+    seed: Seed = SearchSpec.seed,
     storage: Storage = DEFAULT_STORAGE,
     study: Annotated[str | None, typer.Option(help="Study name (default: generated).")] = None,
-    train: TrainSize = DEFAULT_SPLITS["train"],
-    val: ValSize = DEFAULT_SPLITS["val"],
-    test: TestSize = DEFAULT_SPLITS["test"],
-    split_seed: SplitSeed = 0,
-    skip_bad_rows: SkipBadRows = False,
+    train: TrainSize = DEFAULT_TRAIN,
+    val: ValSize = DEFAULT_VAL,
+    test: TestSize = DEFAULT_TEST,
+    split_seed: SplitSeed = DEFAULT_SPLIT_SEED,
+    skip_bad_rows: SkipBadRows = TaskSpec.skip_bad_rows,
     start: Start = None,
-    setting: Annotated[
-        list[str],
-        typer.Option("--set", help="Optimizer setting KEY=VALUE (JSON values), repeatable."),
-    ] = [],  # noqa: B006 - Typer needs a literal default
+    setting: Settings = [],  # noqa: B006 - Typer needs a literal default
     no_cache: NoCache = False,
-    suffix: Annotated[
-        bool,
-        typer.Option(
-            "--suffix",
-            help="Append a learned mean-prompt string to every prediction of the final "
-            "template; reports the test score with and without it.",
-        ),
-    ] = False,
+    suffix: Suffix = SearchSpec.suffix,
     api_base: ApiBase = None,
     max_errors: MaxErrors = DEFAULT_MAX_ERRORS,
     timeout: Timeout = DEFAULT_TIMEOUT,
@@ -126,7 +136,7 @@ def run(
         typer.Option("--resume", help="Continue the interrupted run --study with its stored "
                      "settings; recorded work is replayed from the cache and storage."),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Search for the best template with METHOD and report its held-out test score."""
     from promptopt.runs import resume_run, sigterm_as_interrupt
@@ -158,6 +168,11 @@ def run(
             result = resume_run(str(study), given=given, on_progress=advance, **common)
         else:
             result = run_search(study=study, on_progress=advance, **options, **common)
+    _show_run(result, as_json=as_json)
+
+
+def _show_run(result: RunResult, *, as_json: bool = False) -> None:
+    """Print a run's result: the start and best template with their scores, usage, notes."""
     if as_json:
         out.print_json(json.dumps(result.to_dict()))
         return
@@ -205,19 +220,19 @@ app.command("compare")(compare_command)
 def eval_(
     template: Annotated[str, typer.Argument(help="A .json/.txt template file or the instruction.")],
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
-    task: Task = "prompt-recovery",
+    task: Task = DEFAULT_TASK,
     data: Data = None,
     inputs: Inputs = None,
     target: Target = None,
     metric: Metric = None,
     task_option: TaskOption = [],  # noqa: B006 - Typer needs a literal default
     model: Model = DEFAULT_MODEL,
-    scorer: Scorer = "auto",
-    train: TrainSize = DEFAULT_SPLITS["train"],
-    val: ValSize = DEFAULT_SPLITS["val"],
-    test: TestSize = DEFAULT_SPLITS["test"],
-    split_seed: SplitSeed = 0,
-    skip_bad_rows: SkipBadRows = False,
+    scorer: Scorer = DEFAULT_SCORER,
+    train: TrainSize = DEFAULT_TRAIN,
+    val: ValSize = DEFAULT_VAL,
+    test: TestSize = DEFAULT_TEST,
+    split_seed: SplitSeed = DEFAULT_SPLIT_SEED,
+    skip_bad_rows: SkipBadRows = TaskSpec.skip_bad_rows,
     storage: Annotated[
         str | None, typer.Option(help="Record the evaluation in this storage.")
     ] = None,
@@ -274,7 +289,7 @@ def predict(
     no_cache: NoCache = False,
 ) -> None:
     """Predict every row of DATA with a template and write a Kaggle submission (id,target)."""
-    from promptopt.cli._task_options import study_task
+    from promptopt.cli._options import study_task
     from promptopt.runs import best_template
     from promptopt.runs import predict as run_predict
 

@@ -1,5 +1,5 @@
-"""What the ``promptopt`` commands share: consoles, option types, progress bar,
-error printing, and small parsers."""
+"""What the ``promptopt`` commands share: consoles, progress bar, error printing, and
+small parsers (the shared options are in :mod:`promptopt.cli._options`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import os
 import shlex
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -22,56 +21,6 @@ from promptopt.redact import redact
 
 out = Console()
 err = Console(stderr=True)
-
-Task = Annotated[str, typer.Option("--task", "-t", help="Registered task name.")]
-Data = Annotated[
-    Path | None,
-    typer.Option("--data", "-d", help="Dataset (CSV, JSONL, Parquet). Default: bundled sample."),
-]
-Model = Annotated[
-    str, typer.Option("--model", help="Recovery LLM: a LiteLLM model string or llamacpp/<name>.")
-]
-Proposer = Annotated[
-    str | None,
-    typer.Option(help="LLM that writes new instructions (default: --model)."),
-]
-Start = Annotated[
-    str | None,
-    typer.Option(help="Starting template: a .json/.txt file or the instruction itself."),
-]
-Scorer = Annotated[
-    str,
-    typer.Option(help="Scorer: auto, minilm, sentence-t5, a sentence-transformers name or path."),
-]
-Storage = Annotated[str, typer.Option(help="Optuna storage URL.")]
-TrainSize = Annotated[float, typer.Option("--train", help="Train split size (count or fraction).")]
-ValSize = Annotated[float, typer.Option("--val", help="Validation split size (count or fraction).")]
-TestSize = Annotated[float, typer.Option("--test", help="Test split size (count or fraction).")]
-SplitSeed = Annotated[int, typer.Option(help="Seed of the train/val/test split.")]
-NoCache = Annotated[
-    bool, typer.Option("--no-cache", help="Do not read or write the disk cache.")
-]
-ApiBase = Annotated[
-    str | None,
-    typer.Option(help="Provider URL for both LLMs, e.g. an OpenAI-compatible server "
-                 "(vLLM, llama.cpp) at http://HOST:PORT/v1 with --model openai/NAME."),
-]
-MaxErrors = Annotated[
-    int,
-    typer.Option(help="Failed evaluations tolerated per run (each recorded as a failed trial, "
-                 "the search goes on); one more stops the run, to --resume later."),
-]
-Timeout = Annotated[
-    float, typer.Option(help="Seconds per LLM request before it times out (and is retried).")
-]
-SkipBadRows = Annotated[
-    bool,
-    typer.Option(
-        "--skip-bad-rows",
-        help="Skip data rows with empty/non-text cells or duplicate ids (listed in a warning).",
-    ),
-]
-
 
 def split_size(value: float) -> int | float:
     return int(value) if value >= 1 and float(value).is_integer() else value

@@ -13,22 +13,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from promptopt.cli._common import (
-    ApiBase,
-    Data,
-    MaxErrors,
-    Model,
-    NoCache,
-    Proposer,
-    Scorer,
-    SkipBadRows,
-    SplitSeed,
-    Start,
-    Storage,
-    Task,
-    TestSize,
-    Timeout,
-    TrainSize,
-    ValSize,
     command_line,
     err,
     friendly_errors,
@@ -38,11 +22,41 @@ from promptopt.cli._common import (
     progress,
     split_size,
 )
-from promptopt.cli._task_options import Inputs, Metric, Target, TaskOption, task_options
-from promptopt.evaluator import DEFAULT_MAX_ERRORS
-from promptopt.llm import DEFAULT_MODEL, DEFAULT_TIMEOUT
+from promptopt.cli._options import (
+    DEFAULT_BUDGET,
+    DEFAULT_MAX_ERRORS,
+    DEFAULT_MODEL,
+    DEFAULT_SCORER,
+    DEFAULT_SPLIT_SEED,
+    DEFAULT_TASK,
+    DEFAULT_TEST,
+    DEFAULT_TIMEOUT,
+    DEFAULT_TRAIN,
+    DEFAULT_VAL,
+    ApiBase,
+    Data,
+    Inputs,
+    MaxErrors,
+    Metric,
+    Model,
+    NoCache,
+    Proposer,
+    Scorer,
+    SkipBadRows,
+    SplitSeed,
+    Start,
+    Storage,
+    Target,
+    Task,
+    TaskOption,
+    TestSize,
+    Timeout,
+    TrainSize,
+    ValSize,
+    task_options,
+)
 from promptopt.redact import redact
-from promptopt.runs import DEFAULT_SPLITS, DEFAULT_STORAGE
+from promptopt.runs import DEFAULT_STORAGE, TaskSpec
 
 
 def compare_command(
@@ -52,7 +66,7 @@ def compare_command(
         typer.Option("--methods", help="Comma-separated methods, e.g. opro,ape (default: all)."),
     ] = None,
     seeds: Annotated[str, typer.Option(help="Comma-separated search seeds, e.g. 0,1,2.")] = "0",
-    task: Task = "prompt-recovery",
+    task: Task = DEFAULT_TASK,
     data: Data = None,
     inputs: Inputs = None,
     target: Target = None,
@@ -60,10 +74,10 @@ def compare_command(
     task_option: TaskOption = [],  # noqa: B006 - Typer needs a literal default
     model: Model = DEFAULT_MODEL,
     proposer: Proposer = None,
-    scorer: Scorer = "auto",
+    scorer: Scorer = DEFAULT_SCORER,
     budget: Annotated[
         int, typer.Option(help="Max LLM calls per run (each method and seed), proposer included.")
-    ] = 100,
+    ] = DEFAULT_BUDGET,
     storage: Storage = DEFAULT_STORAGE,
     prefix: Annotated[
         str | None,
@@ -74,11 +88,11 @@ def compare_command(
         typer.Option("--out", help="Folder for report.md, best_so_far.png, trials.csv "
                      "(default: the prefix, compare-<timestamp>-<hex>)."),
     ] = None,
-    train: TrainSize = DEFAULT_SPLITS["train"],
-    val: ValSize = DEFAULT_SPLITS["val"],
-    test: TestSize = DEFAULT_SPLITS["test"],
-    split_seed: SplitSeed = 0,
-    skip_bad_rows: SkipBadRows = False,
+    train: TrainSize = DEFAULT_TRAIN,
+    val: ValSize = DEFAULT_VAL,
+    test: TestSize = DEFAULT_TEST,
+    split_seed: SplitSeed = DEFAULT_SPLIT_SEED,
+    skip_bad_rows: SkipBadRows = TaskSpec.skip_bad_rows,
     start: Start = None,
     no_cache: NoCache = False,
     api_base: ApiBase = None,

@@ -11,7 +11,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from promptopt.cli._common import NoCache, err, friendly_errors, out
+from promptopt.cli._common import err, friendly_errors, out
+from promptopt.cli._options import NoCache
 from promptopt.llm import DEFAULT_MODEL
 
 data_app = typer.Typer(

@@ -10,16 +10,16 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from promptopt.cli._common import (
+from promptopt.cli._common import err, format_score, friendly_errors, out, progress, split_size
+from promptopt.cli._options import (
     Data,
+    Inputs,
+    Metric,
     NoCache,
     Storage,
-    err,
-    format_score,
-    friendly_errors,
-    out,
-    progress,
-    split_size,
+    Target,
+    TaskOption,
+    task_options,
 )
 from promptopt.runs import DEFAULT_STORAGE
 
@@ -61,10 +61,15 @@ def refine_command(
         str | None, typer.Option(help=f"LLM that writes the edits {FromStudy}.")
     ] = None,
     scorer: Annotated[str | None, typer.Option(help=f"Scorer {FromStudy}.")] = None,
-    metric: Annotated[
-        str | None, typer.Option(help="'human' to rate the candidates yourself in "
-                                 "optuna-dashboard (overrides --scorer).")
-    ] = None,
+    inputs: Inputs = None,
+    target: Target = None,
+    metric: Metric = None,
+    task_option: TaskOption = [],  # noqa: B006 - Typer needs a literal default
+    skip_bad_rows: Annotated[
+        bool,
+        typer.Option("--skip-bad-rows", help="Skip data rows with empty/non-text cells or "
+                     f"duplicate ids (listed in a warning) {FromStudy}."),
+    ] = False,
     train: Annotated[float | None, typer.Option("--train", help="Train split size.")] = None,
     val: Annotated[float | None, typer.Option("--val", help="Validation split size.")] = None,
     test: Annotated[float | None, typer.Option("--test", help="Test split size.")] = None,
@@ -82,7 +87,9 @@ def refine_command(
             feedback, study=study, template=template, storage=storage, k=k, out=out_file,
             refine_study=refine_study, budget=budget, seed=seed, cache=not no_cache,
             on_progress=advance, task=task, data=data, model=model, proposer=proposer,
-            scorer=metric or scorer, split_seed=split_seed, api_base=api_base,
+            scorer=scorer, split_seed=split_seed, api_base=api_base,
+            task_options=task_options(inputs, target, metric, task_option) or None,
+            skip_bad_rows=True if skip_bad_rows else None,
             train=_opt_size(train), val=_opt_size(val), test=_opt_size(test),
             on_study=lambda name: err.print(f"refine study [bold]{name}[/bold] in {storage}"),
         )

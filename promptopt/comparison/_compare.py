@@ -37,15 +37,22 @@ from promptopt.registry import optimizers
 from promptopt.runs import (
     DEFAULT_SPLITS,
     DEFAULT_STORAGE,
+    Live,
     RunResult,
-    make_task,
+    RunSpec,
+    build_task,
+    execute,
     new_study_name,
-    run,
+    resume_run,
 )
 from promptopt.scoring import is_embedding_metric, make_scorer
 from promptopt.tasks import Task
 from promptopt.template import Template
 from promptopt.tracking import import_optuna, open_storage
+
+SHARED_SETTINGS = ("task", "task_options", "data", "model", "proposer", "scorer", "budget",
+                   "splits", "split_seed", "max_errors")
+"""The stored run settings a comparison's report shows (the same for every run)."""
 
 
 def resolve_methods(methods: Sequence[str] | None) -> list[str]:
@@ -150,23 +157,26 @@ def compare(
         raise ConfigError(f"budget must be a positive number of LLM calls, got {budget}")
     if resume and not prefix:
         raise ConfigError("resuming a comparison needs its study-name prefix (prefix=...)")
-    the_scorer = make_scorer(scorer, cache=cache, cache_dir=cache_dir)
-    the_task = make_task(
-        task, data, scorer=the_scorer, train=train, val=val, test=test, split_seed=split_seed,
-        cache=cache, cache_dir=cache_dir, skip_bad_rows=skip_bad_rows, **task_options,
+    base = RunSpec.from_args(
+        task=task, data=data, task_options=task_options, model=model, proposer=proposer,
+        scorer=scorer if isinstance(scorer, str) else None, budget=budget, train=train, val=val,
+        test=test, split_seed=split_seed, skip_bad_rows=skip_bad_rows, start=start,
+        api_base=api_base, max_errors=max_errors, timeout=timeout,
     )
+    the_scorer = make_scorer(scorer, cache=cache, cache_dir=cache_dir)
+    live = Live(scorer=the_scorer, cache=cache, cache_dir=cache_dir, on_progress=on_progress,
+                on_study=on_study)
+    the_task = build_task(base, live)
     names = runnable_methods(names, the_task, explicit=methods is not None)
     prefix = prefix or new_study_name("compare")
+    stored = base.to_settings(the_task, {}, the_task.start_template())
     result = CompareResult(
         prefix=prefix, storage=storage, out_dir=Path(out_dir or prefix), methods=names,
         seeds=seed_list,
         settings={
-            "methods": names, "seeds": seed_list, "task": task,
-            "task_options": the_task.get_params(),
-            "data": str(data) if data is not None else "bundled sample",
-            "model": model, "proposer": proposer or model, "scorer": the_task.scorer_name,
-            "budget": budget, "splits": the_task.splits.sizes(), "split_seed": split_seed,
-            "storage": storage, "prefix": prefix, "cache": cache, "max_errors": max_errors,
+            "methods": names, "seeds": seed_list,
+            **{key: stored[key] for key in SHARED_SETTINGS},
+            "storage": storage, "prefix": prefix, "cache": cache,
         },
     )
     plan = [(method, seed, study_name(prefix, method, seed))
@@ -179,15 +189,15 @@ def compare(
             "continue that comparison with resume (--resume)"
         )
     for method, seed, study in plan:
-        result.runs.append(run(
-            method, task=task, data=data, task_options=task_options, model=model,
-            proposer=proposer,
-            scorer=the_scorer, budget=budget, seed=seed, storage=storage, study=study,
-            train=train, val=val, test=test, split_seed=split_seed,
-            skip_bad_rows=skip_bad_rows, start=start, cache=cache, cache_dir=cache_dir,
-            api_base=api_base, max_errors=max_errors, timeout=timeout,
-            resume=study in taken, on_progress=on_progress, on_study=on_study,
-        ))
+        spec = base.replace(method=method, seed=seed)
+        if study in taken:  # every option given again must agree with the stored run
+            given = {k: v for k, v in spec.args().items() if v is not None}
+            result.runs.append(resume_run(
+                study, storage=storage, given={**given, "scorer": the_scorer}, cache=cache,
+                cache_dir=cache_dir, on_progress=on_progress, on_study=on_study,
+            ))
+        else:
+            result.runs.append(execute(spec, live, storage=storage, study=study))
     result.settings["start_template"] = result.runs[0].start_template.instruction
     result.trials = read_trials(storage, plan)
     result.rows = [

@@ -248,6 +248,67 @@ def _check(n: int, batch_size: int, min_words: int, max_overlap: float,
                               "positive, min_words >= 0, max_overlap in (0, 1]")
 
 
+def _load_inputs(
+    originals: str | Path | Sequence[str],
+    instructions: str | Path | Sequence[str] | None,
+    out_path: Path,
+    *,
+    families: Sequence[str] | None,
+    max_text_tokens: int,
+) -> tuple[list[str], list[str] | None]:
+    """The distinct original texts (cut) and instructions (None: the built-in families)."""
+    for source in (originals, instructions):
+        if isinstance(source, (str, Path)) and Path(source).resolve() == out_path.resolve():
+            raise ConfigError(f"the output {out_path} is also an input file; write elsewhere")
+    texts = (load_texts(originals, columns=ORIGINAL_COLUMNS, what="original texts")
+             if isinstance(originals, (str, Path)) else distinct([t for t in originals if t]))
+    texts = distinct([cut_text(t, max_text_tokens) for t in texts])
+    prompts: list[str] | None = None
+    if isinstance(instructions, (str, Path)):
+        prompts = load_texts(instructions, columns=INSTRUCTION_COLUMNS, what="instructions")
+    elif instructions is not None:
+        prompts = distinct([p.strip() for p in instructions if p.strip()])
+    if not texts or prompts == []:
+        raise ConfigError("no original texts" if not texts else "no instructions")
+    if families is not None and prompts is not None:
+        raise ConfigError("families choose built-in instructions: give them or instructions")
+    templates_for(families)  # unknown family names fail here, before the output is touched
+    return texts, prompts
+
+
+def _next_batch(pairs: Iterator[tuple[str, str]], data: DataFile, summary: DataGenSummary,
+                room: int) -> list[tuple[str, str]]:
+    """Up to ``room`` pairs the output does not hold yet (those it holds are skipped)."""
+    batch: list[tuple[str, str]] = []
+    for pair in pairs:
+        if pair in data.pairs:
+            summary.skipped += 1
+            continue
+        batch.append(pair)
+        if len(batch) >= room:
+            break
+    return batch
+
+
+def _keep(batch: Sequence[tuple[str, str]], raws: Sequence[str], data: DataFile,
+          summary: DataGenSummary, *, min_words: int, max_overlap: float,
+          on_progress: Callable[[], None] | None) -> None:
+    """Clean each rewrite; append the good ones to the output, count the dropped by reason."""
+    for (original, prompt), raw in zip(batch, raws, strict=True):
+        rewrite = clean_rewrite(raw)
+        reason = drop_reason(rewrite, original, prompt, min_words=min_words,
+                             max_overlap=max_overlap)
+        if reason is None and data.has_rewrite(rewrite):
+            reason = "duplicate"
+        if reason is not None:
+            summary.dropped[reason] += 1
+            continue
+        data.append(original, prompt, rewrite)
+        summary.written += 1
+        if on_progress is not None:
+            on_progress()
+
+
 def generate_data(
     originals: str | Path | Sequence[str],
     output: str | Path,
@@ -302,22 +363,8 @@ def generate_data(
     """
     _check(n, batch_size, min_words, max_overlap, max_calls)
     out_path = Path(output)
-    for source in (originals, instructions):
-        if isinstance(source, (str, Path)) and Path(source).resolve() == out_path.resolve():
-            raise ConfigError(f"the output {out_path} is also an input file; write elsewhere")
-    texts = (load_texts(originals, columns=ORIGINAL_COLUMNS, what="original texts")
-             if isinstance(originals, (str, Path)) else distinct([t for t in originals if t]))
-    texts = distinct([cut_text(t, max_text_tokens) for t in texts])
-    prompts: list[str] | None = None
-    if isinstance(instructions, (str, Path)):
-        prompts = load_texts(instructions, columns=INSTRUCTION_COLUMNS, what="instructions")
-    elif instructions is not None:
-        prompts = distinct([p.strip() for p in instructions if p.strip()])
-    if not texts or prompts == []:
-        raise ConfigError("no original texts" if not texts else "no instructions")
-    if families is not None and prompts is not None:
-        raise ConfigError("families choose built-in instructions: give them or instructions")
-    templates_for(families)  # unknown family names fail here, before the output is touched
+    texts, prompts = _load_inputs(originals, instructions, out_path, families=families,
+                                  max_text_tokens=max_text_tokens)
     data = DataFile(out_path)  # reads the rows already there; checks the header
     summary = DataGenSummary(output=str(out_path), requested=n, existing=len(data.rows),
                              model=model, originals=len(texts),
@@ -334,14 +381,7 @@ def generate_data(
                 if room < 1:
                     summary.stopped = "max calls"
                     break
-                batch: list[tuple[str, str]] = []
-                for pair in pairs:
-                    if pair in data.pairs:
-                        summary.skipped += 1
-                        continue
-                    batch.append(pair)
-                    if len(batch) >= room:
-                        break
+                batch = _next_batch(pairs, data, summary, room)
                 if not batch:
                     summary.stopped = "out of pairs"
                     break
@@ -350,19 +390,9 @@ def generate_data(
                     seeds=[_pair_seed(seed, o, p) for o, p in batch],
                     stop=None if chat else BASE_STOP,
                 )
-                for (original, prompt), raw in zip(batch, raws, strict=True):
-                    rewrite = clean_rewrite(raw)
-                    reason = drop_reason(rewrite, original, prompt, min_words=min_words,
-                                         max_overlap=max_overlap)
-                    if reason is None and data.has_rewrite(rewrite):
-                        reason = "duplicate"
-                    if reason is not None:
-                        summary.dropped[reason] += 1
-                        continue
-                    data.append(original, prompt, rewrite)
-                    summary.written += 1
-                    if on_progress is not None:
-                        on_progress(data.count, n)
+                _keep(batch, raws, data, summary, min_words=min_words, max_overlap=max_overlap,
+                      on_progress=None if on_progress is None
+                      else (lambda: on_progress(data.count, n)))
     finally:
         summary.usage = usage.as_dict()
     return summary

@@ -6,12 +6,29 @@ from promptopt.runs._building import DEFAULT_SPLITS, make_llms, make_task, new_s
 from promptopt.runs._process import process_start
 from promptopt.runs._refine import RefineResult, refine
 from promptopt.runs._results import RunResult
-from promptopt.runs._runner import DEFAULT_STORAGE, resume_run, run
+from promptopt.runs._runner import (
+    DEFAULT_STORAGE,
+    Live,
+    build_task,
+    execute,
+    resume_run,
+    run,
+)
+from promptopt.runs._session import RunSession
 from promptopt.runs._sharing import SharedHistory
+from promptopt.runs._spec import LLMSpec, RunSpec, SearchSpec, TaskSpec
 from promptopt.runs._state import load_for_resume, sigterm_as_interrupt
-from promptopt.runs._workers import CLAIM_ATTR, REGISTRATION_ATTR, worker_records, worker_seed
+from promptopt.runs._workers import CLAIM_ATTR, REGISTRATION_ATTR, worker_seed
 
 __all__ = [
+    "LLMSpec",
+    "Live",
+    "RunSession",
+    "RunSpec",
+    "SearchSpec",
+    "TaskSpec",
+    "build_task",
+    "execute",
     "CLAIM_ATTR",
     "DEFAULT_SPLITS",
     "DEFAULT_STORAGE",
@@ -31,6 +48,5 @@ __all__ = [
     "resume_run",
     "run",
     "sigterm_as_interrupt",
-    "worker_records",
     "worker_seed",
 ]

@@ -22,7 +22,7 @@ from promptopt.llm import DEFAULT_MODEL
 from promptopt.registry import tasks
 from promptopt.runs._building import DEFAULT_SPLITS, make_llms, make_task, new_study_name
 from promptopt.template import Template
-from promptopt.tracking import Tracker, load_study_attrs
+from promptopt.tracking import StudyAttrs, Tracker, load_study_attrs
 
 
 def evaluate(
@@ -71,10 +71,10 @@ def evaluate(
 
 def best_template(storage: str, study: str) -> Template:
     """The template a finished run chose (from the study's ``result``)."""
-    attrs = load_study_attrs(storage, study)
-    if "result" not in attrs:
+    result = StudyAttrs(load_study_attrs(storage, study)).result
+    if result is None:
         raise ConfigError(f"study {study!r} has no result yet (unfinished or not a promptopt run)")
-    return Template.from_dict(attrs["result"]["template"], source=f"{storage}#{study}")
+    return Template.from_dict(result["template"], source=f"{storage}#{study}")
 
 
 def predict(

@@ -19,10 +19,14 @@ from typing import Any
 from promptopt.data import sample_path
 from promptopt.llm import DEFAULT_MODEL, LLM, Budget, DiskCache, Usage
 from promptopt.registry import tasks
+from promptopt.runs._spec import TaskSpec
 from promptopt.scoring import make_metric, make_scorer
 from promptopt.tasks import Task
 
-DEFAULT_SPLITS = {"train": 16, "val": 12, "test": 20}
+DEFAULT_SPLITS: dict[str, Any] = {
+    "train": TaskSpec.train, "val": TaskSpec.val, "test": TaskSpec.test,
+}
+"""The split sizes of a run that names none (the run spec's defaults)."""
 
 
 def new_study_name(method: str) -> str:

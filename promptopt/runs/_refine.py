@@ -20,14 +20,14 @@ handful of candidates, every one scored on the whole validation split).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from promptopt.errors import BudgetExhausted, ConfigError
 from promptopt.evaluator import Evaluation, Evaluator
-from promptopt.llm import DEFAULT_MODEL
 from promptopt.optimizers import (
     SearchContext,
     accept_edits,
@@ -36,20 +36,15 @@ from promptopt.optimizers import (
     error_report,
 )
 from promptopt.runs._apply import best_template
-from promptopt.runs._building import DEFAULT_SPLITS, make_llms, make_task, new_study_name
+from promptopt.runs._building import make_llms, make_task, new_study_name
 from promptopt.runs._runner import DEFAULT_STORAGE
-from promptopt.runs._state import args_from_settings
+from promptopt.runs._spec import RunSpec, TaskSpec, default
 from promptopt.template import Template
-from promptopt.tracking import Tracker, find_study, load_study_attrs
+from promptopt.tracking import StudyAttrs, Tracker, find_study, load_study_attrs
 
-RUN_ARGS = ("task", "data", "model", "proposer", "scorer", "train", "val", "test",
-            "split_seed", "skip_bad_rows", "api_base", "task_options")
-"""Settings a refine takes from the study it refines, unless given."""
-_DEFAULTS: dict[str, Any] = {
-    "task": "prompt-recovery", "data": None, "model": DEFAULT_MODEL, "proposer": None,
-    "scorer": "auto", **DEFAULT_SPLITS, "split_seed": 0, "skip_bad_rows": False,
-    "api_base": None, "task_options": None,
-}
+RUN_ARGS = (*(f.name for f in dataclasses.fields(TaskSpec)), "model", "proposer", "api_base")
+"""Settings a refine takes from the study it refines, unless given: the task part of a
+:class:`~promptopt.runs.RunSpec` and the models."""
 
 
 @dataclass
@@ -99,11 +94,11 @@ class RefineResult:
 
 def study_run_args(storage: str, study: str) -> dict[str, Any]:
     """The task, data, models, scorer and splits a run (or a refine) study used."""
-    attrs = load_study_attrs(storage, study)
-    if "settings" in attrs:
-        stored = args_from_settings(attrs["settings"])
+    attrs = StudyAttrs(load_study_attrs(storage, study))
+    if attrs.settings is not None:
+        stored = RunSpec.from_settings(attrs.settings)
         return {k: stored[k] for k in RUN_ARGS}
-    return dict((attrs.get("refine_settings") or {}).get("run_args") or {})
+    return dict((attrs.refine_settings or {}).get("run_args") or {})
 
 
 def refine(
@@ -155,22 +150,12 @@ def refine(
         ConfigError: no feedback, no template to refine, a study without a result, a bad
             setting, or a budget too small to score anything.
     """
-    unknown = sorted(set(run_args) - set(RUN_ARGS))
-    if unknown:
-        raise ConfigError(f"refine got unknown setting(s) {unknown}; valid: {', '.join(RUN_ARGS)}")
-    if not feedback or not feedback.strip():
-        raise ConfigError("refine needs a critique to apply (feedback=...)")
-    for name, value in (("k", k), ("minibatch_size", minibatch_size),
-                        ("errors_shown", errors_shown), ("edit_calls", edit_calls)):
-        if value < 1:
-            raise ConfigError(f"refine: {name}={value} must be at least 1")
-    if study is None and template is None:
-        raise ConfigError("refine needs a study (its best template) or a template")
+    _check_request(feedback, study, template, run_args, k=k, minibatch_size=minibatch_size,
+                   errors_shown=errors_shown, edit_calls=edit_calls)
     base = (template if isinstance(template, Template)
             else Template.load(template) if template is not None
             else best_template(storage, str(study)))
-    args = {**_DEFAULTS, **(study_run_args(storage, study) if study else {}),
-            **{k_: v for k_, v in run_args.items() if v is not None}}
+    args = _run_args(storage, study, run_args)
     the_task = make_task(args["task"], args["data"], scorer=args["scorer"], train=args["train"],
                          val=args["val"], test=args["test"], split_seed=args["split_seed"],
                          cache=cache, cache_dir=cache_dir, skip_bad_rows=args["skip_bad_rows"],
@@ -187,16 +172,12 @@ def refine(
                           f"LLM calls (a {batch_size}-example minibatch, an edit request and "
                           f"{n_val} validation calls per candidate)")
     name = refine_study or new_study_name(f"{study}-refine" if study else "refine")
-    found = find_study(storage, name)
-    if found is not None and found[1]:
-        raise ConfigError(f"study {name!r} in {storage} already holds trials; choose another "
-                          "refine study name")
-    tracker = Tracker(storage, name)
+    tracker = _new_study(storage, name)
     if hasattr(the_task.scorer, "attach"):  # the human metric rates in the study
         the_task.scorer.attach(storage, name)
     source = f"{storage}#{study}" if template is None else str(
         template.id if isinstance(template, Template) else template)
-    tracker.set_attr("refine_settings", {
+    StudyAttrs.write_refine_settings(tracker, {
         "feedback": feedback, "source": source, "base_template": base.to_dict(), "k": k,
         "budget": budget, "seed": seed, "minibatch_size": minibatch_size,
         "errors_shown": errors_shown, "edit_calls": edit_calls,
@@ -214,15 +195,7 @@ def refine(
     finally:
         evaluator.budget.release(held)
     candidates = [Candidate(base, "original")] + [Candidate(t, "edit") for t in edits]
-    meta = {"role": "refine", "feedback": feedback}
-    for i, cand in enumerate(candidates):
-        try:
-            ev = evaluator.evaluate(cand.template, "val", parents=[] if i == 0 else [base.id],
-                                    meta={**meta, "kind": cand.kind})
-        except BudgetExhausted:
-            notes.append(f"the budget ran out: {len(candidates) - i} candidate(s) not scored")
-            break
-        cand.val_score, cand.n = ev.score, ev.n
+    _score(evaluator, candidates, feedback, notes)
     if len(edits) < k:
         notes.append(f"the proposer gave {len(edits)} usable edit(s) of the {k} asked for "
                      f"(rejected: {dict(ctx.rejected)})")
@@ -239,8 +212,61 @@ def refine(
         path = Path(out)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(best.template.to_json() + "\n", encoding="utf-8")
-    tracker.set_attr("result", result.to_dict())
+    StudyAttrs.write_result(tracker, result.to_dict())
     return result
+
+
+def _check_request(
+    feedback: str, study: str | None, template: Template | str | None,
+    run_args: Mapping[str, Any], **counts: int,
+) -> None:
+    """Refuse a refine that cannot start, before anything is loaded."""
+    unknown = sorted(set(run_args) - set(RUN_ARGS))
+    if unknown:
+        raise ConfigError(f"refine got unknown setting(s) {unknown}; valid: {', '.join(RUN_ARGS)}")
+    if not feedback or not feedback.strip():
+        raise ConfigError("refine needs a critique to apply (feedback=...)")
+    for name, value in counts.items():
+        if value < 1:
+            raise ConfigError(f"refine: {name}={value} must be at least 1")
+    if study is None and template is None:
+        raise ConfigError("refine needs a study (its best template) or a template")
+
+
+def _run_args(storage: str, study: str | None, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The task, data, models, scorer and splits: given, else the study's, else defaults.
+    Task options given add to the study's, key by key (as ``--resume`` reads them)."""
+    args = {name: default(name) for name in RUN_ARGS}
+    args.update(study_run_args(storage, study) if study else {})
+    chosen = {name: value for name, value in given.items() if value is not None}
+    chosen["task_options"] = {**dict(args["task_options"] or {}),
+                              **dict(chosen.get("task_options") or {})}
+    args.update(chosen)
+    return args
+
+
+def _new_study(storage: str, name: str) -> Tracker:
+    """A tracker on the new refine study ``name`` (refused if it holds trials already)."""
+    found = find_study(storage, name)
+    if found is not None and found[1]:
+        raise ConfigError(f"study {name!r} in {storage} already holds trials; choose another "
+                          "refine study name")
+    return Tracker(storage, name)
+
+
+def _score(evaluator: Evaluator, candidates: list[Candidate], feedback: str,
+           notes: list[str]) -> None:
+    """Score the original and its edits on validation, in order, until the budget ends."""
+    base = candidates[0].template
+    meta = {"role": "refine", "feedback": feedback}
+    for i, cand in enumerate(candidates):
+        try:
+            ev = evaluator.evaluate(cand.template, "val", parents=[] if i == 0 else [base.id],
+                                    meta={**meta, "kind": cand.kind})
+        except BudgetExhausted:
+            notes.append(f"the budget ran out: {len(candidates) - i} candidate(s) not scored")
+            break
+        cand.val_score, cand.n = ev.score, ev.n
 
 
 def _propose_edits(

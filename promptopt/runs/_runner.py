@@ -4,46 +4,87 @@
     result = run("opro", budget=100, seed=0)
     print(result.template.instruction, result.test_score)
 
-:func:`run` loads the task's data and splits it, builds the recovery and proposer
-LLMs (shared cache, budget and usage), the scorer and the Optuna tracker, runs the
-optimizer, then scores the chosen and the starting template on the test split.
+:func:`run` describes the run as a :class:`~promptopt.runs.RunSpec` and hands it to
+:func:`execute`, which builds the parts (the task on its split data, the recovery and
+proposer LLMs sharing cache, budget and usage, the optimizer, the starting template),
+opens the run on its study (:class:`~promptopt.runs._session.RunSession`), runs the
+optimizer and scores the chosen and the starting template on the test split.
 :func:`resume_run` (``run(..., resume=True)``) continues an interrupted run. Several
 processes given the same study and settings work on it together as workers (see
-:mod:`promptopt.runs._workers`). Scoring, fetching and applying a chosen template is in
-:mod:`promptopt.runs._apply`; building the task, LLMs and scorer from names is in
-:mod:`promptopt.runs._building`.
+:mod:`promptopt.runs._workers`).
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import inspect
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from promptopt.errors import ConfigError
-from promptopt.evaluator import DEFAULT_MAX_ERRORS, Evaluator
-from promptopt.llm import DEFAULT_MODEL, DEFAULT_TIMEOUT
+from promptopt.evaluator import DEFAULT_MAX_ERRORS, Evaluation, Evaluator
+from promptopt.llm import DEFAULT_MODEL, DEFAULT_TIMEOUT, LLM
+from promptopt.optimizers import Optimizer, OptimizeResult, search_mean_prompt
 from promptopt.registry import optimizers
 from promptopt.runs._building import DEFAULT_SPLITS, make_llms, make_task, new_study_name
 from promptopt.runs._results import RunResult
+from promptopt.runs._session import RunSession
 from promptopt.runs._sharing import SharedHistory
-from promptopt.runs._state import (
-    check_replayable,
-    load_for_resume,
-    record_stop,
-    run_settings,
-    set_status,
-)
-from promptopt.runs._workers import Heartbeat, Member, plan_start, publish_result, resume_member
+from promptopt.runs._spec import RunSpec
+from promptopt.runs._state import load_for_resume
+from promptopt.runs._workers import Member, resume_member
 from promptopt.scoring import is_embedding_metric
+from promptopt.tasks import Task
 from promptopt.template import Template
-from promptopt.tracking import Tracker
 
 DEFAULT_STORAGE = "sqlite:///promptopt.db"
+F = TypeVar("F", bound=Callable[..., Any])
+_GIVEN: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "promptopt_given", default=frozenset()
+)
 
 
+def _records_given(fn: F) -> F:
+    """Make the names of the arguments a call passed (defaults or not) readable inside
+    ``fn`` as ``_GIVEN.get()``: an option given with its default value counts as given
+    on resume."""
+    names = list(inspect.signature(fn).parameters)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        token = _GIVEN.set(frozenset(names[: len(args)]) | frozenset(kwargs))
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _GIVEN.reset(token)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Live:
+    """What a run uses but never stores: live objects, callbacks, the cache.
+
+    Attributes:
+        scorer: A scorer object shared by several runs (``compare``); None: the spec's.
+        cache: Use the disk cache.
+        cache_dir: Cache folder (overrides ``PROMPTOPT_CACHE_DIR``).
+        on_progress: Called after every LLM request (progress bars).
+        on_study: Called with the study name once it exists.
+    """
+
+    scorer: Any = None
+    cache: bool = True
+    cache_dir: str | None = None
+    on_progress: Callable[[], None] | None = None
+    on_study: Callable[[str], None] | None = None
+
+
+@_records_given
 def run(
     method: str = "opro",
     *,
@@ -113,7 +154,7 @@ def run(
         timeout: Seconds per LLM request before it times out (then it is retried).
         resume: Continue the interrupted run ``study`` in ``storage`` (see
             :func:`resume_run`): the stored settings are used; any setting passed here
-            with a value other than its default must agree with them.
+            (even with its default value; None counts as not given) must agree with them.
         on_progress: Called after every LLM request (for progress bars).
         on_study: Called with the study name once it exists.
 
@@ -122,24 +163,24 @@ def run(
             marked ``"interrupted"`` (where the storage still allows it) and the
             exception's ``resume_hint`` is the command that continues it.
     """
-    spec: dict[str, Any] = {
-        "method": method, "task": task, "data": data, "task_options": task_options,
-        "model": model, "proposer": proposer,
-        "scorer": scorer, "budget": budget, "seed": seed, "train": train, "val": val,
-        "test": test, "split_seed": split_seed, "skip_bad_rows": skip_bad_rows,
-        "settings": settings, "start": start, "suffix": suffix, "api_base": api_base,
-        "max_errors": max_errors, "timeout": timeout,
-    }
+    spec = RunSpec.from_args(
+        method=method, task=task, data=data, task_options=task_options, model=model,
+        proposer=proposer, scorer=scorer if isinstance(scorer, str) else None, budget=budget,
+        seed=seed, train=train, val=val, test=test, split_seed=split_seed,
+        skip_bad_rows=skip_bad_rows, settings=settings, start=start, suffix=suffix,
+        api_base=api_base, max_errors=max_errors, timeout=timeout,
+    )
+    live = Live(scorer=None if isinstance(scorer, str) else scorer, cache=cache,
+                cache_dir=cache_dir, on_progress=on_progress, on_study=on_study)
     if resume:
         if study is None:
             raise ConfigError("resuming needs the name of the study to continue (study=...)")
-        defaults = inspect.signature(run).parameters
-        given = {k: v for k, v in spec.items() if v is not defaults[k].default
-                 and v != defaults[k].default}
+        passed = {**spec.args(), "scorer": scorer}
+        given = {name: value for name, value in passed.items()
+                 if name in _GIVEN.get() and value is not None}
         return resume_run(study, storage=storage, given=given, cache=cache, cache_dir=cache_dir,
                           on_progress=on_progress, on_study=on_study)
-    return _execute(spec, storage=storage, study=study, cache=cache, cache_dir=cache_dir,
-                    on_progress=on_progress, on_study=on_study)
+    return execute(spec, live, storage=storage, study=study)
 
 
 def resume_run(
@@ -178,145 +219,157 @@ def resume_run(
         ResumeError: the study holds no promptopt run, another live process runs it,
             or the replay differs from the recorded trials (code, data or cache changed).
     """
-    spec, attrs = load_for_resume(storage, study, dict(given or {}))
+    given = dict(given or {})
+    spec, attrs = load_for_resume(storage, study, given)
     member = resume_member(study, attrs)  # several workers: the one that stopped
-    if member is None and "result" in attrs:
+    stored = attrs.result
+    if member is None and stored is not None:
         if on_study is not None:
             on_study(study)
-        done = RunResult.from_dict(attrs["result"], storage=storage)
+        done = RunResult.from_dict(stored, storage=storage)
         done.notes.append(f"study {study!r} had already finished: this is its stored result "
                           "(no LLM call)")
         return done
-    return _execute(spec, storage=storage, study=study, cache=cache, cache_dir=cache_dir,
-                    on_progress=on_progress, on_study=on_study, resuming=attrs["settings"],
-                    member=member)
+    shared = given.get("scorer")  # an object (e.g. shared by compare); its name was checked
+    live = Live(scorer=None if isinstance(shared, str) else shared, cache=cache,
+                cache_dir=cache_dir, on_progress=on_progress, on_study=on_study)
+    return execute(spec, live, storage=storage, study=study, resuming=attrs.settings,
+                   member=member)
 
 
-def _execute(
-    spec: Mapping[str, Any],
+@dataclass
+class Parts:
+    """What :func:`execute` builds from a spec before any study is touched."""
+
+    optimizer: Optimizer
+    task: Task
+    recovery: LLM
+    writer: LLM
+    start: Template
+
+
+def build_task(spec: RunSpec, live: Live) -> Task:
+    """The task of ``spec`` on its split data, scored by ``live.scorer`` when given."""
+    t = spec.task
+    return make_task(
+        t.task, t.data, scorer=live.scorer if live.scorer is not None else t.scorer,
+        train=t.train, val=t.val, test=t.test, split_seed=t.split_seed, cache=live.cache,
+        cache_dir=live.cache_dir, skip_bad_rows=t.skip_bad_rows, **dict(t.task_options),
+    )
+
+
+def build_parts(spec: RunSpec, live: Live) -> Parts:
+    """The optimizer, task, LLMs and starting template of ``spec``, validated.
+
+    Raises:
+        ConfigError: a bad setting, or a method that cannot run on the task.
+    """
+    search, llm = spec.search, spec.llm
+    optimizer_cls = optimizers.get(search.method)
+    try:
+        optimizer = optimizer_cls(**dict(search.settings))
+    except TypeError as exc:
+        raise ConfigError(f"bad settings for method {search.method!r}: {exc}") from None
+    if search.budget is not None and search.budget < 1:
+        raise ConfigError(f"budget must be a positive number of LLM calls, got {search.budget}")
+    if search.max_errors < 0:
+        raise ConfigError(f"max_errors must be 0 or more, got {search.max_errors}")
+    if not llm.timeout > 0:
+        raise ConfigError(f"timeout must be a positive number of seconds, got {llm.timeout}")
+    the_task = build_task(spec, live)
+    problem = optimizer.unsupported(the_task)
+    if problem:  # before any study is created
+        raise ConfigError(f"method {search.method} cannot run on task {the_task.name}: {problem}")
+    if search.suffix and not is_embedding_metric(the_task.scorer):
+        raise ConfigError(f"--suffix (a mean-prompt string) needs an embedding metric such as "
+                          f"scs; this task's metric is {the_task.scorer_name}")
+    recovery, writer = make_llms(llm.model, llm.proposer, budget=search.budget, cache=live.cache,
+                                 cache_dir=live.cache_dir, api_base=llm.api_base,
+                                 timeout=llm.timeout)
+    recovery.on_request = writer.on_request = live.on_progress
+    start = the_task.load_template(search.start or None)
+    return Parts(optimizer, the_task, recovery, writer, start)
+
+
+def execute(
+    spec: RunSpec,
+    live: Live,
     *,
     storage: str,
     study: str | None,
-    cache: bool,
-    cache_dir: str | None,
-    on_progress: Callable[[], None] | None,
-    on_study: Callable[[str], None] | None,
     resuming: Mapping[str, Any] | None = None,
     member: Member | None = None,
 ) -> RunResult:
-    """Run (or, with ``resuming``, replay and continue) the search that ``spec`` describes.
+    """Run (or, with ``resuming``, replay and continue) the search ``spec`` describes.
 
-    ``member`` is the worker of the study this process is (default: its first).
+    Args:
+        spec: The run.
+        live: Its live objects and callbacks.
+        storage: Optuna storage URL.
+        study: The study name (None: a new generated one).
+        resuming: The stored settings of the run being resumed.
+        member: The worker of the study this process is (default: its first).
     """
     t0 = time.perf_counter()
-    method, budget, seed, data = spec["method"], spec["budget"], spec["seed"], spec["data"]
-    optimizer_cls = optimizers.get(method)
-    try:
-        optimizer = optimizer_cls(**dict(spec["settings"] or {}))
-    except TypeError as exc:
-        raise ConfigError(f"bad settings for method {method!r}: {exc}") from None
-    if budget is not None and budget < 1:
-        raise ConfigError(f"budget must be a positive number of LLM calls, got {budget}")
-    if spec["max_errors"] < 0:
-        raise ConfigError(f"max_errors must be 0 or more, got {spec['max_errors']}")
-    if not spec["timeout"] > 0:
-        raise ConfigError(f"timeout must be a positive number of seconds, got {spec['timeout']}")
-    the_task = make_task(
-        spec["task"], data, scorer=spec["scorer"], train=spec["train"], val=spec["val"],
-        test=spec["test"], split_seed=spec["split_seed"], cache=cache, cache_dir=cache_dir,
-        skip_bad_rows=spec["skip_bad_rows"], **dict(spec.get("task_options") or {}),
-    )
-    problem = optimizer.unsupported(the_task)
-    if problem:  # before any study is created
-        raise ConfigError(f"method {method} cannot run on task {the_task.name}: {problem}")
-    if spec["suffix"] and not is_embedding_metric(the_task.scorer):
-        raise ConfigError(f"--suffix (a mean-prompt string) needs an embedding metric such as "
-                          f"scs; this task's metric is {the_task.scorer_name}")
-    recovery, writer = make_llms(spec["model"], spec["proposer"], budget=budget, cache=cache,
-                                 cache_dir=cache_dir, api_base=spec["api_base"],
-                                 timeout=spec["timeout"])
-    recovery.on_request = writer.on_request = on_progress
-    start_template = the_task.load_template(spec["start"] or None)
-    study_name = study or new_study_name(method)
-    settings = run_settings(spec, optimizer.get_params(), the_task, start_template)
-    if resuming is not None:
-        check_replayable(study_name, resuming, settings)
-    elif study is not None:
-        member = plan_start(storage, study_name, settings, seed)  # refuses as check_new did
-    member = member or Member(seed=seed)
-    tracker = Tracker(storage, study_name, resume=resuming is not None, worker=member.index,
-                      after=member.registration)
-    if hasattr(the_task.scorer, "attach"):  # a scorer that rates in the study (human metric)
-        the_task.scorer.attach(storage, study_name)
-    if resuming is None and member.index == 0:
-        tracker.set_attr("settings", settings)
-    if on_study is not None:
-        on_study(study_name)
-    set_status(tracker, "running", resumed=resuming is not None, worker=member.index)
-    pulse = Heartbeat(tracker, member.index).start()  # liveness, for workers elsewhere
-    try:
-        evaluator = Evaluator(the_task, recovery, tracker=tracker, method=method,
-                              max_errors=spec["max_errors"])
-        result = optimizer.optimize(
-            the_task, evaluator, writer, start=start_template, seed=member.seed,
-            shared=SharedHistory(tracker, the_task, method), batch_seed=member.batch_seed,
+    parts = build_parts(spec, live)
+    name = study or new_study_name(spec.search.method)
+    settings = spec.to_settings(parts.task, parts.optimizer.get_params(), parts.start)
+    with RunSession(storage, name, settings, seed=spec.search.seed, named=study is not None,
+                    resuming=resuming, member=member, on_study=live.on_study) as session:
+        if hasattr(parts.task.scorer, "attach"):  # a scorer that rates in the study (human)
+            parts.task.scorer.attach(storage, name)
+        evaluator = Evaluator(parts.task, parts.recovery, tracker=session.tracker,
+                              method=spec.search.method, max_errors=spec.search.max_errors)
+        result = parts.optimizer.optimize(
+            parts.task, evaluator, parts.writer, start=parts.start, seed=session.worker.seed,
+            shared=SharedHistory(session.tracker, parts.task, spec.search.method),
+            batch_seed=session.worker.batch_seed,
         )
-        final = result.template
-        without_suffix = None
-        if spec["suffix"]:
-            from promptopt.optimizers import search_mean_prompt
+        out = _finish(spec, parts, session, evaluator, result)
+        out.wall_time_s = time.perf_counter() - t0
+        return session.publish(out)
 
-            learned = search_mean_prompt(
-                the_task.scorer, [e.target for e in the_task.examples("train")],
-                seed=member.seed,
-            )
-            plain = evaluator.evaluate(final, "test", meta={"role": "final without suffix"},
-                                       charge=False)
-            plain.require("the chosen template (without suffix) on the test split")
-            without_suffix = plain.score
-            final = final.replace(suffix=f"{final.suffix} {learned.text}".strip())
-        best_test = evaluator.evaluate(final, "test", meta={"role": "final"}, charge=False)
-        best_test.require("the chosen template on the test split")
-        start_test = (
-            best_test if final.id == start_template.id
-            else evaluator.evaluate(start_template, "test", meta={"role": "start"}, charge=False)
+
+def _finish(spec: RunSpec, parts: Parts, session: RunSession, evaluator: Evaluator,
+            result: OptimizeResult) -> RunResult:
+    """Score the chosen (with ``suffix``: plus a mean-prompt string) and the starting
+    template on the test split; the run's result."""
+    final, without_suffix = result.template, None
+    if spec.search.suffix:
+        learned = search_mean_prompt(
+            parts.task.scorer, [e.target for e in parts.task.examples("train")],
+            seed=session.worker.seed,
         )
-        start_test.require("the starting template on the test split")
-        if evaluator.errors:
-            result.notes.append(
-                f"{len(evaluator.errors)} evaluation(s) failed and were recorded as failed "
-                f"trials (the search went on without them); the last: {evaluator.errors[-1]}"
-            )
-        tracker.check_replayed()
-        out = RunResult(
-            study=study_name,
-            storage=storage,
-            method=method,
-            template=final,
-            val_score=result.val_score,
-            test_score=best_test.score,
-            start_template=start_template,
-            start_val_score=result.start_val_score,
-            start_test_score=start_test.score,
-            scorer=the_task.scorer_name,
-            usage=recovery.usage.as_dict(),
-            budget=budget,
-            budget_spent=recovery.budget.spent if recovery.budget else 0,
-            trials=evaluator.trial_count,
-            rejected=result.rejected,
-            stopped=result.stopped,
-            notes=result.notes,
-            wall_time_s=time.perf_counter() - t0,
-            test_score_without_suffix=without_suffix,
-            replayed_trials=tracker.replayed,
-            test_metrics=dict(best_test.metrics),
-            start_test_metrics=dict(start_test.metrics),
+        plain = _test(evaluator, final, "final without suffix",
+                      "the chosen template (without suffix)")
+        without_suffix = plain.score
+        final = final.replace(suffix=f"{final.suffix} {learned.text}".strip())
+    best_test = _test(evaluator, final, "final", "the chosen template")
+    start_test = (best_test if final.id == parts.start.id
+                  else _test(evaluator, parts.start, "start", "the starting template"))
+    if evaluator.errors:
+        result.notes.append(
+            f"{len(evaluator.errors)} evaluation(s) failed and were recorded as failed "
+            f"trials (the search went on without them); the last: {evaluator.errors[-1]}"
         )
-        out = publish_result(tracker, member, out)
-    except BaseException as exc:
-        pulse.stop()
-        record_stop(tracker, exc, worker=member.index)
-        raise
-    pulse.stop()
-    set_status(tracker, "finished", worker=member.index)
-    return out
+    tracker = session.tracker
+    tracker.check_replayed()
+    return RunResult(
+        study=session.study, storage=session.storage, method=spec.search.method,
+        template=final, val_score=result.val_score, test_score=best_test.score,
+        start_template=parts.start, start_val_score=result.start_val_score,
+        start_test_score=start_test.score, scorer=parts.task.scorer_name,
+        usage=parts.recovery.usage.as_dict(), budget=spec.search.budget,
+        budget_spent=parts.recovery.budget.spent if parts.recovery.budget else 0,
+        trials=evaluator.trial_count, rejected=result.rejected, stopped=result.stopped,
+        notes=result.notes, test_score_without_suffix=without_suffix,
+        replayed_trials=tracker.replayed, test_metrics=dict(best_test.metrics),
+        start_test_metrics=dict(start_test.metrics),
+    )
+
+
+def _test(evaluator: Evaluator, template: Template, role: str, what: str) -> Evaluation:
+    """``template`` scored on the test split (not charged to the budget)."""
+    ev = evaluator.evaluate(template, "test", meta={"role": role}, charge=False)
+    ev.require(f"{what} on the test split")
+    return ev

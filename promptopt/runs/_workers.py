@@ -40,8 +40,9 @@ from typing import Any
 from promptopt.errors import ConfigError, ResumeError
 from promptopt.runs._process import is_live_here, is_running, on_this_host, this_process
 from promptopt.runs._results import RunResult
+from promptopt.runs._spec import shared_settings
 from promptopt.runs._state import check_new
-from promptopt.tracking import Tracker, import_optuna, open_storage, storage_errors
+from promptopt.tracking import StudyAttrs, Tracker, import_optuna, open_storage, storage_errors
 
 REGISTRATION_ATTR = "promptopt_worker"
 """User attribute that marks a worker's registration trial."""
@@ -55,27 +56,12 @@ JOIN_WAIT_S = 60.0
 GRACE_S = 5.0
 """How long a worker waits for the settings of a study it found empty."""
 
-JOIN_KEYS = {
-    "method": "--method", "method_settings": "--set", "task": "--task", "model": "--model",
-    "proposer": "--proposer", "scorer": "--scorer", "budget": "--budget",
-    "splits": "--train/--val/--test", "split_seed": "--split-seed",
-    "skip_bad_rows": "--skip-bad-rows", "suffix": "--suffix", "start_template": "--start",
-    "data_fingerprint": "--data",
-}
-"""Stored settings every worker of a study must share, with their options."""
-
-
 def worker_seed(seed: int, index: int) -> int:
     """The search seed of worker ``index`` in a run with ``seed`` (worker 0: ``seed``)."""
     if index == 0:
         return seed
     digest = hashlib.sha256(f"promptopt-worker:{seed}:{index}".encode()).hexdigest()
     return int(digest[:8], 16) % 2**31
-
-
-def worker_key(index: int) -> str:
-    """The study attribute holding worker ``index``'s state (``index`` >= 1)."""
-    return f"worker:{index}"
 
 
 @dataclass
@@ -96,40 +82,23 @@ class Member:
     registration: int = -1
 
 
-def worker_records(attrs: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
-    """Every worker's stored state (status, pid, host, ...) by index."""
-    records: dict[int, dict[str, Any]] = {}
-    if "status" in attrs:
-        records[0] = {**dict(attrs.get("status_detail") or {}), "status": attrs["status"]}
-    for key, value in attrs.items():
-        if key.startswith("worker:") and isinstance(value, Mapping):
-            with contextlib.suppress(ValueError):
-                records[int(key.split(":", 1)[1])] = dict(value)
-    return records
-
-
-def has_workers(attrs: Mapping[str, Any]) -> bool:
-    """Whether more than one worker ever ran the study."""
-    return any(key.startswith("worker:") for key in attrs)
-
-
-def is_alive(attrs: Mapping[str, Any], index: int, record: Mapping[str, Any]) -> bool:
+def is_alive(attrs: StudyAttrs, index: int, record: Mapping[str, Any]) -> bool:
     """Whether worker ``index`` is running now (its process here, its heartbeat elsewhere)."""
     if record.get("status") != "running":
         return False
     if on_this_host(record):
         return is_live_here(record)
-    beat = attrs.get(f"heartbeat:{index}")
-    return isinstance(beat, (int, float)) and time.time() - beat < STALE_AFTER_S
+    beat = attrs.heartbeat(index)
+    return beat is not None and time.time() - beat < STALE_AFTER_S
 
 
-def live_workers(attrs: Mapping[str, Any]) -> list[int]:
+def live_workers(attrs: StudyAttrs) -> list[int]:
     """Indexes of the workers running the study now."""
-    return [k for k, r in sorted(worker_records(attrs).items()) if is_alive(attrs, k, r)]
+    return [k for k, r in sorted(attrs.worker_records().items()) if is_alive(attrs, k, r)]
 
 
 def _check_same(study: str, stored: Mapping[str, Any], now: Mapping[str, Any]) -> None:
-    for key, option in JOIN_KEYS.items():
+    for key, option in shared_settings().items():
         if stored.get(key) != now.get(key):
             was, given = stored.get(key), now.get(key)
             if key == "start_template":
@@ -157,23 +126,23 @@ def _create(store: Any, storage: str, study: str) -> bool | None:
     return True
 
 
-def _read(store: Any, storage: str, study: str) -> tuple[dict[str, Any], list[Any]]:
+def _read(store: Any, storage: str, study: str) -> tuple[StudyAttrs, list[Any]]:
     """The study's user attributes and its trials."""
     with storage_errors(storage, f"read study {study!r}"):
         study_id = store.get_study_id_from_name(study)
-        return (dict(store.get_study_user_attrs(study_id)),
+        return (StudyAttrs(store.get_study_user_attrs(study_id)),
                 list(store.get_all_trials(study_id, deepcopy=False)))
 
 
 def _wait_for_run(
     store: Any, storage: str, study: str, seconds: float
-) -> tuple[dict[str, Any], list[Any], bool]:
+) -> tuple[StudyAttrs, list[Any], bool]:
     """Poll ``study`` until it holds a run's settings or trials other than claims, for
     at most ``seconds``: its attributes, trials, and whether the settings came."""
     deadline = time.monotonic() + seconds
     while True:
         attrs, trials = _read(store, storage, study)
-        ready = "settings" in attrs and "status" in attrs
+        ready = attrs.settings is not None and attrs.status is not None
         if ready or any(CLAIM_ATTR not in t.user_attrs for t in trials):
             return attrs, trials, ready
         if time.monotonic() >= deadline:
@@ -241,9 +210,10 @@ def plan_start(storage: str, study: str, settings: Mapping[str, Any], seed: int)
             f"study {study!r} was created by another process that did not start its run "
             f"within {JOIN_WAIT_S:.0f} s; start this worker again, or use another study name"
         )
-    if "settings" in attrs and live_workers(attrs):
-        _check_same(study, attrs["settings"], settings)
-        return register(store, storage, study, seed, int(attrs["settings"]["seed"]))
+    stored = attrs.settings
+    if stored is not None and live_workers(attrs):
+        _check_same(study, stored, settings)
+        return register(store, storage, study, seed, int(stored["seed"]))
     check_new(storage, study)
     return Member(seed=seed)
 
@@ -263,13 +233,14 @@ def register(store: Any, storage: str, study: str, seed: int, study_seed: int) -
     member = Member(index=index, seed=worker_seed(seed, index), batch_seed=study_seed,
                     registration=number)
     with storage_errors(storage, f"register a worker in study {study!r}"):
-        store.set_study_user_attr(store.get_study_id_from_name(study), worker_key(index), {
-            **me, "status": "starting", "seed": member.seed, "registration": number,
-        })
+        store.set_study_user_attr(
+            store.get_study_id_from_name(study), StudyAttrs.worker_key(index),
+            {**me, "status": "starting", "seed": member.seed, "registration": number},
+        )
     return member
 
 
-def resume_member(study: str, attrs: Mapping[str, Any]) -> Member | None:
+def resume_member(study: str, attrs: StudyAttrs) -> Member | None:
     """The worker a ``--resume`` of a several-worker study continues, or None.
 
     None for a study one worker ran (resumed as before) and for a study whose workers
@@ -279,9 +250,9 @@ def resume_member(study: str, attrs: Mapping[str, Any]) -> Member | None:
     Raises:
         ResumeError: every unfinished worker is alive (nothing to resume).
     """
-    if not has_workers(attrs):
+    if not attrs.has_workers():
         return None
-    records = worker_records(attrs)
+    records = attrs.worker_records()
     unfinished = {k: r for k, r in records.items() if r.get("status") != "finished"}
     if not unfinished:
         return None
@@ -294,7 +265,7 @@ def resume_member(study: str, attrs: Mapping[str, Any]) -> Member | None:
             "worker without --resume to join them"
         )
     index = dead[0]
-    seed = int(attrs["settings"]["seed"])
+    seed = int((attrs.settings or {})["seed"])
     if index == 0:
         return Member(seed=seed)
     record = records[index]
@@ -329,7 +300,7 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(Exception):
-                self.tracker.set_attr(f"heartbeat:{self.index}", time.time())
+                StudyAttrs.write_heartbeat(self.tracker, self.index, time.time())
             self._stop.wait(self.interval)
 
     def stop(self) -> None:
@@ -337,19 +308,6 @@ class Heartbeat:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
-
-
-def worker_results(attrs: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
-    """Each finished worker's own result, by index (a lone first worker's is ``result``)."""
-    results = {}
-    for key, value in attrs.items():
-        if key.startswith("result:") and isinstance(value, Mapping):
-            with contextlib.suppress(ValueError):
-                results[int(key.split(":", 1)[1])] = dict(value)
-    lone = attrs.get("result")
-    if 0 not in results and isinstance(lone, Mapping) and "workers" not in lone:
-        results[0] = dict(lone)
-    return results
 
 
 def _best(results: Mapping[int, Mapping[str, Any]]) -> int:
@@ -370,21 +328,22 @@ def publish_result(tracker: Tracker, member: Member, own: RunResult) -> RunResul
     result carries that best template and its scores with this worker's own usage,
     trials and budget.
     """
-    attrs = tracker.attrs()
-    if member.index == 0 and not has_workers(attrs):
-        tracker.set_attr("result", own.to_dict())
+    attrs = StudyAttrs(tracker.attrs())
+    if member.index == 0 and not attrs.has_workers():
+        StudyAttrs.write_result(tracker, own.to_dict())
         return own
     own.worker, own.workers = member.index, {}
-    tracker.set_attr(f"result:{member.index}", own.to_dict())
+    StudyAttrs.write_result(tracker, own.to_dict(), worker=member.index)
     seen: set[int] = set()
     for _ in range(10):  # until no other worker's result appears meanwhile
-        attrs = tracker.attrs()
-        results = worker_results(attrs)
-        if 0 in results and "result:0" not in attrs:  # a first worker that finished alone
-            tracker.set_attr("result:0", {**results[0], "worker": 0, "workers": {}})
+        attrs = StudyAttrs(tracker.attrs())
+        results = attrs.worker_results()
+        if 0 in results and not attrs.has_own_result(0):  # a first worker that finished alone
+            StudyAttrs.write_result(tracker, {**results[0], "worker": 0, "workers": {}},
+                                    worker=0)
         best = _best(results)
         merged = {**results[best], "found_by": best, "workers": _summary(results)}
-        tracker.set_attr("result", merged)
+        StudyAttrs.write_result(tracker, merged)
         if set(results) == seen:
             break
         seen = set(results)

@@ -1,5 +1,6 @@
 """Tracking: one Optuna study per run in an RDB storage (SQLite, PostgreSQL)."""
 
+from promptopt.tracking._attrs import StudyAttrs
 from promptopt.tracking._tracker import (
     Tracker,
     display_url,
@@ -12,6 +13,7 @@ from promptopt.tracking._tracker import (
 )
 
 __all__ = [
+    "StudyAttrs",
     "Tracker",
     "display_url",
     "engine_url",

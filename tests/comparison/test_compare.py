@@ -79,13 +79,13 @@ def test_library_compare_table_and_files_match_the_studies(tmp_path, monkeypatch
     fake = FakeLLM()
     url = f"sqlite:///{tmp_path}/p.db"
     scorers = []
-    real_run = comparison.run
+    real_execute = comparison.execute
 
-    def spy_run(*args, **kwargs):
-        scorers.append(kwargs["scorer"])
-        return real_run(*args, **kwargs)
+    def spy_execute(spec, live, **kwargs):
+        scorers.append(live.scorer)
+        return real_execute(spec, live, **kwargs)
 
-    monkeypatch.setattr(comparison, "run", spy_run)
+    monkeypatch.setattr(comparison, "execute", spy_execute)
     res = compare(["identity", "random"], seeds=(0, 1), model=fake.model, scorer="hashing",
                   budget=60, storage=url, prefix="cmp", out_dir=tmp_path / "out", **SPLITS)
     # One scorer object serves every run.

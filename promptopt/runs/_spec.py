@@ -1,0 +1,280 @@
+"""The typed description of a run: which task on which data, which models, which search.
+
+A :class:`RunSpec` holds three frozen, keyword-only parts, each field named as the
+:func:`promptopt.run` argument it comes from:
+
+- :class:`TaskSpec`: ``task``, ``data``, ``task_options``, ``scorer``, the split sizes
+  ``train``/``val``/``test``, ``split_seed``, ``skip_bad_rows``;
+- :class:`LLMSpec`: ``model``, ``proposer``, ``api_base``, ``timeout``;
+- :class:`SearchSpec`: ``method``, ``settings`` (the optimizer's), ``budget``, ``seed``,
+  ``start``, ``suffix``, ``max_errors``.
+
+Each field's metadata (:class:`Option`) says how the command line spells it, whether a
+resumed run may change it (``api_base``, ``timeout``, ``max_errors``: where and how
+patiently the model is called, not what the run does) and which stored setting the
+workers of one study must share. :meth:`RunSpec.to_settings` writes the JSON stored on
+a run's study and :meth:`RunSpec.from_settings` reads it back; live objects (a scorer
+shared by a comparison, progress callbacks, the cache folder) travel apart from the
+spec, in :class:`~promptopt.runs._runner.Live`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from promptopt.data import Splits
+from promptopt.errors import ConfigError, ResumeError
+from promptopt.evaluator import DEFAULT_MAX_ERRORS
+from promptopt.llm import DEFAULT_MODEL, DEFAULT_TIMEOUT
+from promptopt.tasks import Task
+from promptopt.template import Template
+from promptopt.version import __version__
+
+BUNDLED = "bundled sample"
+"""What the stored ``data`` setting says when the task's bundled sample was used."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """What a spec field means outside Python (the metadata of every field).
+
+    Attributes:
+        flag: The command-line option, for messages (``--model``).
+        on_resume: ``"keep"`` (a resumed run must be given the stored value, if any) or
+            ``"override"`` (a resume may change it).
+        shared_as: The stored setting the workers of one study must agree on (None:
+            it may differ between workers).
+    """
+
+    flag: str
+    on_resume: str = "keep"
+    shared_as: str | None = None
+
+
+def _field(default: Any, flag: str, *, on_resume: str = "keep", shared_as: str | None = None,
+           factory: Any = None) -> Any:
+    meta = {"option": Option(flag, on_resume, shared_as)}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskSpec:
+    """The task, its data and splits, and what judges its predictions."""
+
+    task: str = _field("prompt-recovery", "--task", shared_as="task")
+    data: str | None = _field(None, "--data", shared_as="data_fingerprint")
+    task_options: Mapping[str, Any] = _field(None, "--task-option", shared_as="task_options",
+                                             factory=dict)
+    scorer: str = _field("auto", "--scorer", shared_as="scorer")
+    train: int | float = _field(16, "--train", shared_as="splits")
+    val: int | float = _field(12, "--val", shared_as="splits")
+    test: int | float | None = _field(20, "--test", shared_as="splits")
+    split_seed: int = _field(0, "--split-seed", shared_as="split_seed")
+    skip_bad_rows: bool = _field(False, "--skip-bad-rows", shared_as="skip_bad_rows")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LLMSpec:
+    """The recovery and proposer LLMs, and how they are reached."""
+
+    model: str = _field(DEFAULT_MODEL, "--model", shared_as="model")
+    proposer: str | None = _field(None, "--proposer", shared_as="proposer")
+    api_base: str | None = _field(None, "--api-base", on_resume="override")
+    timeout: float = _field(DEFAULT_TIMEOUT, "--timeout", on_resume="override")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchSpec:
+    """The search: method, its settings, budget, seed, and where it starts."""
+
+    method: str = _field("opro", "--method", shared_as="method")
+    settings: Mapping[str, Any] = _field(None, "--set", shared_as="method_settings",
+                                         factory=dict)
+    budget: int = _field(100, "--budget", shared_as="budget")
+    seed: int = _field(0, "--seed")
+    start: Template | str | None = _field(None, "--start", shared_as="start_template")
+    suffix: bool = _field(False, "--suffix", shared_as="suffix")
+    max_errors: int = _field(DEFAULT_MAX_ERRORS, "--max-errors", on_resume="override")
+
+
+PARTS: dict[str, type] = {"task": TaskSpec, "llm": LLMSpec, "search": SearchSpec}
+"""The parts of a :class:`RunSpec`, by attribute."""
+FIELDS: dict[str, dataclasses.Field[Any]] = {
+    f.name: f for cls in PARTS.values() for f in dataclasses.fields(cls)
+}
+"""Every spec field by its (flat, :func:`promptopt.run` argument) name."""
+_PART_OF = {f.name: part for part, cls in PARTS.items() for f in dataclasses.fields(cls)}
+
+
+def option(name: str) -> Option:
+    """The :class:`Option` metadata of field ``name``."""
+    return FIELDS[name].metadata["option"]  # type: ignore[no-any-return]
+
+
+def default(name: str) -> Any:
+    """The default value of field ``name``."""
+    f = FIELDS[name]
+    if f.default is dataclasses.MISSING:
+        return f.default_factory()  # type: ignore[misc,operator]
+    return f.default
+
+
+OVERRIDABLE = frozenset(n for n in FIELDS if option(n).on_resume == "override")
+"""Fields a resumed run may change."""
+TASK_OPTION_FLAGS = {"inputs": "--inputs", "target": "--target", "metric": "--metric"}
+"""Task options with command-line options of their own (others: ``--task-option KEY=VALUE``)."""
+
+
+def shared_settings() -> dict[str, str]:
+    """Stored settings every worker of a study must share, with the options that set them."""
+    flags: dict[str, list[str]] = {}
+    for name in FIELDS:
+        key = option(name).shared_as
+        if key is not None:
+            flags.setdefault(key, []).append(option(name).flag)
+    return {key: "/".join(v) for key, v in flags.items()}
+
+
+def data_fingerprint(splits: Splits) -> str:
+    """A hash of the split examples (ids, inputs, targets, in order)."""
+    digest = hashlib.sha256()
+    for name in ("train", "val", "test"):
+        for e in getattr(splits, name):
+            item = [name, e.id, sorted(e.inputs.items()), e.target]
+            digest.update(json.dumps(item, ensure_ascii=False).encode("utf-8"))
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSpec:
+    """Everything that defines a run, JSON-safe (see the module)."""
+
+    task: TaskSpec = field(default_factory=TaskSpec)
+    llm: LLMSpec = field(default_factory=LLMSpec)
+    search: SearchSpec = field(default_factory=SearchSpec)
+
+    @classmethod
+    def from_args(cls, **args: Any) -> RunSpec:
+        """A spec from :func:`promptopt.run` arguments (flat names; the rest default).
+
+        Raises:
+            ConfigError: an unknown name (the message lists the valid ones).
+        """
+        unknown = sorted(set(args) - set(FIELDS))
+        if unknown:
+            raise ConfigError(f"unknown run setting(s) {unknown}; valid: {', '.join(FIELDS)}")
+        parts = {part: {} for part in PARTS}  # type: dict[str, dict[str, Any]]
+        for name, value in args.items():
+            if name in ("task_options", "settings"):
+                value = dict(value or {})
+            elif name == "data" and value is not None:
+                value = str(value)
+            parts[_PART_OF[name]][name] = value
+        return cls(**{part: PARTS[part](**kw) for part, kw in parts.items()})
+
+    def args(self) -> dict[str, Any]:
+        """The spec as flat :func:`promptopt.run` arguments."""
+        return {name: getattr(getattr(self, _PART_OF[name]), name) for name in FIELDS}
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(getattr(self, _PART_OF[name]), name)
+
+    def replace(self, **args: Any) -> RunSpec:
+        """A copy with some fields (flat names) changed."""
+        return RunSpec.from_args(**{**self.args(), **args})
+
+    def to_settings(
+        self, task: Task, method_settings: Mapping[str, Any], start: Template
+    ) -> dict[str, Any]:
+        """The settings stored on the run's study (JSON-ready; what a resume reruns with).
+
+        Args:
+            task: The task built from this spec (resolved scorer and split sizes).
+            method_settings: The optimizer's settings (``get_params()``).
+            start: The starting template.
+        """
+        t, m, s = self.task, self.llm, self.search
+        task_options = task.get_params()
+        metric = dict(t.task_options).get("metric")
+        if metric is not None and "metric" not in task_options:  # a metric replacing the scorer
+            task_options["metric"] = metric if isinstance(metric, str) else task.scorer_name
+        return {
+            "method": s.method,
+            "method_settings": dict(method_settings),
+            "task": t.task,
+            "task_options": task_options,
+            "data": t.data if t.data is not None else BUNDLED,
+            "data_path": str(Path(t.data).resolve()) if t.data is not None else None,
+            "data_fingerprint": data_fingerprint(task.splits),
+            "model": m.model,
+            "proposer": m.proposer or m.model,
+            "api_base": m.api_base,
+            "max_errors": s.max_errors,
+            "timeout": m.timeout,
+            "scorer": task.scorer_name,
+            "scorer_option": t.scorer,
+            "budget": s.budget,
+            "seed": s.seed,
+            "splits": task.splits.sizes(),
+            "split_request": {"train": t.train, "val": t.val, "test": t.test},
+            "split_seed": t.split_seed,
+            "skip_bad_rows": t.skip_bad_rows,
+            "suffix": s.suffix,
+            "start_template": start.to_dict(),
+            "promptopt_version": __version__,
+        }
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> RunSpec:
+        """The spec of a run from its stored settings (also those of earlier versions).
+
+        Raises:
+            ResumeError: the settings lack something a run needs.
+        """
+        try:
+            data = settings.get("data_path") or (
+                None if settings["data"] == BUNDLED else settings["data"]
+            )
+            sizes = settings["splits"]
+            return cls.from_args(
+                method=settings["method"],
+                settings=dict(settings.get("method_settings") or {}),
+                task=settings["task"],
+                task_options=dict(settings.get("task_options") or {}),
+                data=data,
+                model=settings["model"],
+                proposer=settings["proposer"],
+                scorer=_scorer_option(settings),
+                budget=settings["budget"],
+                seed=settings["seed"],
+                train=sizes["train"],
+                val=sizes["val"],
+                test=sizes["test"],
+                split_seed=settings["split_seed"],
+                skip_bad_rows=bool(settings.get("skip_bad_rows", False)),
+                start=Template.from_dict(settings["start_template"], source="stored settings"),
+                suffix=bool(settings.get("suffix", False)),
+                api_base=settings.get("api_base"),
+                max_errors=settings.get("max_errors", DEFAULT_MAX_ERRORS),
+                timeout=settings.get("timeout", DEFAULT_TIMEOUT),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ResumeError(
+                f"the study's stored settings are incomplete (missing {exc})"
+            ) from None
+
+
+def _scorer_option(settings: Mapping[str, Any]) -> str:
+    stored = settings.get("scorer_option")
+    if isinstance(stored, str):
+        return stored
+    name = str(settings.get("scorer", "auto"))
+    return "hashing" if name.startswith("hashing-bow") else name
