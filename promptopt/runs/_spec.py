@@ -140,7 +140,9 @@ def shared_settings() -> dict[str, str]:
         key = option(name).shared_as
         if key is not None:
             flags.setdefault(key, []).append(option(name).flag)
-    return {key: "/".join(v) for key, v in flags.items()}
+    # the data fingerprint last: other splits change it too, and name the option better
+    order = sorted(flags, key=lambda key: key == "data_fingerprint")
+    return {key: "/".join(flags[key]) for key in order}
 
 
 def data_fingerprint(splits: Splits) -> str:
