@@ -21,7 +21,6 @@ from typing import Any
 
 from promptopt.datagen._families import instruction_stream, templates_for
 from promptopt.datagen._io import (
-    COLUMNS,
     INSTRUCTION_COLUMNS,
     ORIGINAL_COLUMNS,
     DataFile,
@@ -396,16 +395,3 @@ def generate_data(
     finally:
         summary.usage = usage.as_dict()
     return summary
-
-
-__all__ = [
-    "COLUMNS",
-    "DROP_REASONS",
-    "DataGenSummary",
-    "clean_rewrite",
-    "drop_reason",
-    "generate_data",
-    "load_texts",
-    "pair_stream",
-    "render_rewrite",
-]

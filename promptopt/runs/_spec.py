@@ -173,7 +173,7 @@ class RunSpec:
         unknown = sorted(set(args) - set(FIELDS))
         if unknown:
             raise ConfigError(f"unknown run setting(s) {unknown}; valid: {', '.join(FIELDS)}")
-        parts = {part: {} for part in PARTS}  # type: dict[str, dict[str, Any]]
+        parts: dict[str, dict[str, Any]] = {part: {} for part in PARTS}
         for name, value in args.items():
             if name in ("task_options", "settings"):
                 value = dict(value or {})

@@ -165,8 +165,7 @@ def check_not_running(study: str, attrs: StudyAttrs) -> None:
     if attrs.status == "running" and is_live_here(detail):
         raise ResumeError(
             f"study {study!r} is being run by process {detail['pid']} on this machine; stop it "
-            "(or wait "
-            "for it) before resuming"
+            "(or wait for it) before resuming"
         )
 
 

@@ -326,22 +326,3 @@ def human(options: MetricOptions) -> Any:
 
 
 metrics.register("human")(human)
-
-__all__ = [
-    "ExactMatch",
-    "FunctionMetric",
-    "MetricOptions",
-    "RougeL",
-    "batch_metric",
-    "import_object",
-    "is_embedding_metric",
-    "lcs_length",
-    "make_metric",
-    "make_scorer",
-    "metric_factory",
-    "metrics",
-    "normalize_text",
-    "object_spec",
-    "rouge_l",
-    "rouge_tokens",
-]
