@@ -14,6 +14,7 @@ without the LLM; those trials are kept apart from the history that optimizers ra
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -177,7 +178,7 @@ class Evaluator:
         key = (template.id, split, tuple(e.id for e in examples))
         if key in self._memo:
             return self._memo[key]
-        before = self.llm.usage.as_dict()
+        before, started = self.llm.usage.as_dict(), _dt.datetime.now()
         try:
             predictions = self.task.predict(self.llm, template, examples, charge=charge)
         except (AuthenticationError, UnknownModelError):
@@ -189,7 +190,7 @@ class Evaluator:
                 scorer=self.task.scorer_name, parents=tuple(parents), meta=dict(meta or {}),
                 failed=scrub_text(f"{type(exc).__name__}: {exc}")[:1000],
             )
-            self._fail(failed, examples, self.llm.usage.since(before), exc)
+            self._fail(failed, examples, self.llm.usage.since(before), exc, started)
             return failed
         scores = [float(s) for s in self.task.score(predictions, examples, template)]
         evaluation = Evaluation(
@@ -205,7 +206,7 @@ class Evaluator:
         )
         self._memo[key] = evaluation
         self.history.append(evaluation)
-        self._record(evaluation, examples, self.llm.usage.since(before))
+        self._record(evaluation, examples, self.llm.usage.since(before), started)
         return evaluation
 
     def _fail(
@@ -214,13 +215,14 @@ class Evaluator:
         examples: Sequence[Example],
         usage: Mapping[str, Any],
         exc: LLMError,
+        started: _dt.datetime,
     ) -> None:
         """Keep and record a failed evaluation; raise if it is one too many."""
         key = (evaluation.template.id, evaluation.split, evaluation.example_ids)
         self._memo[key] = evaluation
         self.history.append(evaluation)
         self.errors.append(evaluation.failed)
-        self._record(evaluation, examples, usage)
+        self._record(evaluation, examples, usage, started)
         if self.max_errors is not None and len(self.errors) > self.max_errors:
             raise TooManyErrors(
                 f"{len(self.errors)} evaluations failed, more than the run allows "
@@ -259,6 +261,7 @@ class Evaluator:
         key = (prediction, template.id, split, ids)
         if key in self._constant_memo:
             return self._constant_memo[key]
+        started = _dt.datetime.now()
         predictions = [prediction] * len(examples)
         scores = (
             [float(s) for s in self.task.score(predictions, examples, template)] if examples else []
@@ -274,18 +277,22 @@ class Evaluator:
         )
         self._constant_memo[key] = evaluation
         self.constants.append(evaluation)
-        self._record(evaluation, examples, self.llm.usage.since(self.llm.usage.as_dict()))
+        self._record(evaluation, examples, self.llm.usage.since(self.llm.usage.as_dict()), started)
         return evaluation
 
     def _record(
-        self, evaluation: Evaluation, examples: Sequence[Example], usage: Mapping[str, Any]
+        self, evaluation: Evaluation, examples: Sequence[Example], usage: Mapping[str, Any],
+        started: _dt.datetime,
     ) -> None:
         """Write one evaluation to the tracker as a trial (no-op without a tracker).
 
         Besides the evaluation's own ``usage``, the trial holds ``requests_so_far``:
         the LLM requests of the shared usage (recovery and proposer calls, cache hits
-        included) up to the end of this evaluation, i.e. the search's x-axis.
+        included) up to the end of this evaluation, i.e. the search's x-axis. It spans
+        ``started`` to now; every example's prediction goes to the tracker too (for
+        the trial's note and, on validation and test, its predictions artifact).
         """
+        finished = _dt.datetime.now()
         if self.tracker is None:
             return
         template = evaluation.template
@@ -304,19 +311,22 @@ class Evaluator:
             "meta": dict(evaluation.meta),
         }
         if evaluation.failed:
-            self.tracker.record_failure(attrs={**attrs, "error": evaluation.failed})
+            self.tracker.record_failure(attrs={**attrs, "error": evaluation.failed},
+                                        started=started, finished=finished)
             return
+        rows = [
+            {"id": e.id, "inputs": dict(e.inputs), "target": e.target, "prediction": p,
+             "score": round(s, 4)}
+            for e, p, s in zip(examples, evaluation.predictions, evaluation.scores, strict=True)
+        ]
         self.tracker.record(
             value=evaluation.score,
             attrs={
                 **attrs,
                 "score": evaluation.score,
                 **({"metrics": dict(evaluation.metrics)} if evaluation.metrics else {}),
-                "predictions": [
-                    {"id": e.id, "prediction": p, "target": e.target, "score": round(s, 4)}
-                    for e, p, s in list(
-                        zip(examples, evaluation.predictions, evaluation.scores, strict=True)
-                    )[:PREDICTIONS_KEPT]
-                ],
+                "predictions": [{k: r[k] for k in ("id", "prediction", "target", "score")}
+                                for r in rows[:PREDICTIONS_KEPT]],
             },
+            started=started, finished=finished, rows=rows,
         )

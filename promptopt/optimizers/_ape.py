@@ -181,7 +181,7 @@ class APE(Optimizer):
             arm = pool[i]
             if arm.pulls and train_ids <= arm.scores.keys():
                 return  # its exact mean beats every other arm's upper bound
-            meta = {"stage": arm.stage, "round": arm.round, "bandit_round": rnd}
+            meta = {"stage": arm.stage, "round": arm.round, "bandit_round": rnd, "step": rnd}
             ev = ctx.evaluate(arm.template, self._batch(ctx, arm), parents=arm.parents, meta=meta)
             arm.pulls += 1
             arm.scores.update(zip(ev.example_ids, ev.scores, strict=True))

@@ -183,7 +183,9 @@ class _EvoPrompt(Optimizer):
 
     def _initial_population(self, ctx: SearchContext, batch: list[Example]) -> list[Member]:
         """The start plus up to ``population_size - 1`` paraphrases of it."""
-        start_eval = ctx.evaluate(ctx.start, batch, meta={"generation": 0, "op": "start"})
+        start_eval = ctx.evaluate(
+            ctx.start, batch, meta={"generation": 0, "op": "start", "step": 0}
+        )
         population = [Member(ctx.start, start_eval)]
         self.population_ = population
         prompt = PARAPHRASE_PROMPT.format(prompt=ctx.start.instruction)
@@ -192,7 +194,8 @@ class _EvoPrompt(Optimizer):
         )
         for template in ctx.accept_answers(answers, ctx.start, tag=TAG):
             ev = ctx.evaluate(
-                template, batch, parents=[ctx.start.id], meta={"generation": 0, "op": "init"}
+                template, batch, parents=[ctx.start.id],
+                meta={"generation": 0, "op": "init", "step": 0},
             )
             if not ev.failed:  # a failed candidate never joins the population
                 population.append(Member(template, ev))
@@ -221,7 +224,7 @@ class _EvoPrompt(Optimizer):
             children[0],
             batch,
             parents=list(dict.fromkeys(m.template.id for m in parents)),
-            meta={"generation": generation, "op": self.op},
+            meta={"generation": generation, "op": self.op, "step": generation},
         )
         return None if ev.failed else Member(children[0], ev)
 

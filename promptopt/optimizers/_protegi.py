@@ -264,7 +264,7 @@ class ProTeGi(Optimizer):
     def search(self, ctx: SearchContext) -> None:
         """Expand the beam round by round and keep the bandit's choice."""
         self._lineage: dict[str, tuple[list[str], dict[str, Any]]] = {
-            ctx.start.id: ([], {"round": 0, "kind": "start"})
+            ctx.start.id: ([], {"round": 0, "kind": "start", "step": 0})
         }
         self.beam_: list[Template] = [ctx.start]
         for r in range(1, self.rounds + 1):
@@ -307,7 +307,7 @@ class ProTeGi(Optimizer):
             answer = ctx.propose(prompt, n=1)[0]
             edits = accept_edits(ctx, between(answer), member, self.edits_per_gradient)
             for edit in edits:
-                meta = {"gradient": gradient, "round": r, "kind": "edit"}
+                meta = {"gradient": gradient, "round": r, "kind": "edit", "step": r}
                 self._lineage[edit.id] = ([member.id], meta)
                 out.append(edit)
                 if self.mc_samples:

@@ -158,6 +158,7 @@ class TPESearch(Optimizer):
     def search(self, ctx: SearchContext) -> None:
         """Ask TPE for parts, evaluate the assembled template, tell TPE its score."""
         import optuna
+        from optuna.distributions import distribution_to_json
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         instructions = self._instruction_pool(ctx)
@@ -212,12 +213,17 @@ class TPESearch(Optimizer):
             meta: dict[str, Any] = {
                 "kind": "tpe",
                 "trial": number,
+                "step": number,
                 "instruction_index": i,
                 "instruction_source": instructions[i][1],
                 "n_demos": len(demos),
                 "demo_ids": [e.id for e in demos],
                 "answer_prefix": prefixes[p],
                 "suffix": suffix,
+                # TPE's own parts, recorded as the trial's parameters (see promptopt.tracking)
+                "params": {f"tpe_{k}": v for k, v in trial.params.items()},
+                "distributions": {f"tpe_{k}": distribution_to_json(d)
+                                  for k, d in trial.distributions.items()},
             }
             try:
                 ev = ctx.evaluate(template, batch, parents=[ctx.start.id], meta=meta)

@@ -1,8 +1,9 @@
 """What a worker sees of the other workers of its study (see :mod:`promptopt.runs._workers`).
 
-:class:`SharedHistory` reads the completed evaluations that other workers recorded in
-the study, for history-driven methods (OPRO's trajectory, EvoPrompt's population) and
-to reuse an evaluation another worker already paid for.
+:class:`SharedHistory` reads the evaluations that other workers recorded in the study
+(``COMPLETE`` validation trials and ``PRUNED`` train ones, both holding their score as
+value), for history-driven methods (OPRO's trajectory, EvoPrompt's population) and to
+reuse an evaluation another worker already paid for.
 
 A worker sees another worker's trial only if it was numbered before the last trial
 this worker recorded (or, before its first, its registration trial). Trial numbers
@@ -21,7 +22,7 @@ from promptopt.errors import DataError
 from promptopt.evaluator import Evaluation, examples_hash
 from promptopt.tasks import Task
 from promptopt.template import Template
-from promptopt.tracking import Tracker
+from promptopt.tracking import Tracker, is_evaluation
 
 
 class SharedHistory:
@@ -47,7 +48,7 @@ class SharedHistory:
         for t in self.tracker.trials():
             attrs = t.user_attrs
             if (
-                t.state.name != "COMPLETE" or t.number >= self.tracker.last_number
+                not is_evaluation(t) or t.number >= self.tracker.last_number
                 or attrs.get("worker", 0) == self.tracker.worker
                 or attrs.get("split") != split or attrs.get("method") != self.method
                 or attrs.get("scorer") != scorer or (attrs.get("meta") or {}).get("constant")

@@ -1,161 +1,48 @@
 """The tracker: one Optuna study per run, one trial per evaluated candidate.
 
-Trials are written with ``study.add_trial`` as soon as an evaluation ends, so
-``optuna-dashboard`` shows the search as it happens. Every attribute is JSON
-(template, parents, method, split, score, scorer, usage); run settings and the final
-result live on the study's user attributes. API keys never reach the storage. A
-resumed run (``Tracker(..., resume=True)``) replays its recorded trials without
-writing them twice. Several workers may record into one study (see
-:mod:`promptopt.runs._workers`): each trial carries its ``worker`` index, and a resumed
-worker replays its own trials only. Storage failures surface as
-:class:`~promptopt.errors.StorageError`.
+Each evaluation is written as one finished trial as soon as it ends, so
+``optuna-dashboard`` shows the search as it happens: its real start and end times,
+parameters with distributions and its state (see :mod:`promptopt.tracking._params`:
+validation scores are the study's objective, so its best trial is the best validated
+template; train and test evaluations are ``PRUNED`` trials holding their score as value
+and intermediate value), a Markdown note (:mod:`promptopt.tracking._notes`), and for
+validation and test evaluations a CSV of every prediction as an artifact
+(:mod:`promptopt.tracking._artifacts`). Every attribute is JSON (template, parents,
+method, split, score, scorer, usage); run settings and the final result live on the
+study's user attributes. API keys never reach the storage. A resumed run
+(``Tracker(..., resume=True)``) replays its recorded trials without writing them twice.
+Several workers may record into one study (see :mod:`promptopt.runs._workers`): each
+trial carries its ``worker`` index, and a resumed worker replays its own trials only.
+Storage failures surface as :class:`~promptopt.errors.StorageError`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
+import datetime as _dt
 import json
-import re
-import time
+import warnings
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from promptopt.errors import ConfigError, PromptoptError, ResumeError, StorageError
+from promptopt.errors import ResumeError
 from promptopt.redact import scrub
-
-SQLITE_TIMEOUT = 30.0
-"""Seconds a SQLite storage waits for another connection's lock before giving up."""
-
-
-def _db_message(exc: BaseException) -> str | None:
-    """The database's own message behind a storage exception, or None if it is not one."""
-    seen: BaseException | None = exc
-    found = None
-    while seen is not None:
-        module = type(seen).__module__
-        if module.startswith(("sqlalchemy", "sqlite3", "optuna.exceptions", "psycopg")):
-            orig = getattr(seen, "orig", None)  # SQLAlchemy's DBAPIError wraps the driver's
-            found = str(orig if orig is not None else seen).split("\n", 1)[0]
-            if orig is not None:
-                return found
-        seen = seen.__cause__ or seen.__context__
-    return found
-
-
-def storage_error(exc: BaseException, url: str, doing: str) -> StorageError | None:
-    """A :class:`StorageError` that says what failed and what to do, or None.
-
-    Args:
-        exc: An exception raised by Optuna's storage (SQLAlchemy, the database driver).
-        url: The storage URL (named in the message).
-        doing: What could not be done, e.g. ``"record a trial"``.
-
-    Returns:
-        None if ``exc`` does not come from the storage.
-    """
-    message = _db_message(exc)
-    if message is None:
-        return None
-    lowered = message.lower()
-    if "database is locked" in lowered:
-        what = (
-            f"the database is locked: another connection holds a write lock on it and "
-            f"did not release it within {SQLITE_TIMEOUT:g} s (an open transaction in another "
-            "program such as a sqlite3 shell, or a stuck process). End that transaction or "
-            "process, or use another --storage"
-        )
-    elif "readonly database" in lowered or "read-only" in lowered:
-        what = (
-            f"the database is read-only ({message}). Make the file and its folder writable "
-            "(SQLite writes a journal file next to the database), or use another --storage"
-        )
-    elif "unable to open database file" in lowered:
-        what = (
-            f"the database file cannot be opened ({message}). Its folder must exist and be "
-            "writable, and the file readable and writable; or use another --storage"
-        )
-    else:
-        what = f"{message}. Check that the database is reachable and writable"
-    if "recorded before" not in doing and not doing.startswith(("open", "create", "load", "list")):
-        doing += " (the trials recorded before are kept)"
-    return StorageError(f"storage {display_url(url)}: cannot {doing}: {what}")
-
-
-@contextlib.contextmanager
-def storage_errors(url: str, doing: str) -> Iterator[None]:
-    """Turn storage exceptions raised inside the block into a clear :class:`StorageError`."""
-    try:
-        yield
-    except PromptoptError:
-        raise
-    except Exception as exc:
-        error = storage_error(exc, url, doing)
-        if error is None:
-            raise
-        raise error from exc
-
-
-def import_optuna() -> Any:
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna
-
-
-def display_url(url: str) -> str:
-    """``url`` with its password hidden, for messages."""
-    return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", url)
-
-
-def engine_url(url: str) -> str:
-    """``url`` naming the PostgreSQL driver that is installed (SQLAlchemy 2.1's default
-    for ``postgresql://`` is psycopg 3; promptopt depends on psycopg2)."""
-    scheme, sep, rest = url.partition("://")
-    if sep and scheme in ("postgresql", "postgres") and importlib.util.find_spec("psycopg") is None:
-        return f"postgresql+psycopg2://{rest}"
-    return url
-
-
-def open_storage(url: str) -> Any:
-    """An Optuna RDB storage for ``url``, with a clear error if it cannot be opened.
-
-    Database servers get ``pool_pre_ping`` (a connection the server dropped is
-    replaced, not used) and, for PostgreSQL, a 10 s connect timeout. Opening is
-    retried twice: workers started together on a fresh database race to create
-    Optuna's tables, and the loser's second try finds them made.
-    """
-    optuna = import_optuna()
-    target = engine_url(url)
-    kwargs: dict[str, Any] = {}
-    if target.startswith("sqlite"):
-        kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT}
-    else:
-        kwargs["pool_pre_ping"] = True
-        if target.startswith("postgres") and "connect_timeout" not in target:
-            kwargs["connect_args"] = {"connect_timeout": 10}
-    for attempt in range(3):
-        try:
-            return optuna.storages.RDBStorage(
-                target, heartbeat_interval=None, engine_kwargs=kwargs
-            )
-        except Exception as exc:  # SQLAlchemy raises many types
-            import sqlalchemy.exc
-
-            racing = isinstance(exc, sqlalchemy.exc.IntegrityError) or "already exists" in str(exc)
-            if attempt < 2 and racing:
-                time.sleep(0.5 + attempt)
-                continue
-            error = storage_error(exc, url, "open it")
-            if error is not None:
-                raise error from exc
-            raise ConfigError(
-                f"cannot open storage {display_url(url)!r}: {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}"
-            ) from None
-    raise AssertionError("unreachable")
-
+from promptopt.tracking._artifacts import artifact_dir, predictions_artifact, wants_artifact
+from promptopt.tracking._notes import Parent, render_note, save_trial_note
+from promptopt.tracking._params import (
+    evaluation_trials,
+    is_objective,
+    search_step,
+    stored_meta,
+    trial_params,
+)
+from promptopt.tracking._storage import (
+    import_optuna,
+    load_study,
+    open_storage,
+    storage_errors,
+)
 
 REPLAY_KEYS = ("template_id", "split", "n_examples", "examples_hash")
 """Trial attributes that identify an evaluation when a resumed run replays it."""
@@ -195,6 +82,8 @@ class Tracker:
             only the trials of this worker.
         after: Trial number before which this worker started (its registration trial;
             -1 for a study's first worker): the initial :attr:`last_number`.
+        artifacts: Folder of the predictions' artifacts (default: beside the storage,
+            see :func:`~promptopt.tracking._artifacts.artifact_dir`; None there: none).
     """
 
     def __init__(
@@ -205,15 +94,18 @@ class Tracker:
         resume: bool = False,
         worker: int = 0,
         after: int = -1,
+        artifacts: str | Path | None = None,
     ) -> None:
         self.storage_url = storage
         self.study_name = study_name
         self.worker = worker
         self.last_number = after
         """Number of the last trial recorded or replayed here (see ``promptopt.runs``)."""
+        self.artifact_dir = Path(artifacts) if artifacts is not None else artifact_dir(storage)
+        """Where the predictions' artifacts go (None: not uploaded)."""
         optuna = import_optuna()
         if resume:
-            self.study = _load_study(storage, study_name)
+            self.study = load_study(storage, study_name)
         else:
             store = open_storage(storage)
             with storage_errors(storage, f"create study {study_name!r}"):
@@ -221,14 +113,11 @@ class Tracker:
                     storage=store, study_name=study_name, direction="maximize",
                     load_if_exists=True,
                 )
-        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
-        self._replay: list[Any] = (
-            sorted((t for t in self.trials()
-                    if t.state in states and t.user_attrs.get("worker", 0) == worker),
-                   key=lambda t: t.number)
-            if resume
-            else []
-        )
+        self._numbers: dict[str, list[int]] = {}  # template id -> its trials' numbers
+        self._templates: dict[str, dict[str, Any]] = {}
+        self._known = 0  # trials of the study read into the two maps
+        recorded = self._learn() if resume else []
+        self._replay: list[Any] = [t for t in recorded if t.user_attrs.get("worker", 0) == worker]
         self._next = 0
         self._after_failure: Counter[tuple[Any, ...]] | None = None
         self.replayed = 0
@@ -249,39 +138,136 @@ class Tracker:
         *,
         value: float,
         attrs: Mapping[str, Any],
+        started: _dt.datetime | None = None,
+        finished: _dt.datetime | None = None,
+        rows: Sequence[Mapping[str, Any]] = (),
     ) -> None:
-        """Add one completed trial (written to the storage at once).
+        """Add one evaluation's trial (written to the storage at once) with its note.
 
         When resuming, an evaluation that matches the next recorded trial is skipped.
+
+        Args:
+            value: The evaluation's mean score.
+            attrs: The trial's user attributes (JSON; secrets are scrubbed).
+            started, finished: When the evaluation started and ended (default: now).
+            rows: Every example's ``id``, ``inputs``, ``target``, ``prediction`` and
+                ``score``: a few go into the note, all into the artifact.
 
         Raises:
             ResumeError: if a resumed run's evaluation differs from the recorded trial
                 at the same position.
             StorageError: if the storage cannot be written.
         """
-        clean = json.loads(json.dumps(scrub({**dict(attrs), "worker": self.worker}), default=str))
+        clean = self._clean(attrs)
         if self._matched(float(value), clean):
             return
-        self._add(import_optuna().trial.create_trial(value=float(value), user_attrs=clean))
+        self._write(float(value), clean, started, finished, scrub(list(rows)))
 
-    def record_failure(self, *, attrs: Mapping[str, Any]) -> None:
+    def record_failure(
+        self,
+        *,
+        attrs: Mapping[str, Any],
+        started: _dt.datetime | None = None,
+        finished: _dt.datetime | None = None,
+    ) -> None:
         """Add one failed trial (state ``FAIL``, no value; the reason in ``attrs``)."""
-        clean = json.loads(json.dumps(scrub({**dict(attrs), "worker": self.worker}), default=str))
+        clean = self._clean(attrs)
         if self._matched(None, clean):
             return
-        optuna = import_optuna()
-        self._add(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
-                                            user_attrs=clean))
+        self._write(None, clean, started, finished, [])
 
-    def _add(self, trial: Any) -> None:
+    def _clean(self, attrs: Mapping[str, Any]) -> dict[str, Any]:
+        clean = json.loads(json.dumps(scrub({**dict(attrs), "worker": self.worker}), default=str))
+        return dict(clean)
+
+    def _write(self, value: float | None, attrs: dict[str, Any], started: _dt.datetime | None,
+               finished: _dt.datetime | None, rows: list[Any]) -> None:
+        """Create the finished trial (one write), then its note."""
+        optuna = import_optuna()
+        state = optuna.trial.TrialState
+        objective = value is not None and is_objective(attrs)
+        params, dists = trial_params(attrs)
+        stored = {**attrs, "meta": stored_meta(attrs["meta"])} if "meta" in attrs else attrs
+        system = self._artifact(attrs, rows) if value is not None else {}
+        step = search_step(attrs) or 0
+
+        def build(params: dict[str, Any], dists: dict[str, Any]) -> Any:
+            trial = optuna.trial.create_trial(
+                state=state.FAIL if value is None else state.COMPLETE if objective
+                else state.PRUNED,
+                value=value, params=params, distributions=dists, user_attrs=stored,
+                system_attrs=system,
+                intermediate_values=None if value is None or objective else {step: value},
+            )
+            now = _dt.datetime.now()
+            trial.datetime_start = min(started or now, finished or now)
+            trial.datetime_complete = finished or now
+            return trial
+
+        try:
+            trial_id = self._add(build(params, dists))
+        except ValueError as exc:  # a parameter's distribution clashes with an earlier trial's
+            warnings.warn(f"trial recorded without its parameters: {exc}", RuntimeWarning,
+                          stacklevel=3)
+            trial_id = self._add(build({}, {}))
+        self._remember(self.last_number, attrs)
+        note = render_note(stored, value, parents=self._parents(attrs), rows=rows,
+                           objective=objective)
+        with storage_errors(self.storage_url, f"write the note of trial {self.last_number}"):
+            save_trial_note(self.study, trial_id, note)
+
+    def _artifact(self, attrs: Mapping[str, Any], rows: list[Any]) -> dict[str, Any]:
+        """The system attributes naming the predictions' artifact ({} if none is due)."""
+        if self.artifact_dir is None or not rows or not wants_artifact(attrs):
+            return {}
+        role = (attrs.get("meta") or {}).get("role")
+        name = f"predictions-{attrs.get('split')}-{role or 'eval'}-{attrs.get('template_id')}.csv"
+        try:
+            return predictions_artifact(self.artifact_dir, name.replace(" ", "-"), rows)
+        except OSError as exc:  # the predictions are still on the trial (note, attributes)
+            warnings.warn(f"could not write the predictions artifact into {self.artifact_dir}: "
+                          f"{exc}", RuntimeWarning, stacklevel=3)
+            return {}
+
+    def _remember(self, number: int, attrs: Mapping[str, Any]) -> None:
+        template_id = attrs.get("template_id")
+        if isinstance(template_id, str):
+            self._numbers.setdefault(template_id, []).append(number)
+            if isinstance(attrs.get("template"), Mapping):
+                self._templates.setdefault(template_id, dict(attrs["template"]))
+
+    def _learn(self) -> list[Any]:
+        """Read the study's evaluation trials into the parent maps; those trials."""
+        with storage_errors(self.storage_url, "read the trials"):
+            trials = list(self.study.get_trials(deepcopy=False))
+        found = evaluation_trials(trials, failed=True)
+        self._numbers, self._templates = {}, {}
+        for t in found:
+            self._remember(t.number, t.user_attrs)
+        self._known = len(trials)
+        return found
+
+    def _parents(self, attrs: Mapping[str, Any]) -> list[Parent]:
+        """The evaluation's parents with their trial numbers (other workers' included)."""
+        ids = [p for p in attrs.get("parents") or [] if isinstance(p, str)]
+        if any(p not in self._numbers for p in ids):
+            with storage_errors(self.storage_url, "read the trials"):
+                count = self.study._storage.get_n_trials(self.study._study_id)
+            if count > self._known:
+                self._learn()
+        return [Parent(p, tuple(self._numbers.get(p, ())), self._templates.get(p)) for p in ids]
+
+    def _add(self, trial: Any) -> int:
         """``Study.add_trial``, keeping the trial's number (allocated by the storage under
-        a lock on the study row, so numbers follow the order trials were committed in)."""
+        a lock on the study row, so numbers follow the order trials were committed in);
+        the new trial's id."""
         trial._validate()
         storage, study_id = self.study._storage, self.study._study_id
         doing = "record a trial (the trials recorded before it are kept)"
         with storage_errors(self.storage_url, doing):
             trial_id = storage.create_new_trial(study_id, template_trial=trial)
             self.last_number = storage.get_trial_number_from_id(trial_id)
+        return int(trial_id)
 
     def _matched(self, value: float | None, attrs: Mapping[str, Any]) -> bool:
         """Whether a resumed run's evaluation is one the study holds (``value`` None: failed)."""
@@ -354,34 +340,3 @@ def _content(attrs: Mapping[str, Any], value: float | None) -> tuple[Any, ...]:
     score = None if value is None else round(float(value), 9)
     return (*(json.dumps(attrs.get(k)) for k in REPLAY_KEYS), score)
 
-
-def _load_study(storage: str, study_name: str) -> Any:
-    optuna = import_optuna()
-    try:
-        with storage_errors(storage, f"load study {study_name!r}"):
-            return optuna.load_study(study_name=study_name, storage=open_storage(storage))
-    except KeyError:
-        with storage_errors(storage, "list its studies"):
-            names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
-        raise ConfigError(
-            f"no study {study_name!r} in {display_url(storage)}; studies there: "
-            f"{', '.join(names) or '(none)'}"
-        ) from None
-
-
-def load_study_attrs(storage: str, study_name: str) -> dict[str, Any]:
-    """The user attributes of an existing study (settings, result)."""
-    study = _load_study(storage, study_name)
-    with storage_errors(storage, f"read study {study_name!r}"):
-        return dict(study.user_attrs)
-
-
-def find_study(storage: str, study_name: str) -> tuple[dict[str, Any], int] | None:
-    """The user attributes and the number of trials of ``study_name``, or None if missing."""
-    optuna = import_optuna()
-    store = open_storage(storage)
-    with storage_errors(storage, f"read study {study_name!r}"):
-        if study_name not in optuna.get_all_study_names(store):
-            return None
-        study = optuna.load_study(study_name=study_name, storage=store)
-        return dict(study.user_attrs), len(study.get_trials(deepcopy=False))
