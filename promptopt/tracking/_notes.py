@@ -102,9 +102,11 @@ def _parents(parents: Sequence[Parent]) -> list[str]:
         return []
     shown = []
     for p in parents:
-        where = (", ".join(f"#{n}" for n in p.numbers) if p.numbers
-                 else "not in this study")
-        shown.append(f"trial {where} (template `{p.template_id[:12]}`)")
+        if p.numbers:
+            shown.append(f"trial {', '.join(f'#{n}' for n in p.numbers)} "
+                         f"(template `{p.template_id[:12]}`)")
+        else:
+            shown.append(f"(template `{p.template_id[:12]}`, not evaluated in this study)")
     lines = ["**Parents**: " + "; ".join(shown), ""]
     return lines
 

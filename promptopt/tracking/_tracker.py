@@ -116,6 +116,7 @@ class Tracker:
         self._numbers: dict[str, list[int]] = {}  # template id -> its trials' numbers
         self._templates: dict[str, dict[str, Any]] = {}
         self._known = 0  # trials of the study read into the two maps
+        self._warned = False
         recorded = self._learn() if resume else []
         self._replay: list[Any] = [t for t in recorded if t.user_attrs.get("worker", 0) == worker]
         self._next = 0
@@ -206,10 +207,14 @@ class Tracker:
 
         try:
             trial_id = self._add(build(params, dists))
-        except ValueError as exc:  # a parameter's distribution clashes with an earlier trial's
-            warnings.warn(f"trial recorded without its parameters: {exc}", RuntimeWarning,
-                          stacklevel=3)
-            trial_id = self._add(build({}, {}))
+        except ValueError as exc:  # a categorical's choices differ from an earlier trial's
+            if not self._warned:
+                warnings.warn(f"study {self.study_name!r}: trials recorded without their "
+                              f"categorical parameters from now on: {exc}", RuntimeWarning,
+                              stacklevel=3)
+                self._warned = True
+            kept = {k for k, d in dists.items() if k == "split" or not hasattr(d, "choices")}
+            trial_id = self._add(build({k: params[k] for k in kept}, {k: dists[k] for k in kept}))
         self._remember(self.last_number, attrs)
         note = render_note(stored, value, parents=self._parents(attrs), rows=rows,
                            objective=objective)

@@ -43,7 +43,7 @@ from promptopt.tasks import PromptRecoveryTask
 from promptopt.tasks._prompt_recovery import DEFAULT_PREDICTION
 from promptopt.testing import FakeSetup, default_reply
 from promptopt.testing._faults import FAULTS, NON_ENGLISH, MisbehavingServer
-from promptopt.tracking import Tracker
+from promptopt.tracking import Tracker, evaluation_trials, is_evaluation
 
 KEY = "sk-test-faults-0123456789"
 MSG = [{"role": "user", "content": "Original text: hi\nRewritten text: HI!\nRewrite prompt:"}]
@@ -78,6 +78,8 @@ def _task(n_train=8):
 def _trials(url, study, state=None):
     trials = sorted(optuna.load_study(study_name=study, storage=url).trials,
                     key=lambda t: t.number)
+    if state == optuna.trial.TrialState.COMPLETE:  # every evaluation that has a score
+        return evaluation_trials(trials)
     return [t for t in trials if state is None or t.state == state]
 
 
@@ -376,7 +378,7 @@ def test_a_cli_run_against_a_flaky_server_finishes_with_every_fault_seen(tmp_pat
     out = json.loads(result.stdout)
     assert out["usage"]["retries"] == 5 and out["usage"]["failures"] == 0
     trials = _trials(url, "c")
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert all(is_evaluation(t) for t in trials)  # none failed
     predictions = {p["prediction"] for t in trials for p in t.user_attrs["predictions"]}
     assert {DEFAULT_PREDICTION, NON_ENGLISH} <= predictions
     assert not any(p.lower().startswith("sure") or len(p) > 300 for p in predictions)

@@ -26,6 +26,7 @@ from promptopt.errors import ConfigError, Interrupted, LLMError, ResumeError
 from promptopt.registry import optimizers
 from promptopt.runs import process_start, run, sigterm_as_interrupt
 from promptopt.testing import FakeLLM, FakeOpenAIServer, default_reply
+from promptopt.tracking import is_evaluation
 
 runner = CliRunner()
 SMALL = dict(scorer="hashing", train=8, val=4, test=4)
@@ -57,7 +58,7 @@ def _trials(url: str, name: str) -> list[tuple]:
         (t.user_attrs["template_id"], t.user_attrs["split"], t.user_attrs["n_examples"],
          t.user_attrs["examples_hash"], t.value)
         for t in sorted(study.trials, key=lambda t: t.number)
-        if t.state == optuna.trial.TrialState.COMPLETE  # failed evaluations: test_faults.py
+        if is_evaluation(t)  # failed evaluations: test_faults.py
     ]
 
 

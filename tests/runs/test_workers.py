@@ -33,6 +33,7 @@ from promptopt.runs import (
 from promptopt.template import Template
 from promptopt.testing import FakeLLM, FakeOpenAIServer, default_reply
 from promptopt.testing.postgres import test_postgres_url
+from promptopt.tracking import evaluation_trials, is_evaluation
 
 SMALL = dict(scorer="hashing", train=8, val=4, test=4)
 
@@ -61,7 +62,7 @@ def _evaluations(url, name, worker=None):
         (t.user_attrs.get("worker", 0), t.user_attrs["template_id"], t.user_attrs["split"],
          t.user_attrs["examples_hash"], t.value)
         for t in sorted(_study(url, name).trials, key=lambda t: t.number)
-        if t.state == optuna.trial.TrialState.COMPLETE
+        if is_evaluation(t)  # validation COMPLETE, train and test PRUNED
         and (worker is None or t.user_attrs.get("worker", 0) == worker)
     ]
 
@@ -236,7 +237,7 @@ def test_two_worker_processes_share_one_study(backend, made_empty, tmp_path):
     assert sorted(r["worker"] for r in results) == [0, 1]  # different indexes
 
     trials = [t for t in optuna.load_study(study_name=study, storage=_engine(storage)).trials]
-    evaluations = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    evaluations = evaluation_trials(trials)
     keys = Counter((t.user_attrs["worker"], t.user_attrs["template_id"], t.user_attrs["split"],
                     t.user_attrs["examples_hash"]) for t in evaluations)
     assert max(keys.values()) == 1  # none duplicated

@@ -27,7 +27,7 @@ from promptopt.errors import StorageError
 from promptopt.runs import run
 from promptopt.testing import FakeLLM, FakeOpenAIServer, default_reply
 from promptopt.tracking import Tracker
-from promptopt.tracking import _tracker as tracker_module
+from promptopt.tracking import _storage as storage_module
 
 runner = CliRunner()
 SMALL = dict(scorer="hashing", train=8, val=4, test=4)
@@ -40,7 +40,7 @@ KEY = "sk-test-storage-0123456789"
 @pytest.fixture(autouse=True)
 def _short_lock_wait(monkeypatch):
     """Give up on a locked database after 0.3 s instead of 30 s; a key for the server."""
-    monkeypatch.setattr(tracker_module, "SQLITE_TIMEOUT", 0.3)
+    monkeypatch.setattr(storage_module, "SQLITE_TIMEOUT", 0.3)
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
 
 

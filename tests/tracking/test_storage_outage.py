@@ -44,9 +44,9 @@ def _count(url: str, study: str) -> int:
     engine = create_engine(engine_url(url))
     try:
         with engine.connect() as conn:
-            return int(conn.execute(text(
-                "SELECT COUNT(*) FROM trials JOIN studies USING (study_id) "
-                "WHERE study_name = :s AND state = 'COMPLETE'"), {"s": study}).scalar() or 0)
+            return int(conn.execute(text(  # evaluations: validation COMPLETE, others PRUNED
+                "SELECT COUNT(*) FROM trials JOIN studies USING (study_id) WHERE "
+                "study_name = :s AND state IN ('COMPLETE', 'PRUNED')"), {"s": study}).scalar() or 0)
     finally:
         engine.dispose()
 
