@@ -115,6 +115,7 @@ class Tracker:
                 )
         self._numbers: dict[str, list[int]] = {}  # template id -> its trials' numbers
         self._templates: dict[str, dict[str, Any]] = {}
+        self._lineage: dict[str, list[str]] = {}  # template id -> parents first recorded
         self._known = 0  # trials of the study read into the two maps
         self._warned = False
         recorded = self._learn() if resume else []
@@ -240,21 +241,26 @@ class Tracker:
             self._numbers.setdefault(template_id, []).append(number)
             if isinstance(attrs.get("template"), Mapping):
                 self._templates.setdefault(template_id, dict(attrs["template"]))
+            if attrs.get("parents"):
+                self._lineage.setdefault(template_id, list(attrs["parents"]))
 
     def _learn(self) -> list[Any]:
         """Read the study's evaluation trials into the parent maps; those trials."""
         with storage_errors(self.storage_url, "read the trials"):
             trials = list(self.study.get_trials(deepcopy=False))
         found = evaluation_trials(trials, failed=True)
-        self._numbers, self._templates = {}, {}
+        self._numbers, self._templates, self._lineage = {}, {}, {}
         for t in found:
             self._remember(t.number, t.user_attrs)
         self._known = len(trials)
         return found
 
     def _parents(self, attrs: Mapping[str, Any]) -> list[Parent]:
-        """The evaluation's parents with their trial numbers (other workers' included)."""
-        ids = [p for p in attrs.get("parents") or [] if isinstance(p, str)]
+        """The evaluation's parents with their trial numbers (other workers' included);
+        for an evaluation that names none (a finalist scored on validation), the parents
+        an earlier trial of its template named."""
+        given = attrs.get("parents") or self._lineage.get(str(attrs.get("template_id")), [])
+        ids = [p for p in given if isinstance(p, str)]
         if any(p not in self._numbers for p in ids):
             with storage_errors(self.storage_url, "read the trials"):
                 count = self.study._storage.get_n_trials(self.study._study_id)
