@@ -316,7 +316,7 @@ class Evaluator:
             return
         rows = [
             {"id": e.id, "inputs": dict(e.inputs), "target": e.target, "prediction": p,
-             "score": round(s, 4)}
+             "score": s}
             for e, p, s in zip(examples, evaluation.predictions, evaluation.scores, strict=True)
         ]
         self.tracker.record(
@@ -325,7 +325,8 @@ class Evaluator:
                 **attrs,
                 "score": evaluation.score,
                 **({"metrics": dict(evaluation.metrics)} if evaluation.metrics else {}),
-                "predictions": [{k: r[k] for k in ("id", "prediction", "target", "score")}
+                "predictions": [{"id": r["id"], "prediction": r["prediction"],
+                                 "target": r["target"], "score": round(r["score"], 4)}
                                 for r in rows[:PREDICTIONS_KEPT]],
             },
             started=started, finished=finished, rows=rows,
