@@ -314,7 +314,7 @@ class Evaluator:
             self.tracker.record_failure(attrs={**attrs, "error": evaluation.failed},
                                         started=started, finished=finished)
             return
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"id": e.id, "inputs": dict(e.inputs), "target": e.target, "prediction": p,
              "score": s}
             for e, p, s in zip(examples, evaluation.predictions, evaluation.scores, strict=True)
