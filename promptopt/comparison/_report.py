@@ -140,13 +140,13 @@ def gains_table(result: CompareResult) -> str:
 
 
 def _selection_text(selection: Any) -> str:
-    if not isinstance(selection, dict):
-        return "highest validation mean (recorded before credible selection)"
-    grow = (f"validation grows from {selection['val_first']} examples for close finalists"
-            if selection.get("val_first")
-            else "every finalist scored on the whole validation split")
+    from promptopt.optimizers import Selection
+
+    chosen = Selection.from_dict(selection if isinstance(selection, dict) else None)
+    grow = (f"validation grows from {chosen.val_first} examples for close finalists"
+            if chosen.val_first else "every finalist scored on the whole validation split")
     return (f"a finalist replaces the start only with a credible validation gain "
-            f"(confidence {selection.get('confidence')}, Bonferroni over the finalists); {grow}")
+            f"(confidence {chosen.confidence}, Bonferroni over the finalists); {grow}")
 
 
 def report_markdown(result: CompareResult, plot_name: str, trials_name: str) -> str:

@@ -12,12 +12,13 @@ otherwise the start is kept, and a note says so with the figures.
 
 Growing validation (:attr:`Selection.val_first`): finalists are first scored on the
 first ``val_first`` examples of the validation split; those whose interval lies wholly
-below 0 are dropped, the better half of the rest by mean gain (successive halving;
-equal gains: the higher lower end first) is scored on the next examples, the examples doubling each round, up to the whole split. Only a
-finalist scored on the whole split can be chosen. The start is scored on the whole
-split first. Without ``val_first`` (the default) every finalist is scored on the whole
-split at once, as before. :class:`Selection` holds these settings and the budget the
-final choice holds back (:meth:`Selection.reserve`).
+below 0 are dropped, the better half of the rest by mean gain (successive halving; equal
+gains: the higher lower end first) is scored on the next examples, the examples doubling
+each round, up to the whole split. Only a finalist scored on the whole split can be
+chosen. The start is scored on the whole split first. Without ``val_first`` (the
+default) every finalist is scored on the whole split at once, as before.
+:class:`Selection` holds these settings and the budget the final choice holds back
+(:meth:`Selection.reserve`).
 """
 
 from __future__ import annotations

@@ -242,7 +242,7 @@ class RunSpec:
             "split_seed": t.split_seed,
             "skip_bad_rows": t.skip_bad_rows,
             "suffix": s.suffix,
-            "selection": s.final_choice().to_dict(),
+            "selection": dict(s.selection),
             "start_template": start.to_dict(),
             "promptopt_version": __version__,
         }
@@ -280,7 +280,7 @@ class RunSpec:
                 api_base=settings.get("api_base"),
                 max_errors=settings.get("max_errors", DEFAULT_MAX_ERRORS),
                 timeout=settings.get("timeout", DEFAULT_TIMEOUT),
-                selection=Selection.from_dict(settings.get("selection")).to_dict(),
+                selection=dict(settings.get("selection") or {}),
             )
         except (KeyError, TypeError) as exc:
             raise ResumeError(
