@@ -14,6 +14,11 @@ budget it runs ``compare`` and writes its ``report.md``, ``best_so_far.png`` and
 ``<out>/studies.db`` and the LLM and embedding caches to ``<out>/cache`` (shared by
 the budgets: a cached call still counts against the budget, so results are those of
 a cold run). Prints the machine, load averages, each table, and ``<out>/summary.md``.
+Each budget's section also lists every run's validation and test gain over the starting
+template with its interval, and per method the runs whose returned template scored
+below the start on test: credibly (the whole test-gain interval below 0) and by the
+point estimate alone. ``--select KEY=VALUE`` (repeatable) passes final-choice settings
+(e.g. ``confidence=0.95``, ``val_first=10``) to every run.
 The peer rows (DSPy driven directly) come from ``bench_dspy_direct.py``.
 """
 
@@ -85,13 +90,49 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    _, args, cfg = parse_args("compare", __doc__, lambda p: p.add_argument(
+def below_start(result: Any) -> str:
+    """Per method: runs whose returned template scored below the start on test."""
+    rows = []
+    for method in result.methods:
+        runs = [r for r in result.runs if r.method == method]
+        credible = sum(1 for r in runs if r.below_start)
+        point = sum(1 for r in runs if r.test_score < r.start_test_score)
+        kept = sum(1 for r in runs if r.template.id == r.start_template.id)
+        rows.append([method, str(len(runs)), str(credible), str(point), str(kept)])
+    return markdown(["method", "runs", "below start on test (interval below 0)",
+                     "below start on test (point estimate)", "returned the start"], rows)
+
+
+def _extra_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--resume", metavar="STAMP", help="continue the interrupted run whose studies are "
-        "b<budget>-STAMP-<method>-s<seed> (STAMP as printed, e.g. 20261122-023329)"))
+        "b<budget>-STAMP-<method>-s<seed> (STAMP as printed, e.g. 20261122-023329)")
+    parser.add_argument("--select", action="append", default=[], metavar="KEY=VALUE",
+                        help="final-choice setting for every run, repeatable (see "
+                        "docs/guides/methods.md)")
+
+
+def parse_select(pairs: list[str]) -> dict[str, Any]:
+    """``["confidence=0.95"]`` -> ``{"confidence": 0.95}`` (values read as JSON)."""
+    import json
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, _, raw = pair.partition("=")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def main() -> None:
+    _, args, cfg = parse_args("compare", __doc__, _extra_args)
 
     from promptopt import compare
-    from promptopt.comparison import TABLE_COLUMNS
+    from promptopt.comparison import TABLE_COLUMNS, gains_table
+
+    selection = {**cfg.get("selection", {}), **parse_select(args.select)}
 
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
@@ -106,6 +147,7 @@ def main() -> None:
         + ", ".join(f"{k}={cfg[k]}" for k in ("data", "model", "proposer", "scorer", "budgets",
                                              "seeds", "train", "val", "test", "split_seed",
                                              "methods")),
+        f"final choice: {selection or 'defaults'}",
     ]
     print("\n".join(head), flush=True)
     sections = []
@@ -118,12 +160,15 @@ def main() -> None:
             out_dir=out / f"budget-{budget}", train=cfg["train"], val=cfg["val"],
             test=cfg["test"], split_seed=cfg["split_seed"], skip_bad_rows=cfg["skip_bad_rows"],
             cache=True, cache_dir=str(out / "cache"), resume=bool(args.resume),
+            selection=selection,
             on_study=lambda s: print(f"  {dt.datetime.now():%H:%M:%S} study {s} "
                                      f"(load {loadavg()})", flush=True),
         )
         wall = time.perf_counter() - t0
         table = markdown(list(TABLE_COLUMNS), result.table())
         section = (f"## budget {budget} calls per run\n\n{table}\n\n"
+                   f"Returned template against the start, run by run:\n\n"
+                   f"{gains_table(result)}\n\n{below_start(result)}\n\n"
                    f"wall time {wall / 60:.1f} min; load average after: {loadavg()}; "
                    f"splits {result.settings['splits']}; scorer {result.settings['scorer']}; "
                    f"report: {result.files['report']}")

@@ -15,6 +15,7 @@ from rich.table import Table
 from promptopt.cli._common import (
     err,
     explicit,
+    format_gain,
     format_metrics,
     format_score,
     friendly_errors,
@@ -49,6 +50,7 @@ from promptopt.cli._options import (
     Proposer,
     Scorer,
     Seed,
+    Select,
     Settings,
     SkipBadRows,
     SplitSeed,
@@ -131,6 +133,7 @@ def run(
     api_base: ApiBase = None,
     max_errors: MaxErrors = DEFAULT_MAX_ERRORS,
     timeout: Timeout = DEFAULT_TIMEOUT,
+    select: Select = [],  # noqa: B006 - Typer needs a literal default
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Continue the interrupted run --study with its stored "
@@ -149,6 +152,7 @@ def run(
         "skip_bad_rows": skip_bad_rows, "settings": parse_settings(setting), "start": start,
         "suffix": suffix, "api_base": api_base, "max_errors": max_errors, "timeout": timeout,
         "task_options": task_options(inputs, target, metric, task_option),
+        "selection": parse_settings(select, "--select"),
     }
     verb = "resuming study" if resume else "study"
     common: dict[str, Any] = dict(
@@ -185,6 +189,12 @@ def _show_run(result: RunResult, *, as_json: bool = False) -> None:
                   format_score(result.start_test_score))
     table.add_row("[bold]best: " + escape(result.template.instruction) + "[/bold]",
                   format_score(result.val_score), format_score(result.test_score))
+    if result.val_gain is not None or result.test_gain is not None:
+        from promptopt.scoring import format_level
+
+        level = (result.test_gain or result.val_gain).level  # type: ignore[union-attr]
+        table.add_row(f"gain over the start [{format_level(level)} interval]",
+                      format_gain(result.val_gain), format_gain(result.test_gain))
     out.print(table)
     u = result.usage
     out.print(
@@ -204,14 +214,22 @@ def _show_run(result: RunResult, *, as_json: bool = False) -> None:
                   f"{format_metrics(result.start_test_metrics)}")
     if result.rejected:
         out.print(f"rejected proposals: {result.rejected}")
+    if result.why:
+        out.print(f"[yellow]{escape(result.why)}[/yellow]")
+    if result.below_start:
+        out.print("[red]the returned template scored below the start on test (its whole "
+                  "interval lies below 0)[/red]")
     for note in result.notes:
+        if note == result.why:
+            continue
         out.print(f"[yellow]note:[/yellow] {escape(note)}")
     label = metric_label(result.scorer)
     out.print(f"best template (test {label} {format_score(result.test_score)}):")
     out.print(result.template.to_json(), highlight=False, markup=False, soft_wrap=True)
 
 
-_PARAM = {"settings": "setting"}  # run() argument -> CLI parameter, where they differ
+# run() argument -> CLI parameter, where they differ
+_PARAM = {"settings": "setting", "selection": "select"}
 
 app.command("compare")(compare_command)
 

@@ -9,7 +9,7 @@ import os
 import shlex
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from promptopt.errors import Interrupted, PromptoptError
 from promptopt.redact import redact
+
+if TYPE_CHECKING:
+    from promptopt.scoring import GainInterval
 
 out = Console()
 err = Console(stderr=True)
@@ -71,11 +74,11 @@ def _resume_hint(exc: BaseException) -> None:
         err.print(f"resume with:  {redact(hint)}", highlight=False, markup=False, soft_wrap=True)
 
 
-def parse_settings(pairs: list[str]) -> dict[str, Any]:
+def parse_settings(pairs: list[str], option: str = "--set") -> dict[str, Any]:
     settings: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--set")
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=option)
         key, raw = pair.split("=", 1)
         try:
             settings[key.strip()] = json.loads(raw)
@@ -86,6 +89,11 @@ def parse_settings(pairs: list[str]) -> dict[str, Any]:
 
 def format_score(value: float) -> str:
     return f"{value:.4f}"
+
+
+def format_gain(gain: GainInterval | None) -> str:
+    """A gain with its interval, ``+0.0120 [-0.0040, +0.0300]``, or ``-`` when unknown."""
+    return "-" if gain is None else str(gain)
 
 
 def format_metrics(metrics: dict[str, float]) -> str:

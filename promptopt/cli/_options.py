@@ -83,6 +83,12 @@ Suffix = Annotated[
         "template; reports the test score with and without it.",
     ),
 ]
+Select = Annotated[
+    list[str],
+    typer.Option("--select", help="Final-choice setting KEY=VALUE, repeatable: confidence "
+                 "(default 0.9), val_first (grow validation from this many examples for close "
+                 "finalists), reserve_share (0.5), resamples (2000). See docs/guides/methods.md."),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 DEFAULT_TASK = TaskSpec.task

@@ -19,6 +19,7 @@ from promptopt.cli._common import (
     hint_on_error,
     out,
     parse_seeds,
+    parse_settings,
     progress,
     split_size,
 )
@@ -42,6 +43,7 @@ from promptopt.cli._options import (
     NoCache,
     Proposer,
     Scorer,
+    Select,
     SkipBadRows,
     SplitSeed,
     Start,
@@ -98,6 +100,7 @@ def compare_command(
     api_base: ApiBase = None,
     max_errors: MaxErrors = DEFAULT_MAX_ERRORS,
     timeout: Timeout = DEFAULT_TIMEOUT,
+    select: Select = [],  # noqa: B006 - Typer needs a literal default
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Continue the interrupted comparison --prefix with the "
@@ -132,6 +135,7 @@ def compare_command(
                 split_seed=split_seed,
                 skip_bad_rows=skip_bad_rows, start=start, cache=not no_cache,
                 api_base=api_base, max_errors=max_errors, timeout=timeout, resume=resume,
+                selection=parse_settings(select, "--select"),
                 on_progress=advance, on_study=lambda name: err.print(f"study [bold]{name}[/bold]"),
             )
     table = Table(

@@ -1,7 +1,7 @@
 """Comparison: several methods on one task over seeds, with its table, plot and report."""
 
 from promptopt.comparison._compare import compare, resolve_methods, runnable_methods
-from promptopt.comparison._report import TRIAL_COLUMNS, best_so_far, curve_band
+from promptopt.comparison._report import TRIAL_COLUMNS, best_so_far, curve_band, gains_table
 from promptopt.comparison._results import (
     FIXED_PREDICTION,
     TABLE_COLUMNS,
@@ -21,6 +21,7 @@ __all__ = [
     "best_so_far",
     "compare",
     "curve_band",
+    "gains_table",
     "resolve_methods",
     "runnable_methods",
     "study_name",

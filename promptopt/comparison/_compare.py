@@ -51,7 +51,7 @@ from promptopt.template import Template
 from promptopt.tracking import import_optuna, open_storage
 
 SHARED_SETTINGS = ("task", "task_options", "data", "model", "proposer", "scorer", "budget",
-                   "splits", "split_seed", "max_errors")
+                   "splits", "split_seed", "max_errors", "selection")
 """The stored run settings a comparison's report shows (the same for every run)."""
 
 
@@ -114,6 +114,7 @@ def compare(
     api_base: str | None = None,
     max_errors: int = DEFAULT_MAX_ERRORS,
     timeout: float = DEFAULT_TIMEOUT,
+    selection: Mapping[str, Any] | None = None,
     resume: bool = False,
     on_progress: Callable[[], None] | None = None,
     on_study: Callable[[str], None] | None = None,
@@ -126,9 +127,9 @@ def compare(
         seeds: Search seeds; every method runs once per seed.
         task, data, task_options, model, proposer, scorer, budget, storage, train, val,
             test, split_seed, skip_bad_rows, start, cache, cache_dir, api_base,
-            max_errors, timeout: As for :func:`~promptopt.runs._runner.run`, shared by every
-            run. The scorer is built once and the same object serves every run and the
-            baselines.
+            max_errors, timeout, selection: As for :func:`~promptopt.runs._runner.run`,
+            shared by every run. The scorer is built once and the same object serves
+            every run and the baselines.
         prefix: Study-name prefix (default: generated, ``compare-<time>-<hex>``).
         resume: Continue the comparison ``prefix`` after an interruption: a run whose
             study has finished gives its stored result (no LLM call), an interrupted
@@ -161,8 +162,9 @@ def compare(
         task=task, data=data, task_options=task_options, model=model, proposer=proposer,
         scorer=scorer if isinstance(scorer, str) else None, budget=budget, train=train, val=val,
         test=test, split_seed=split_seed, skip_bad_rows=skip_bad_rows, start=start,
-        api_base=api_base, max_errors=max_errors, timeout=timeout,
+        api_base=api_base, max_errors=max_errors, timeout=timeout, selection=selection,
     )
+    base.search.final_choice()  # a bad selection setting fails before anything runs
     the_scorer = make_scorer(scorer, cache=cache, cache_dir=cache_dir)
     live = Live(scorer=the_scorer, cache=cache, cache_dir=cache_dir, on_progress=on_progress,
                 on_study=on_study)
@@ -221,6 +223,7 @@ def method_row(method: str, runs: Sequence[RunResult]) -> CompareRow:
         requests=stat(lambda r: r.usage["requests"]),
         tokens=stat(lambda r: r.usage["prompt_tokens"] + r.usage["completion_tokens"]),
         cost=stat(lambda r: r.usage["cost"]), wall_time_s=stat(lambda r: r.wall_time_s),
+        val_gains=tuple(r.val_gain for r in runs), test_gains=tuple(r.test_gain for r in runs),
     )
 
 

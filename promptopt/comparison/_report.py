@@ -122,6 +122,33 @@ def markdown_table(result: CompareResult) -> str:
     return "\n".join(lines)
 
 
+def gains_table(result: CompareResult) -> str:
+    """Markdown table: each run's validation and test gain over the start with intervals."""
+    lines = ["| method | seed | val gain | test gain | below start | why the start |",
+             "|---|---:|---:|---:|---|---|"]
+    seeds = {id(r): seed for method in result.methods
+             for r, seed in zip([r for r in result.runs if r.method == method], result.seeds,
+                                strict=False)}
+    for r in result.runs:
+        cells = [r.method, str(seeds.get(id(r), "")),
+                 "-" if r.val_gain is None else str(r.val_gain),
+                 "-" if r.test_gain is None else str(r.test_gain),
+                 "yes" if r.below_start else "no", r.why.removeprefix(
+                     "the result is the starting template: ")]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _selection_text(selection: Any) -> str:
+    from promptopt.optimizers import Selection
+
+    chosen = Selection.from_dict(selection if isinstance(selection, dict) else None)
+    grow = (f"validation grows from {chosen.val_first} examples for close finalists"
+            if chosen.val_first else "every finalist scored on the whole validation split")
+    return (f"a finalist replaces the start only with a credible validation gain "
+            f"(confidence {chosen.confidence}, Bonferroni over the finalists); {grow}")
+
+
 def report_markdown(result: CompareResult, plot_name: str, trials_name: str) -> str:
     """The Markdown report: settings, table, plot and how to read them."""
     s = {**result.settings, "storage": redact(str(result.settings["storage"]))}
@@ -138,6 +165,7 @@ def report_markdown(result: CompareResult, plot_name: str, trials_name: str) -> 
         ("splits", ", ".join(f"{k} {v}" for k, v in s["splits"].items())
          + f" (split seed {s['split_seed']})"),
         ("starting template", s.get("start_template", "")),
+        ("final choice", _selection_text(s.get("selection"))),
         ("storage", s["storage"]),
         ("studies", f"`{result.prefix}-<method>-s<seed>`"),
     ]
@@ -169,6 +197,18 @@ def report_markdown(result: CompareResult, plot_name: str, trials_name: str) -> 
   example, and the mean-prompt string alone (learned on the train targets, once per
   seed):
 {mean_prompts}
+
+## Gains over the starting template, run by run
+
+{gains_table(result)}
+
+- Each run's returned template against the starting template on the same examples:
+  mean per-example gain and its paired bootstrap interval (the run's confidence level).
+  A finalist replaces the start only when its validation gain is credible (its
+  interval, Bonferroni-adjusted for the finalists compared, lies above 0), so a
+  validation gain of +0.0000 [+0.0000, +0.0000] means the run kept the start.
+- "below start": the whole test-gain interval lies below 0 (the returned template is
+  credibly worse than the start on data the search never saw).
 
 ## Best validation score so far
 

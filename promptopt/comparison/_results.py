@@ -13,15 +13,19 @@ from typing import Any
 import numpy as np
 
 from promptopt.runs import RunResult
+from promptopt.scoring import GainInterval
 
 FIXED_PREDICTION = "Improve this text."
 """The constant prediction scored as a baseline (no LLM call)."""
 
 TABLE_COLUMNS = (
     "method", "val (mean ± sd)", "test (mean ± sd)", "start val", "start test",
-    "LLM calls", "tokens", "cost $", "wall s",
+    "LLM calls", "tokens", "cost $", "wall s", "val gain", "test gain", "below start",
 )
-"""Header of :meth:`CompareResult.table`; usage columns are means per run over seeds."""
+"""Header of :meth:`CompareResult.table`; usage columns are means per run over seeds. The
+gain columns are the returned template's gain over the start: one run's with its
+confidence interval (``+0.0120 [-0.0040, +0.0300]``), several runs' as mean ± sd; "below
+start" counts the runs whose whole test-gain interval lies below 0."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,16 @@ class CompareRow:
     tokens: Stat | None = None
     cost: Stat | None = None
     wall_time_s: Stat | None = None
+    val_gains: tuple[GainInterval | None, ...] = ()
+    test_gains: tuple[GainInterval | None, ...] = ()
+    """Per run, the returned template's gain over the start with its interval (None:
+    a study recorded before intervals existed); empty for baselines."""
+
+    @property
+    def below_start(self) -> int:
+        """Runs whose returned template scored below the start on test (the whole
+        test-gain interval below 0)."""
+        return sum(1 for g in self.test_gains if g is not None and g.below_zero)
 
     def cells(self) -> list[str]:
         """The row as table cells, in :data:`TABLE_COLUMNS` order."""
@@ -79,12 +93,25 @@ class CompareRow:
         def num(stat: Stat | None, fmt: str) -> str:
             return "-" if stat is None else format(stat.mean, fmt)
 
+        known = [g for g in self.test_gains if g is not None]
         return [
             self.name, str(self.val), str(self.test),
             num(self.start_val, ".4f"), num(self.start_test, ".4f"),
             num(self.requests, ".0f"), num(self.tokens, ".0f"), num(self.cost, ".4f"),
-            num(self.wall_time_s, ".1f"),
+            num(self.wall_time_s, ".1f"), gain_cell(self.val_gains), gain_cell(self.test_gains),
+            f"{self.below_start}/{len(known)}" if known else "-",
         ]
+
+
+def gain_cell(gains: tuple[GainInterval | None, ...]) -> str:
+    """One run's gain with its interval; several runs' mean ± sd; ``-`` when unknown."""
+    known = [g for g in gains if g is not None]
+    if not known:
+        return "-"
+    if len(known) == 1:
+        return str(known[0])
+    stat = Stat(tuple(g.gain for g in known))
+    return f"{stat.mean:+.4f} ± {stat.sd:.4f}"
 
 
 @dataclass

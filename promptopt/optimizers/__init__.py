@@ -6,18 +6,22 @@ Each algorithm lives in its own private module; public names are re-exported her
 from promptopt.optimizers._ape import APE, ucb_pick
 from promptopt.optimizers._base import Optimizer, OptimizeResult
 from promptopt.optimizers._baselines import Identity, RandomSearch
+from promptopt.optimizers._content import content_problem, task_words
 from promptopt.optimizers._context import SearchContext, read_proposal
 from promptopt.optimizers._dspy import DSPyBootstrap, DSPyMIPRO
 from promptopt.optimizers._evoprompt import EvoPromptDE, EvoPromptGA
 from promptopt.optimizers._mean_prompt import MeanPrompt, MeanPromptResult, search_mean_prompt
 from promptopt.optimizers._opro import OPRO
 from promptopt.optimizers._protegi import ProTeGi, accept_edits, between, edit_request, error_report
+from promptopt.optimizers._selection import Choice, Selection, choose_final
 from promptopt.optimizers._tpe import TPESearch
+from promptopt.optimizers._why import why_start
 from promptopt.registry import optimizers
 from promptopt.tasks import INSTRUCTION_POOL
 
 __all__ = [
     "APE",
+    "Choice",
     "INSTRUCTION_POOL",
     "DSPyBootstrap",
     "DSPyMIPRO",
@@ -32,13 +36,18 @@ __all__ = [
     "ProTeGi",
     "RandomSearch",
     "SearchContext",
+    "Selection",
     "TPESearch",
     "accept_edits",
     "between",
+    "choose_final",
+    "content_problem",
     "edit_request",
     "error_report",
     "optimizers",
     "read_proposal",
     "search_mean_prompt",
+    "task_words",
     "ucb_pick",
+    "why_start",
 ]

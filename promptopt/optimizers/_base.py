@@ -22,6 +22,9 @@ from promptopt.errors import BudgetExhausted, ConfigError
 from promptopt.evaluator import Evaluation, Evaluator
 from promptopt.llm import LLM, Budget
 from promptopt.optimizers._context import History, SearchContext
+from promptopt.optimizers._selection import Choice, Selection, choose_final
+from promptopt.optimizers._why import why_start
+from promptopt.scoring import GainInterval
 from promptopt.tasks import Task
 from promptopt.template import Template
 
@@ -38,6 +41,12 @@ class OptimizeResult:
     rejected: dict[str, int] = field(default_factory=dict)
     stopped: str = "finished"
     notes: list[str] = field(default_factory=list)
+    val_gain: GainInterval | None = None
+    """The returned template's validation gain over the start, with its interval."""
+    why: str = ""
+    """Why the result is the starting template (one line), or ``""``."""
+    choice: Choice | None = field(default=None, repr=False, compare=False)
+    """The final choice's details (not stored)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (stored on the study)."""
@@ -51,6 +60,8 @@ class OptimizeResult:
             "rejected": dict(self.rejected),
             "stopped": self.stopped,
             "notes": list(self.notes),
+            "val_gain": self.val_gain.to_dict() if self.val_gain else None,
+            "why": self.why,
         }
 
 
@@ -65,6 +76,8 @@ class Optimizer(ABC):
     name: ClassVar[str] = ""
     final_candidates: int = 3
     """How many of the best train candidates are scored on the validation split."""
+    explains_start: ClassVar[bool] = True
+    """Whether a result that is the start gets a line saying why (not for ``identity``)."""
 
     def get_params(self) -> dict[str, Any]:
         """The constructor settings, by name (JSON-ready)."""
@@ -110,12 +123,16 @@ class Optimizer(ABC):
         seed: int = 0,
         shared: History | None = None,
         batch_seed: int | None = None,
+        selection: Selection | None = None,
     ) -> OptimizeResult:
         """Run the search, then choose the final template on the validation split.
 
         ``shared`` and ``batch_seed`` are for a worker of a study that several run
-        (see :class:`SearchContext`).
+        (see :class:`SearchContext`); ``selection`` holds the final choice's settings
+        (default: :class:`Selection`'s defaults).
         """
+        selection = selection or Selection()
+        selection.validate()
         self.validate()
         problem = self.unsupported(task)
         if problem:
@@ -136,7 +153,8 @@ class Optimizer(ABC):
         )
         first_eval = len(evaluator.history)
         budget = evaluator.budget
-        held = budget.reserve(self._final_reserve(n_val, budget)) if budget is not None else 0
+        held = (budget.reserve(self._final_reserve(n_val, budget, selection))
+                if budget is not None else 0)
         stopped = "finished"
         try:
             self.search(ctx)
@@ -145,28 +163,48 @@ class Optimizer(ABC):
         finally:
             if budget is not None:
                 budget.release(held)
-        result = self.select_final(ctx, evaluator.history[first_eval:])
+        result = self.select_final(ctx, evaluator.history[first_eval:], selection)
         result.stopped = stopped
+        if self.explains_start and result.template.id == start.id:
+            result.why = why_start(ctx, result.choice, evaluator.history[first_eval:])
+            result.notes.insert(0, result.why)
         return result
 
-    def _final_reserve(self, n_val: int, budget: Budget) -> int:
-        """Validation calls held back for the final choice: whole validation
-        evaluations of the start and up to :attr:`final_candidates` finalists, about
-        half of what is left, but always the start and one finalist when they fit (a
-        reserve for the start alone would return the start whatever the search found)."""
-        evaluations = self.final_candidates + 1
-        if budget.limit is not None:
-            left = int(budget.remaining)
-            evaluations = min(evaluations, max(2, left // 2 // n_val), left // n_val)
-        return max(1, evaluations) * n_val
+    def _final_reserve(self, n_val: int, budget: Budget, selection: Selection) -> int:
+        """Validation calls held back for the final choice (:meth:`Selection.reserve`):
+        the start and up to :attr:`final_candidates` finalists, within
+        ``selection.reserve_share`` (default half) of what is left."""
+        left = None if budget.limit is None else int(budget.remaining)
+        return selection.reserve(self.final_candidates, n_val, left)
 
-    def select_final(self, ctx: SearchContext, evaluations: Sequence[Evaluation]) -> OptimizeResult:
+    def choose(
+        self,
+        ctx: SearchContext,
+        finalists: Sequence[Template],
+        selection: Selection,
+        *,
+        finalist_meta: dict[str, Any] | None = None,
+        parents: Sequence[str] = (),
+    ) -> Choice:
+        """Score the start and ``finalists`` on validation; keep the start unless a
+        finalist's gain is credible (:func:`~promptopt.optimizers._selection.choose_final`)."""
+        return choose_final(ctx.evaluator, ctx.start, finalists, ctx.val, selection,
+                            seed=ctx.seed, finalist_meta=finalist_meta, parents=parents)
+
+    def select_final(
+        self,
+        ctx: SearchContext,
+        evaluations: Sequence[Evaluation],
+        selection: Selection | None = None,
+    ) -> OptimizeResult:
         """Score the starting template and the best train candidates on validation.
 
         Candidates are ranked by their mean per-example train score over all their
-        successful train evaluations; the validation winner is returned (ties keep the
-        start). A failed evaluation never counts: a finalist that fails on validation is
-        passed over, and the start failing there stops the run (``EvaluationFailed``).
+        successful train evaluations; the best :attr:`final_candidates` are the
+        finalists. One of them replaces the start only when its validation gain is
+        credible (:meth:`choose`). A failed evaluation never counts: a finalist that
+        fails on validation is passed over, and the start failing there stops the run
+        (``EvaluationFailed``).
         """
         pooled: dict[str, list[float]] = {}
         templates: dict[str, Template] = {}
@@ -175,33 +213,16 @@ class Optimizer(ABC):
                 pooled.setdefault(ev.template.id, []).extend(ev.scores)
                 templates[ev.template.id] = ev.template
         ranked = sorted(pooled, key=lambda t: -sum(pooled[t]) / len(pooled[t]))
-        finalists = [ctx.start] + [
-            templates[t] for t in ranked if t != ctx.start.id
-        ][: self.final_candidates]
-        val = ctx.evaluator
-        start_eval = val.evaluate(ctx.start, "val", meta={"role": "start"})
-        start_eval.require("the starting template on the validation split")
-        best = start_eval
-        for template in finalists[1:]:
-            try:
-                ev = val.evaluate(template, "val", meta={"role": "finalist"})
-            except BudgetExhausted:
-                break
-            if not ev.failed and ev.score > best.score:
-                best = ev
-        notes = []
-        accepted = len(pooled) - (1 if ctx.start.id in pooled else 0)
-        if ctx.proposed and accepted == 0:
-            notes.append(
-                f"the proposer returned nothing usable ({ctx.proposed} proposals, rejected: "
-                f"{dict(ctx.rejected)}); the result is the starting template"
-            )
+        finalists = [templates[t] for t in ranked if t != ctx.start.id][: self.final_candidates]
+        choice = self.choose(ctx, finalists, selection or Selection())
         return OptimizeResult(
-            template=best.template,
-            val_score=best.score,
+            template=choice.template,
+            val_score=choice.val_score,
             start_template=ctx.start,
-            start_val_score=start_eval.score,
+            start_val_score=choice.start_val_score,
             evaluations=len(evaluations),
             rejected=dict(ctx.rejected),
-            notes=notes,
+            notes=choice.notes,
+            val_gain=choice.val_gain,
+            choice=choice,
         )

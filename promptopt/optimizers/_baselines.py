@@ -14,6 +14,8 @@ from promptopt.registry import optimizers
 class Identity(Optimizer):
     """Evaluate the starting template only (a baseline; spends only validation calls)."""
 
+    explains_start = False  # returning the start is what it is for
+
     def __init__(self) -> None:
         pass
 

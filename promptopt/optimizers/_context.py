@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from promptopt.data import Example
 from promptopt.evaluator import Evaluation, Evaluator
 from promptopt.llm import LLM
+from promptopt.optimizers._content import content_problem, task_words
 from promptopt.tasks import Task
 from promptopt.template import Template
 
@@ -155,6 +156,7 @@ class SearchContext:
         self.shared = shared
         self._batch_rng = self.rng if batch_seed is None else random.Random(batch_seed)
         self._shown: set[Any] = set()
+        self._task_words: frozenset[str] | None = None
 
     @property
     def train(self) -> list[Example]:
@@ -231,6 +233,11 @@ class SearchContext:
             new.append(ev)
         return new
 
+    @property
+    def proposal_calls(self) -> int:
+        """Proposer requests made so far (:meth:`propose`)."""
+        return self._proposal_calls
+
     def can_afford(self, n_calls: int) -> bool:
         """Whether ``n_calls`` more LLM requests fit the budget."""
         return self.evaluator.can_afford(n_calls)
@@ -258,12 +265,18 @@ class SearchContext:
             messages, temperature=temperature, max_tokens=max_tokens, seeds=seeds, stop=stop
         )
 
-    def accept(self, instruction: str, base: Template | None = None) -> Template | None:
+    def accept(
+        self, instruction: str, base: Template | None = None, *, frame: str = ""
+    ) -> Template | None:
         """Turn a proposed instruction into a template, or count why it is rejected.
 
-        Rejected: empty, absurdly long, a duplicate of anything seen in this run, or
-        unusable for the task (e.g. broken placeholders). ``base`` supplies the
-        demos, prefix and suffix (default: the starting template).
+        Rejected: empty, absurdly long, a duplicate of anything seen in this run,
+        unusable for the task (e.g. broken placeholders), or holding no task content
+        (``"no task content (praises itself)"``, ``"(echoes the meta-prompt)"``,
+        ``"(fits any task)"``; see :func:`~promptopt.optimizers._content.content_problem`).
+        ``base`` supplies the demos, prefix and suffix (default: the starting template);
+        ``frame`` is the fixed wording of the meta-prompt that asked for the proposal
+        (without the examples and instructions it shows), ``""`` if none.
         """
         self.proposed += 1
         text = (instruction or "").strip().strip("\"'`").strip()
@@ -274,15 +287,26 @@ class SearchContext:
             reason = "too long"
         elif _normalize(text) in self._seen:
             reason = "duplicate"
+        elif self.task.validate_instruction(text):
+            reason = "invalid for task"
         else:
-            problem = self.task.validate_instruction(text)
+            problem = content_problem(text, frame=frame, protected=self.task_words)
             if problem:
-                reason = "invalid for task"
+                reason = f"no task content ({problem})"
         if reason:
             self.rejected[reason] += 1
             return None
         self._seen.add(_normalize(text))
         return (base or self.start).replace(instruction=text)
+
+    @property
+    def task_words(self) -> frozenset[str]:
+        """The task's own words (start instruction and field names; see
+        :func:`~promptopt.optimizers._content.task_words`)."""
+        if self._task_words is None:
+            fields = [*self.task.input_fields, self.task.target_field]
+            self._task_words = task_words(self.start.instruction, fields)
+        return self._task_words
 
     def accept_answers(
         self,
@@ -291,11 +315,13 @@ class SearchContext:
         *,
         tag: str = "INS",
         echo_labels: Sequence[str] | None = None,
+        frame: str = "",
     ) -> list[Template]:
         """Read one proposal per raw answer (:func:`read_proposal`) and :meth:`accept` it.
 
         An answer holding no proposal counts as proposed and rejected ("no proposal in
-        answer"). ``echo_labels`` defaults to :attr:`echo_labels`.
+        answer"). ``echo_labels`` defaults to :attr:`echo_labels`; ``frame`` is passed
+        to :meth:`accept`.
         """
         labels = self.echo_labels if echo_labels is None else echo_labels
         out = []
@@ -305,7 +331,7 @@ class SearchContext:
                 self.proposed += 1
                 self.rejected["no proposal in answer"] += 1
                 continue
-            template = self.accept(text, base)
+            template = self.accept(text, base, frame=frame)
             if template is not None:
                 out.append(template)
         return out

@@ -192,7 +192,7 @@ class _EvoPrompt(Optimizer):
         answers = ctx.propose(
             prompt, n=self.population_size - 1, temperature=1.0, stop=[f"</{TAG}>"]
         )
-        for template in ctx.accept_answers(answers, ctx.start, tag=TAG):
+        for template in ctx.accept_answers(answers, ctx.start, tag=TAG, frame=PARAPHRASE_PROMPT):
             ev = ctx.evaluate(
                 template, batch, parents=[ctx.start.id],
                 meta={"generation": 0, "op": "init", "step": 0},
@@ -217,7 +217,8 @@ class _EvoPrompt(Optimizer):
         if not ctx.can_afford(1 + len(batch)):
             raise BudgetExhausted("no budget left for one more child")
         answers = ctx.propose(prompt, n=1, temperature=self.temperature, stop=[f"</{TAG}>"])
-        children = ctx.accept_answers(answers, parents[0].template, tag=TAG)
+        frame = GA_PROMPT if self.op == "ga" else DE_PROMPT
+        children = ctx.accept_answers(answers, parents[0].template, tag=TAG, frame=frame)
         if not children:
             return None
         ev = ctx.evaluate(

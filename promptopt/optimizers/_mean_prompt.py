@@ -28,10 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from promptopt.errors import BudgetExhausted, ConfigError
+from promptopt.errors import ConfigError
 from promptopt.evaluator import Evaluation
 from promptopt.optimizers._base import Optimizer, OptimizeResult
 from promptopt.optimizers._context import SearchContext
+from promptopt.optimizers._selection import Selection
 from promptopt.registry import optimizers
 from promptopt.scoring import is_embedding_metric
 from promptopt.tasks import Task
@@ -341,41 +342,42 @@ class MeanPrompt(Optimizer):
             on_step=record,
         )
 
-    def select_final(self, ctx: SearchContext, evaluations: Sequence[Evaluation]) -> OptimizeResult:
-        """Score the start and start + learned suffix on validation (LLM calls)."""
+    def select_final(
+        self,
+        ctx: SearchContext,
+        evaluations: Sequence[Evaluation],
+        selection: Selection | None = None,
+    ) -> OptimizeResult:
+        """Score the start and start + learned suffix on validation (LLM calls); the
+        suffix is kept only when its gain is credible (:meth:`Optimizer.choose`)."""
         found = getattr(self, "result_", None)
-        start_eval = ctx.evaluator.evaluate(ctx.start, "val", meta={"role": "start"})
-        start_eval.require("the starting template on the validation split")
-        best = start_eval
         notes = []
+        finalists = []
         if found is not None and found.text:
             notes.append(
                 f"mean prompt ({len(found.steps)} tokens, stopped: {found.stopped}): "
                 f"{found.text!r}; alone it scores {found.train_score:.4f} on train"
             )
-            candidate = ctx.start.replace(suffix=found.text)
-            try:
-                ev = ctx.evaluator.evaluate(
-                    candidate, "val", parents=[ctx.start.id],
-                    meta={"role": "finalist", "kind": "mean-prompt"},
-                )
-            except BudgetExhausted:
-                notes.append("no budget left to score start + mean prompt on validation")
-            else:
-                if ev.failed:
-                    notes.append(f"start + mean prompt failed on validation ({ev.failed})")
-                else:
-                    notes.append(f"validation: start {start_eval.score:.4f}, start + mean "
-                                 f"prompt {ev.score:.4f}")
-                if not ev.failed and ev.score > best.score:
-                    best = ev
+            finalists.append(ctx.start.replace(suffix=found.text))
         else:
             notes.append("the mean-prompt search found no string; the result is the start")
+        choice = self.choose(ctx, finalists, selection or Selection(),
+                             finalist_meta={"kind": "mean-prompt"}, parents=[ctx.start.id])
+        if finalists:
+            if choice.best_other is None and choice.template.id == ctx.start.id:
+                notes.append("start + mean prompt could not be scored on validation (no budget "
+                             "left, or it failed)")
+            else:
+                gain = choice.best_other or choice.val_gain
+                notes.append(f"validation: start {choice.start_val_score:.4f}, start + mean "
+                             f"prompt {choice.start_val_score + gain.gain:.4f}")
         return OptimizeResult(
-            template=best.template,
-            val_score=best.score,
+            template=choice.template,
+            val_score=choice.val_score,
             start_template=ctx.start,
-            start_val_score=start_eval.score,
+            start_val_score=choice.start_val_score,
             evaluations=len(evaluations) + getattr(self, "recorded_", 0),
-            notes=notes,
+            notes=notes + choice.notes,
+            val_gain=choice.val_gain,
+            choice=choice,
         )

@@ -161,7 +161,8 @@ class OPRO(Optimizer):
             prompt = self.build_meta_prompt(history, exemplars)
             parents = [ids[text] for text, _ in self.trajectory(history)]
             raw = ctx.propose(prompt, n=n, temperature=self.temperature, stop=[f"</{TAG}>"])
-            for template in ctx.accept_answers(raw, tag=TAG):
+            frame = self.build_meta_prompt([], [])  # the wording around examples and history
+            for template in ctx.accept_answers(raw, tag=TAG, frame=frame):
                 ev = ctx.evaluate(template, batch, parents=parents, meta={"step": step})
                 if not ev.failed:
                     history.append((template.instruction, ev.score))

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from promptopt.scoring import GainInterval
 from promptopt.template import Template
 
 
@@ -45,6 +46,19 @@ class RunResult:
     workers: dict[str, Any] | None = None
     """Per worker of the study (by index): its own template id, scores, trials, budget
     spent; None for a run with one worker."""
+    val_gain: GainInterval | None = None
+    """The returned template's validation gain over the start, with its confidence
+    interval (paired bootstrap; None in studies recorded before intervals existed)."""
+    test_gain: GainInterval | None = None
+    """The same on the test split."""
+    why: str = ""
+    """Why the result is the starting template (one line; also in ``notes``), or ``""``."""
+
+    @property
+    def below_start(self) -> bool:
+        """Whether the returned template scored credibly below the start on test (its
+        whole test-gain interval lies below 0)."""
+        return self.test_gain is not None and self.test_gain.below_zero
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (stored on the study as ``result``)."""
@@ -71,6 +85,9 @@ class RunResult:
             "replayed_trials": self.replayed_trials,
             "test_metrics": dict(self.test_metrics),
             "start_test_metrics": dict(self.start_test_metrics),
+            "val_gain": self.val_gain.to_dict() if self.val_gain else None,
+            "test_gain": self.test_gain.to_dict() if self.test_gain else None,
+            "why": self.why,
             **({} if self.workers is None else {
                 "worker": self.worker, "found_by": self.found_by, "workers": self.workers,
             }),
@@ -99,4 +116,7 @@ class RunResult:
             worker=int(data.get("worker", 0)),
             found_by=data.get("found_by"),
             workers=data.get("workers"),
+            val_gain=GainInterval.from_dict(data.get("val_gain")),
+            test_gain=GainInterval.from_dict(data.get("test_gain")),
+            why=str(data.get("why") or ""),
         )

@@ -37,7 +37,7 @@ from promptopt.runs._sharing import SharedHistory
 from promptopt.runs._spec import RunSpec
 from promptopt.runs._state import load_for_resume
 from promptopt.runs._workers import Member, resume_member
-from promptopt.scoring import is_embedding_metric
+from promptopt.scoring import is_embedding_metric, paired_interval
 from promptopt.tasks import Task
 from promptopt.template import Template
 
@@ -111,6 +111,7 @@ def run(
     api_base: str | None = None,
     max_errors: int = DEFAULT_MAX_ERRORS,
     timeout: float = DEFAULT_TIMEOUT,
+    selection: Mapping[str, Any] | None = None,
     resume: bool = False,
     on_progress: Callable[[], None] | None = None,
     on_study: Callable[[str], None] | None = None,
@@ -152,6 +153,10 @@ def run(
             trial with its reason; the search goes on without it); one more stops the
             run as interrupted (:class:`~promptopt.errors.TooManyErrors`), to resume.
         timeout: Seconds per LLM request before it times out (then it is retried).
+        selection: Settings of the final choice (:class:`~promptopt.optimizers.Selection`:
+            ``confidence``, ``val_first``, ``reserve_share``, ``resamples``); unset ones
+            default. A finalist replaces the start only when its validation gain is
+            credible at ``confidence``.
         resume: Continue the interrupted run ``study`` in ``storage`` (see
             :func:`resume_run`): the stored settings are used; any setting passed here
             (even with its default value; None counts as not given) must agree with them.
@@ -168,7 +173,7 @@ def run(
         proposer=proposer, scorer=scorer if isinstance(scorer, str) else None, budget=budget,
         seed=seed, train=train, val=val, test=test, split_seed=split_seed,
         skip_bad_rows=skip_bad_rows, settings=settings, start=start, suffix=suffix,
-        api_base=api_base, max_errors=max_errors, timeout=timeout,
+        api_base=api_base, max_errors=max_errors, timeout=timeout, selection=selection,
     )
     live = Live(scorer=None if isinstance(scorer, str) else scorer, cache=cache,
                 cache_dir=cache_dir, on_progress=on_progress, on_study=on_study)
@@ -274,6 +279,7 @@ def build_parts(spec: RunSpec, live: Live) -> Parts:
         raise ConfigError(f"budget must be a positive number of LLM calls, got {search.budget}")
     if search.max_errors < 0:
         raise ConfigError(f"max_errors must be 0 or more, got {search.max_errors}")
+    search.final_choice()  # a bad --select setting is an error before any study exists
     if not llm.timeout > 0:
         raise ConfigError(f"timeout must be a positive number of seconds, got {llm.timeout}")
     the_task = build_task(spec, live)
@@ -323,7 +329,7 @@ def execute(
         result = parts.optimizer.optimize(
             parts.task, evaluator, parts.writer, start=parts.start, seed=session.worker.seed,
             shared=SharedHistory(session.tracker, parts.task, spec.search.method),
-            batch_seed=session.worker.batch_seed,
+            batch_seed=session.worker.batch_seed, selection=spec.search.final_choice(),
         )
         out = _finish(spec, parts, session, evaluator, result)
         out.wall_time_s = time.perf_counter() - t0
@@ -347,6 +353,9 @@ def _finish(spec: RunSpec, parts: Parts, session: RunSession, evaluator: Evaluat
     best_test = _test(evaluator, final, "final", "the chosen template")
     start_test = (best_test if final.id == parts.start.id
                   else _test(evaluator, parts.start, "start", "the starting template"))
+    test_gain = paired_interval(start_test.scores, best_test.scores,
+                                level=spec.search.final_choice().confidence,
+                                seed=[abs(session.worker.seed), 4])
     if evaluator.errors:
         result.notes.append(
             f"{len(evaluator.errors)} evaluation(s) failed and were recorded as failed "
@@ -364,7 +373,8 @@ def _finish(spec: RunSpec, parts: Parts, session: RunSession, evaluator: Evaluat
         trials=evaluator.trial_count, rejected=result.rejected, stopped=result.stopped,
         notes=result.notes, test_score_without_suffix=without_suffix,
         replayed_trials=tracker.replayed, test_metrics=dict(best_test.metrics),
-        start_test_metrics=dict(start_test.metrics),
+        start_test_metrics=dict(start_test.metrics), val_gain=result.val_gain,
+        test_gain=test_gain, why=result.why,
     )
 
 

@@ -7,7 +7,8 @@ A :class:`RunSpec` holds three frozen, keyword-only parts, each field named as t
   ``train``/``val``/``test``, ``split_seed``, ``skip_bad_rows``;
 - :class:`LLMSpec`: ``model``, ``proposer``, ``api_base``, ``timeout``;
 - :class:`SearchSpec`: ``method``, ``settings`` (the optimizer's), ``budget``, ``seed``,
-  ``start``, ``suffix``, ``max_errors``.
+  ``start``, ``suffix``, ``max_errors``, ``selection`` (the final choice's settings,
+  :class:`~promptopt.optimizers.Selection`).
 
 Each field's metadata (:class:`Option`) says how the command line spells it, whether a
 resumed run may change it (``api_base``, ``timeout``, ``max_errors``: where and how
@@ -32,6 +33,7 @@ from promptopt.data import Splits
 from promptopt.errors import ConfigError, ResumeError
 from promptopt.evaluator import DEFAULT_MAX_ERRORS
 from promptopt.llm import DEFAULT_MODEL, DEFAULT_TIMEOUT
+from promptopt.optimizers import Selection
 from promptopt.tasks import Task
 from promptopt.template import Template
 from promptopt.version import __version__
@@ -103,6 +105,16 @@ class SearchSpec:
     start: Template | str | None = _field(None, "--start", shared_as="start_template")
     suffix: bool = _field(False, "--suffix", shared_as="suffix")
     max_errors: int = _field(DEFAULT_MAX_ERRORS, "--max-errors", on_resume="override")
+    selection: Mapping[str, Any] = _field(None, "--select", shared_as="selection",
+                                          factory=dict)
+
+    def final_choice(self) -> Selection:
+        """The final choice's settings (:class:`~promptopt.optimizers.Selection`), validated.
+
+        Raises:
+            ConfigError: an unknown or bad selection setting.
+        """
+        return Selection.from_dict(self.selection)
 
 
 PARTS: dict[str, type] = {"task": TaskSpec, "llm": LLMSpec, "search": SearchSpec}
@@ -175,7 +187,7 @@ class RunSpec:
             raise ConfigError(f"unknown run setting(s) {unknown}; valid: {', '.join(FIELDS)}")
         parts: dict[str, dict[str, Any]] = {part: {} for part in PARTS}
         for name, value in args.items():
-            if name in ("task_options", "settings"):
+            if name in ("task_options", "settings", "selection"):
                 value = dict(value or {})
             elif name == "data" and value is not None:
                 value = str(value)
@@ -230,6 +242,7 @@ class RunSpec:
             "split_seed": t.split_seed,
             "skip_bad_rows": t.skip_bad_rows,
             "suffix": s.suffix,
+            "selection": dict(s.selection),
             "start_template": start.to_dict(),
             "promptopt_version": __version__,
         }
@@ -267,6 +280,7 @@ class RunSpec:
                 api_base=settings.get("api_base"),
                 max_errors=settings.get("max_errors", DEFAULT_MAX_ERRORS),
                 timeout=settings.get("timeout", DEFAULT_TIMEOUT),
+                selection=dict(settings.get("selection") or {}),
             )
         except (KeyError, TypeError) as exc:
             raise ResumeError(

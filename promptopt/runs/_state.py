@@ -80,13 +80,13 @@ def check_given(
             raise ConfigError(f"unknown setting {name!r} for a resumed run")
         if name in OVERRIDABLE:
             continue
-        if name in ("settings", "task_options"):
+        if name in ("settings", "task_options", "selection"):
             stored_items = stored[name]
             for key, item in dict(value or {}).items():
                 item = json.loads(json.dumps(item, default=object_spec))
                 if stored_items.get(key, _MISSING) != item:
-                    flag = (f"--set {key}" if name == "settings"
-                            else TASK_OPTION_FLAGS.get(key, f"--task-option {key}"))
+                    flag = ({"settings": f"--set {key}", "selection": f"--select {key}"}.get(name)
+                            or TASK_OPTION_FLAGS.get(key, f"--task-option {key}"))
                     raise conflict(flag, stored_items.get(key, "(not set)"), item)
         elif not _same(name, value, stored[name], settings):
             shown = stored[name].instruction if name == "start" else stored[name]

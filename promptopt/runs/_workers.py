@@ -349,7 +349,8 @@ def publish_result(tracker: Tracker, member: Member, own: RunResult) -> RunResul
         seen = set(results)
     chosen = RunResult.from_dict(merged, storage=tracker.storage_url)
     for name in ("template", "val_score", "test_score", "start_template", "start_val_score",
-                 "start_test_score", "test_score_without_suffix"):
+                 "start_test_score", "test_score_without_suffix", "val_gain", "test_gain",
+                 "why"):
         setattr(own, name, getattr(chosen, name))
     own.found_by, own.workers = best, merged["workers"]
     mine = float(results[member.index]["val_score"])

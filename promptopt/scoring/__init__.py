@@ -1,4 +1,5 @@
-"""Scoring: the SCS embedding scorer, the hashing scorer, metrics by name, the human metric."""
+"""Scoring: the SCS embedding scorer, the hashing scorer, metrics by name, the human metric,
+and paired intervals on score gains."""
 
 from promptopt.registry import metrics
 from promptopt.scoring._hashing import HashingScorer, stable_int
@@ -19,19 +20,32 @@ from promptopt.scoring._metrics import (
     rouge_l,
 )
 from promptopt.scoring._scs import MINILM, FallbackWarning, SCSScorer
+from promptopt.scoring._stats import (
+    DEFAULT_LEVEL,
+    DEFAULT_RESAMPLES,
+    GainInterval,
+    adjusted_level,
+    format_level,
+    paired_interval,
+)
 
 __all__ = [
+    "DEFAULT_LEVEL",
+    "DEFAULT_RESAMPLES",
     "ExactMatch",
     "FallbackWarning",
     "FunctionMetric",
+    "GainInterval",
     "HashingScorer",
     "HumanScorer",
     "MINILM",
     "MetricOptions",
     "RougeL",
+    "adjusted_level",
     "SCSScorer",
     "batch_metric",
     "describe",
+    "format_level",
     "is_embedding_metric",
     "lcs_length",
     "make_metric",
@@ -40,6 +54,7 @@ __all__ = [
     "metrics",
     "normalize_rating",
     "object_spec",
+    "paired_interval",
     "rating_note",
     "ratings_study_name",
     "rouge_l",

@@ -7,7 +7,8 @@ A run's study holds, besides its trials, these user attributes:
   ``status_detail`` (reason, process, time, resumes) of its first worker;
 - ``worker:<k>``: the same for worker ``k >= 1`` (its status inside);
 - ``heartbeat:<k>``: epoch seconds of worker ``k``'s last beat (database servers);
-- ``result``: the run's result (with several workers: the best of them), and
+- ``result``: the run's result (scores, validation and test gains over the start with their
+  intervals, notes; with several workers: the best of them), and
   ``result:<k>``: worker ``k``'s own;
 - ``refine_settings``: what a ``refine`` study refined, instead of ``settings``.
 

@@ -172,3 +172,29 @@ def test_suffix_appends_a_learned_mean_prompt_and_reports_both_scores(tmp_path):
                      "--storage", url, "--suffix", *SMALL)
     assert result.exit_code == 0, result.output
     assert "with it" in result.stdout and "without" in result.stdout
+
+
+JUNK = ("<INS>Your new instruction is very effective and it will make a difference in every "
+        "way possible.</INS>")
+
+
+def test_run_shows_gains_with_intervals_and_why_the_start_came_back(tmp_path):
+    fake = FakeLLM(lambda prompt, params: JUNK if "<INS>" in prompt else "Make it formal.")
+    url = f"sqlite:///{tmp_path}/p.db"
+    result = _invoke("run", "-m", "opro", "--model", fake.model, "--budget", 40,
+                     "--storage", url, "--study", "why", "--select", "confidence=0.8", *SMALL)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "gain over the start" in text and "[80% interval]" in text
+    assert "+0.0000 [+0.0000," in text  # the start itself: no gain
+    assert "the result is the starting template: the proposer returned nothing usable" in text
+    assert "no task content (praises itself)" in text
+    stored = optuna.load_study(study_name="why", storage=url).user_attrs
+    assert stored["settings"]["selection"] == {"confidence": 0.8}
+    res = stored["result"]
+    assert res["why"].startswith("the result is the starting template") and res["why"] in res[
+        "notes"]
+    assert res["test_gain"]["level"] == 0.8 and res["val_gain"]["gain"] == 0.0
+    bad = _invoke("run", "-m", "opro", "--model", fake.model, "--select", "confidence=2",
+                  "--storage", url, *SMALL)
+    assert bad.exit_code != 0 and "confidence=2" in bad.output

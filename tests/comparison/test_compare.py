@@ -105,11 +105,20 @@ def test_library_compare_table_and_files_match_the_studies(tmp_path, monkeypatch
         vals = [r["val_score"] for r in stored]
         assert row.val.mean == pytest.approx(np.mean(vals))
         assert row.val.sd == pytest.approx(np.std(vals, ddof=1))
-        # The returned template's validation score is the best validation trial's.
+        # The returned template's validation score is its validation trial's: the best
+        # one's only when its gain over the start is credible, else the start's.
         for s in (0, 1):
             study = studies[(method, s)]
             val_trials = [t.value for t in study.trials if t.user_attrs["split"] == "val"]
-            assert stored[s]["val_score"] == max(val_trials)
+            by_id = {t.user_attrs["template_id"]: t.value for t in study.trials
+                     if t.user_attrs["split"] == "val"}
+            assert stored[s]["val_score"] == by_id[stored[s]["template_id"]]
+            gain = stored[s]["val_gain"]
+            if stored[s]["template"] == stored[s]["start_template"]:  # the start was kept
+                assert gain["gain"] == 0.0 and (stored[s]["why"] or method == "identity")
+            else:
+                assert gain["low"] > 0 and stored[s]["val_score"] == max(val_trials)
+            assert row.val_gains[s] is not None and row.test_gains[s] is not None
             curve = best_so_far([t for t in res.trials
                                  if t["method"] == method and t["seed"] == s])
             assert curve[-1][1] == max(val_trials)

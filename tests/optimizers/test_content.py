@@ -1,0 +1,87 @@
+"""The no-task-content check: junk proposals rejected before evaluation, plain ones kept."""
+
+from __future__ import annotations
+
+import pytest
+
+import promptopt.optimizers  # noqa: F401  (registers every method)
+from promptopt.data import Splits
+from promptopt.optimizers import OPRO, SearchContext, content_problem, task_words
+from promptopt.registry import tasks
+from promptopt.tasks import INSTRUCTION_POOL, ClassificationTask, CSVTask
+from promptopt.testing import FakeSetup
+
+PRAISE = ("Your new instruction is very effective and it will make a difference in every way "
+          "possible.")
+PLAIN = [
+    "Rewrite the text as a formal business email",
+    "Summarize the text.",
+    "Answer the question.",
+    "Translate the sentence into French.",
+    "Guess the prompt that turned the original text into the rewritten one.",
+    "Make it a pirate shanty.",
+    "Classify the review as positive or negative.",
+    "You are an expert. From the question, give the correct answer.",
+]
+FRAME = OPRO().build_meta_prompt([], [])
+
+
+def _task_instructions() -> list[tuple[frozenset[str], str]]:
+    """Every registered task's start template and instruction pool, with its task words."""
+    built = [FakeSetup(task=name).task for name in tasks.names() if name != "csv"]
+    built += [CSVTask(Splits([], [], []), inputs=["question", "context"], target="answer"),
+              CSVTask(Splits([], [], []), inputs=["prompt"], target="response")]
+    assert any(isinstance(task, ClassificationTask) for task in built)
+    out = []
+    for task in built:
+        words = task_words(task.default_instruction, [*task.input_fields, task.target_field])
+        for text in (task.default_instruction, *task.instruction_pool):
+            out.append((words, text))
+    return out
+
+
+def test_the_self_praising_answer_is_rejected():
+    assert content_problem(PRAISE) == "praises itself"
+    assert content_problem(PRAISE, frame=FRAME) == "praises itself"
+
+
+@pytest.mark.parametrize("text", [
+    "It should be concise, effective and generally applicable to all the examples above.",
+    "Write a new instruction that is different from all the instructions above.",
+])
+def test_the_meta_prompts_own_words_are_rejected(text):
+    assert content_problem(text, frame=FRAME) == "echoes the meta-prompt"
+
+
+@pytest.mark.parametrize("text", ["Make it better.", "Be clear, concise and helpful."])
+def test_an_instruction_for_any_task_is_rejected(text):
+    assert content_problem(text) == "fits any task"
+
+
+@pytest.mark.parametrize("text", PLAIN)
+def test_plain_instructions_are_kept(text):
+    assert content_problem(text) is None
+    assert content_problem(text, frame=FRAME) is None
+
+
+def test_every_tasks_start_template_and_instruction_pool_is_kept():
+    checked = _task_instructions()
+    assert len(checked) > 20
+    for words, text in checked:
+        assert content_problem(text, frame=FRAME) is None, text
+        assert content_problem(text, frame=FRAME, protected=words) is None, text
+    for text in INSTRUCTION_POOL:
+        assert content_problem(text) is None, text
+
+
+def test_accept_counts_the_reason_and_never_evaluates():
+    setup = FakeSetup(budget=50)
+    ctx = SearchContext(task=setup.task, evaluator=setup.evaluator, proposer=setup.proposer,
+                        start=setup.task.start_template(), seed=0)
+    assert ctx.accept(PRAISE) is None
+    assert ctx.accept("Be concise and effective.", frame=FRAME) is None
+    kept = ctx.accept("Rewrite the text as a formal business email")
+    assert kept is not None and kept.instruction.startswith("Rewrite the text")
+    assert ctx.rejected == {"no task content (praises itself)": 1,
+                            "no task content (echoes the meta-prompt)": 1}
+    assert ctx.proposed == 3 and not setup.evaluator.history
