@@ -85,7 +85,7 @@ def main() -> None:
                     max_tokens=gen["max_tokens"], stop=gen["stop"], reuse=path == "reuse",
                 )["text"] for p in prompts]
             seconds[path] += time.perf_counter() - t0
-        for i, p in enumerate(prompts):
+        for i in range(len(prompts)):
             row = {"template": name, "index": args.offset + i, "temperature": args.temperature,
                    **{k: v[i] for k, v in outs.items()}}
             rows.append(row)

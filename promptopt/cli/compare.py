@@ -24,6 +24,7 @@ from promptopt.cli._common import (
 )
 from promptopt.cli._options import (
     DEFAULT_BUDGET,
+    DEFAULT_CONCURRENCY,
     DEFAULT_MAX_ERRORS,
     DEFAULT_MODEL,
     DEFAULT_SCORER,
@@ -34,6 +35,7 @@ from promptopt.cli._options import (
     DEFAULT_TRAIN,
     DEFAULT_VAL,
     ApiBase,
+    Concurrency,
     Data,
     Inputs,
     MaxErrors,
@@ -98,6 +100,7 @@ def compare_command(
     api_base: ApiBase = None,
     max_errors: MaxErrors = DEFAULT_MAX_ERRORS,
     timeout: Timeout = DEFAULT_TIMEOUT,
+    concurrency: Concurrency = DEFAULT_CONCURRENCY,
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Continue the interrupted comparison --prefix with the "
@@ -131,7 +134,8 @@ def compare_command(
                 train=split_size(train), val=split_size(val), test=split_size(test),
                 split_seed=split_seed,
                 skip_bad_rows=skip_bad_rows, start=start, cache=not no_cache,
-                api_base=api_base, max_errors=max_errors, timeout=timeout, resume=resume,
+                api_base=api_base, max_errors=max_errors, timeout=timeout, concurrency=concurrency,
+                resume=resume,
                 on_progress=advance, on_study=lambda name: err.print(f"study [bold]{name}[/bold]"),
             )
     table = Table(

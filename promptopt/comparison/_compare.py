@@ -32,7 +32,7 @@ from promptopt.comparison._results import (
 )
 from promptopt.errors import ConfigError
 from promptopt.evaluator import DEFAULT_MAX_ERRORS
-from promptopt.llm import DEFAULT_MODEL, DEFAULT_TIMEOUT
+from promptopt.llm import DEFAULT_CONCURRENCY, DEFAULT_MODEL, DEFAULT_TIMEOUT
 from promptopt.registry import optimizers
 from promptopt.runs import (
     DEFAULT_SPLITS,
@@ -114,6 +114,7 @@ def compare(
     api_base: str | None = None,
     max_errors: int = DEFAULT_MAX_ERRORS,
     timeout: float = DEFAULT_TIMEOUT,
+    concurrency: int = DEFAULT_CONCURRENCY,
     resume: bool = False,
     on_progress: Callable[[], None] | None = None,
     on_study: Callable[[str], None] | None = None,
@@ -126,9 +127,9 @@ def compare(
         seeds: Search seeds; every method runs once per seed.
         task, data, task_options, model, proposer, scorer, budget, storage, train, val,
             test, split_seed, skip_bad_rows, start, cache, cache_dir, api_base,
-            max_errors, timeout: As for :func:`~promptopt.runs._runner.run`, shared by every
-            run. The scorer is built once and the same object serves every run and the
-            baselines.
+            max_errors, timeout, concurrency: As for :func:`~promptopt.runs._runner.run`,
+            shared by every run. The scorer is built once and the same object serves every
+            run and the baselines.
         prefix: Study-name prefix (default: generated, ``compare-<time>-<hex>``).
         resume: Continue the comparison ``prefix`` after an interruption: a run whose
             study has finished gives its stored result (no LLM call), an interrupted
@@ -161,7 +162,7 @@ def compare(
         task=task, data=data, task_options=task_options, model=model, proposer=proposer,
         scorer=scorer if isinstance(scorer, str) else None, budget=budget, train=train, val=val,
         test=test, split_seed=split_seed, skip_bad_rows=skip_bad_rows, start=start,
-        api_base=api_base, max_errors=max_errors, timeout=timeout,
+        api_base=api_base, max_errors=max_errors, timeout=timeout, concurrency=concurrency,
     )
     the_scorer = make_scorer(scorer, cache=cache, cache_dir=cache_dir)
     live = Live(scorer=the_scorer, cache=cache, cache_dir=cache_dir, on_progress=on_progress,
