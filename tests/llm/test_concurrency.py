@@ -50,9 +50,11 @@ def test_llm_keeps_n_requests_in_flight():
     held = InFlight(3)
     with FakeOpenAIServer(held) as server:
         llm = LLM("openai/fake", api_base=server.url, api_key="sk-test", concurrency=3,
-                  max_retries=0)
+                  max_retries=0, max_tokens=7)
         out = llm.complete_many([[{"role": "user", "content": f"q{i}"}] for i in range(6)])
     assert len(out) == 6 and server.count == 6
+    # the length bound goes as max_tokens, which every OpenAI-compatible server honours
+    assert all(body["max_tokens"] == 7 for body in server.bodies)
     assert held.peak == 3  # three at once, never more
 
 
