@@ -98,3 +98,11 @@ def test_concurrency_below_one_is_refused(bad, tmp_path):
     with pytest.raises(ConfigError, match="concurrency"):
         evaluate("Find the instruction.", split="val", model="openai/fake",
                  api_base="http://127.0.0.1:9/v1", concurrency=bad, cache=False, **SMALL)
+
+
+@pytest.mark.parametrize("command", ["run", "eval", "compare", "predict"])
+def test_every_command_that_calls_the_model_takes_concurrency(command):
+    import re
+
+    shown = CliRunner().invoke(app, [command, "-h"], env={"COLUMNS": "200"}).stdout
+    assert re.search(r"--concurrency\s", re.sub(r"\x1b\[[0-9;]*m", "", shown))
