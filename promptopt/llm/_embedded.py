@@ -217,6 +217,11 @@ def generate(
     with ``PROMPTOPT_PREFIX_REUSE=0``). Since both paths run the same batches from the
     same state, greedy and sampled outputs are the same with and without reuse. Chat
     models are evaluated from scratch each time (llama.cpp applies their template).
+
+    Prompts are decoded one at a time, not several sequences in one llama.cpp batch:
+    that is about 2x faster per token on 2 cores, but a batch of several rows changes
+    each row's logits (``experiments/check_batch_decode.py``: up to 0.97 apart, the
+    greedy token flipped with 8 rows), so outputs would change.
     """
     llama = load(name)
     if reuse is None:
