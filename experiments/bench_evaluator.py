@@ -6,7 +6,8 @@ The same N test examples of the prompt-recovery task, rendered with two template
 task's starting template (zero-shot) and the same instruction with ``--demos`` demos
 from the train split (few-shot). For each template, interleaved chunk by chunk so that
 background load hits every path alike, and with the engine's KV cache cleared at the
-start of each path's chunk (no path inherits another's prefix):
+start of each path's chunk (no path inherits another's prefix, so the reusing paths
+pay the template's prefix once per chunk: ``--chunk``, default 10, sets how often):
 
 1. raw reset loop: ``llama.reset()`` and ``create_completion`` on the whole prompt, as
    the engine ran before prefix reuse (the baseline of every ratio);
@@ -108,7 +109,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(DEV) if DEV.exists() else str(sample_path()))
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--demos", type=int, default=4, help="demos of the few-shot template")
-    parser.add_argument("--chunk", type=int, default=5, help="examples per interleaved chunk")
+    parser.add_argument("--chunk", type=int, default=10, help="examples per interleaved chunk")
     parser.add_argument("--no-server", action="store_true", help="skip the server path")
     args = parser.parse_args()
 
