@@ -19,7 +19,9 @@ then, per template, the evaluator again on the filled cache (warm, new LLM objec
 (``--server``, default on) the OpenAI-compatible path: ``llama_cpp.server`` serving the
 same GGUF on a free localhost port, evaluated by promptopt with ``openai/gemma`` and
 ``--api-base`` (that server renders the GGUF's chat template, so its prompts and outputs
-differ from the completion-style paths and are not compared).
+differ from the completion-style paths and are not compared; with the Gemma base GGUF
+it answers every chat request with an empty turn, so this path times prefill and
+request overhead, not generation).
 
 Prints seconds, examples/s and time as a ratio to the raw reset loop for each path and
 template, and whether the outputs are identical: raw reuse vs raw reset (generated
