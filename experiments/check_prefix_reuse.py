@@ -96,9 +96,9 @@ def main() -> None:
             if row["one_batch"] != row["reset"]:
                 print(f"differs from the one-batch path {name} #{args.offset + i}: "
                       f"{row['one_batch']!r} != {row['reset']!r}")
-    if args.out:
-        with open(args.out, "a", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
+        if args.out:  # each template's rows as soon as they are done
+            with open(args.out, "a", encoding="utf-8") as f:
+                f.writelines(json.dumps(r) + "\n" for r in rows[-len(prompts):])
     n_one = sum(r["one_batch"] != r["reset"] for r in rows)
     print(f"{len(rows)} generations (examples {args.offset}..{args.offset + len(test) - 1}, "
           f"both templates, temperature {args.temperature}): reuse != reset: {bad}; "
