@@ -1,39 +1,44 @@
-"""Evaluator throughput vs dspy.Evaluate vs the raw llama-cpp-python loop, cold and warm.
+"""Evaluation speed with prefix reuse: raw loops, promptopt's evaluator, a real server.
 
-    .venv/bin/python experiments/bench_evaluator.py --n 200
+    flock /tmp/cpu.lock .venv/bin/python -W ignore experiments/bench_evaluator.py --n 200
 
-Renders one template (the task's starting template) on N test examples, then times,
-interleaved chunk by chunk so that background load hits every path alike:
+The same N test examples of the prompt-recovery task, rendered with two templates: the
+task's starting template (zero-shot) and the same instruction with ``--demos`` demos
+from the train split (few-shot). For each template, interleaved chunk by chunk so that
+background load hits every path alike, and with the engine's KV cache cleared at the
+start of each path's chunk (no path inherits another's prefix, so the reusing paths
+pay the template's prefix once per chunk: ``--chunk``, default 10, sets how often):
 
-1. the raw llama.cpp loop generating exactly the prompts promptopt renders (the
-   engine's limit);
-2. promptopt's evaluator with an empty cache (LLM calls through LiteLLM + cleaning +
-   scoring);
-3. ``dspy.Evaluate`` on the same program, a ``dspy.Predict`` over
-   ``original_text, rewritten_text -> rewrite_prompt`` with the template's
-   instruction, on ``dspy.LM("llamacpp/<model>", engine="litellm")`` (the same
-   in-process model through LiteLLM's custom provider) with DSPy's response cache on,
-   in a fresh empty folder; metric: the same SCS scorer (its own instance, so neither
-   path reuses the other's embeddings) on the cleaned prediction;
-4. the raw loop again, on the prompts DSPy sent (its ChatAdapter markup makes them
-   longer, and the base model writes more tokens), i.e. the engine's limit for path 3.
+1. raw reset loop: ``llama.reset()`` and ``create_completion`` on the whole prompt, as
+   the engine ran before prefix reuse (the baseline of every ratio);
+2. raw reuse loop: the same calls, the prompt prefilled as prefix + rest and the prefix
+   kept in the KV cache from one example to the next (what the engine does now);
+3. promptopt's evaluator with an empty disk cache (LiteLLM, cache, cleaning, scoring);
 
-Then the warm reruns on the filled caches, each with fresh in-memory state (new LLM
-objects, DSPy cache object re-opened on the same folder, scorer memory cleared). It
-prints seconds, examples/s, ratios to the raw loop, prompt and completion tokens per
-example and milliseconds per completion token (generation lengths differ between
-paths, so that is the fair per-token comparison), plus the scorer's embedding
-throughput uncached, from its memory cache and from its disk cache.
+then, per template, the evaluator again on the filled cache (warm, new LLM object), and
+(``--server``, default on) the OpenAI-compatible path: ``llama_cpp.server`` serving the
+same GGUF on a free localhost port, evaluated by promptopt with ``openai/gemma`` and
+``--api-base`` (that server renders the GGUF's chat template, so its prompts and outputs
+differ from the completion-style paths and are not compared; with the Gemma base GGUF
+it answers every chat request with an empty turn, so this path times prefill and
+request overhead, not generation).
+
+Prints seconds, examples/s and time as a ratio to the raw reset loop for each path and
+template, and whether the outputs are identical: raw reuse vs raw reset (generated
+text), the evaluator's predictions vs the raw reset loop's parsed texts.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import json
 import os
+import socket
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -49,63 +54,78 @@ from promptopt.llm import LLM, DiskCache, import_litellm  # noqa: E402
 from promptopt.llm import _embedded as embedded  # noqa: E402
 from promptopt.scoring import SCSScorer  # noqa: E402
 from promptopt.tasks import PromptRecoveryTask  # noqa: E402
+from promptopt.template import Template, make_demo  # noqa: E402
 
 DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "prompt_recovery_dev.csv"
+PATHS = ("raw reset loop", "raw reuse loop", "evaluator, cold cache", "evaluator, warm cache",
+         "OpenAI-compatible server")
 
 
-class Figures:
-    """Accumulated figures of one path."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.seconds = 0.0
-        self.examples = 0
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-        self.scores: list[float] = []
-        self.note = ""
-
-    def row(self, raw_s: float) -> str:
-        n = max(self.examples, 1)
-        tok = self.completion_tokens
-        per_tok = f"{1000 * self.seconds / tok:>9.1f}" if tok else f"{'-':>9}"
-        toks = (f"{self.prompt_tokens / n:>8.0f}{tok / n:>8.1f}" if tok
-                else f"{'-':>8}{'-':>8}")
-        score = f"{sum(self.scores) / len(self.scores):.4f}" if self.scores else "-"
-        return (f"{self.label:<40}{self.seconds:>9.2f}{self.examples / self.seconds:>9.2f}"
-                f"{self.seconds / raw_s:>9.3f}{toks}{per_tok}{score:>8}  {self.note}")
+def raw_generate(llama: Any, prompt: str, gen: dict[str, Any], *, reuse: bool) -> str:
+    """One greedy generation straight on llama.cpp: reset + one prefill, or prefix reuse."""
+    tokens = list(llama.tokenize(prompt.encode("utf-8"), add_bos=True))
+    room = embedded.N_CTX - gen["max_tokens"] - 8
+    split = embedded.prefix_split(llama, prompt, tokens) if reuse else 0
+    if len(tokens) > room:  # the engine keeps the end of an over-long prompt
+        tokens, split = tokens[:1] + tokens[-(room - 1):], 0
+    if reuse:
+        embedded._prefill(llama, tokens, split, reuse=True)
+    else:
+        llama.reset()
+    out = llama.create_completion(tokens, max_tokens=gen["max_tokens"], temperature=0.0,
+                                  stop=gen["stop"], seed=0)
+    return str(out["choices"][0]["text"] or "")
 
 
-def raw_generate(llama: Any, prompt: str, max_tokens: int, stop: list[str] | None) -> dict:
-    """One generation straight on llama.cpp, as the provider runs it (greedy, seed 0)."""
-    llama.reset()
-    ctx_room = embedded.N_CTX - max_tokens - 8
-    tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=True)
-    if len(tokens) > ctx_room:  # the provider keeps the end of an over-long prompt
-        tokens = tokens[:1] + tokens[-(ctx_room - 1):]
-    out = llama.create_completion(tokens, max_tokens=max_tokens, temperature=0.0, stop=stop,
-                                  seed=0)
-    return out.get("usage", {})
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(gguf: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``llama_cpp.server`` on ``gguf``, ready to answer (raises if it does not start)."""
+    threads = os.environ.get("PROMPTOPT_THREADS", str(os.cpu_count() or 2))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias",
+         "gemma", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(embedded.N_CTX),
+         "--n_threads", threads, "--n_batch", "512"],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as r:
+                json.load(r)
+            return proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"llama_cpp.server did not start; see {log}") from None
+            time.sleep(0.5)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=200, help="examples to evaluate")
+    parser.add_argument("--n", type=int, default=200, help="examples per template")
     parser.add_argument("--data", default=str(DEV) if DEV.exists() else str(sample_path()))
     parser.add_argument("--model", default="gemma-3-270m")
-    parser.add_argument("--chunk", type=int, default=5, help="examples per interleaved chunk")
-    parser.add_argument("--no-dspy", action="store_true", help="skip the DSPy paths (3, 4)")
+    parser.add_argument("--demos", type=int, default=4, help="demos of the few-shot template")
+    parser.add_argument("--chunk", type=int, default=10, help="examples per interleaved chunk")
+    parser.add_argument("--no-server", action="store_true", help="skip the server path")
     args = parser.parse_args()
 
     examples = load_examples(
         args.data, input_fields=PromptRecoveryTask.input_fields, target_field="rewrite_prompt",
         skip_bad_rows=True,
     )
-    n = min(args.n, len(examples) - 2)
-    splits = split_examples(examples, train=1, val=1, test=n, seed=0)
+    n = min(args.n, len(examples) - args.demos - 1)
+    splits = split_examples(examples, train=args.demos, val=1, test=n, seed=0)
     scorer = SCSScorer("minilm")
     task = PromptRecoveryTask(splits, scorer=scorer)
-    template = task.start_template()
+    zero = task.start_template()
+    few = Template(zero.instruction, demos=tuple(
+        make_demo({**e.inputs, "rewrite_prompt": e.target}) for e in splits.train))
     gen = task.generation
     llama = embedded.load(args.model)
     scorer.embed(["warm up"])  # load both models before timing anything
@@ -113,149 +133,70 @@ def main() -> None:
     model = f"llamacpp/{args.model}"
     print(f"machine: {describe()}")
     print(f"load average before: {loadavg()}")
-    print(f"data: {args.data} ({n} examples), model {model}, scorer {scorer.name}")
+    print(f"data: {args.data} ({n} examples), model {model}, scorer {scorer.name}, "
+          f"few-shot: {args.demos} demos")
 
-    dspy_on = not args.no_dspy
-    if dspy_on:
-        from _dspy_direct import import_dspy, lenient_adapter, scs_metric, signature, to_dspy
-
-        dspy = import_dspy()
-        logging.getLogger("dspy").setLevel(logging.ERROR)
-        dspy_scorer = SCSScorer("minilm")  # its own memory cache
-        dspy_scorer.embed(["warm up"])
-        program = dspy.Predict(signature(template.instruction))
-        devset = to_dspy(splits.test, task.max_text_tokens)
-        metric = scs_metric(dspy_scorer, task.default_prediction)
-        adapter = lenient_adapter()
-
-        def dspy_lm() -> Any:
-            return dspy.LM(model, engine="litellm", temperature=0.0,
-                           max_tokens=gen["max_tokens"], cache=True, num_retries=0)
-
-        def dspy_eval(lm: Any, part: list[Any]) -> list[float]:
-            evaluate = dspy.Evaluate(devset=part, metric=metric, num_threads=1,
-                                     display_progress=False, max_errors=len(part) + 1)
-            with dspy.context(lm=lm, adapter=adapter):
-                result = evaluate(program)
-            return [float(s) for _, _, s in result.results]
-
-    prompts = [
-        embedded.messages_to_prompt(task.render(template, e, chat=False)) for e in splits.test
-    ]
-    raw = Figures("raw llama.cpp loop (promptopt's prompts)")
-    cold = Figures("promptopt evaluator, cold cache")
-    dcold = Figures("dspy.Evaluate, cold cache")
-    draw = Figures("raw llama.cpp loop (DSPy's prompts)")
-    with tempfile.TemporaryDirectory() as tmp:
-        cold_llm = LLM(model, cache=DiskCache(tmp, "llm"))
-        cold_eval = Evaluator(task, cold_llm)
-        if dspy_on:
-            dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True,
-                                 disk_cache_dir=f"{tmp}/dspy")
-            dcold_lm = dspy_lm()
+    seconds: dict[tuple[str, str], float] = {}
+    notes: list[str] = []
+    tmp = tempfile.mkdtemp(prefix="bench-evaluator-")
+    for label, template in (("zero-shot", zero), (f"{args.demos}-demo", few)):
+        prompts = [embedded.messages_to_prompt(task.render(template, e, chat=False))
+                   for e in splits.test]
+        texts: dict[str, list[str]] = {"reset": [], "reuse": []}
+        predictions: list[str] = []
+        cache_dir = f"{tmp}/{label}"
+        cold_eval = Evaluator(task, LLM(model, cache=DiskCache(cache_dir, "llm")))
         for lo in range(0, n, args.chunk):
             part = slice(lo, lo + args.chunk)
-            t0 = time.perf_counter()
-            usages = [raw_generate(llama, p, gen["max_tokens"], gen["stop"]) for p in prompts[part]]
-            raw.seconds += time.perf_counter() - t0
-            raw.examples += len(usages)
-            raw.prompt_tokens += sum(u.get("prompt_tokens", 0) for u in usages)
-            raw.completion_tokens += sum(u.get("completion_tokens", 0) for u in usages)
-
+            for path, reuse in (("reset", False), ("reuse", True)):
+                llama.reset()
+                t0 = time.perf_counter()
+                texts[path] += [raw_generate(llama, p, gen, reuse=reuse) for p in prompts[part]]
+                key = (label, PATHS[0] if path == "reset" else PATHS[1])
+                seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - t0
+            llama.reset()
             t0 = time.perf_counter()
             ev = cold_eval.evaluate(template, "test", examples=splits.test[part])
-            cold.seconds += time.perf_counter() - t0
-            cold.examples += ev.n
-            cold.scores.extend(ev.scores)
-            if not dspy_on:
-                continue
-
-            seen = len(dcold_lm.history)
-            t0 = time.perf_counter()
-            scores = dspy_eval(dcold_lm, devset[part])
-            dcold.seconds += time.perf_counter() - t0
-            dcold.examples += len(scores)
-            dcold.scores.extend(scores)
-            entries = dcold_lm.history[seen:]
-            dcold.prompt_tokens += sum(int(h["usage"].get("prompt_tokens") or 0) for h in entries)
-            dcold.completion_tokens += sum(
-                int(h["usage"].get("completion_tokens") or 0) for h in entries)
-            dspy_prompts = [embedded.messages_to_prompt(h["messages"]) for h in entries]
-            t0 = time.perf_counter()  # the engine on DSPy's own prompts (no stop strings)
-            usages = [raw_generate(llama, p, gen["max_tokens"], None) for p in dspy_prompts]
-            draw.seconds += time.perf_counter() - t0
-            draw.examples += len(usages)
-            draw.prompt_tokens += sum(u.get("prompt_tokens", 0) for u in usages)
-            draw.completion_tokens += sum(u.get("completion_tokens", 0) for u in usages)
-        u = cold_llm.usage.as_dict()
-        cold.prompt_tokens, cold.completion_tokens = u["prompt_tokens"], u["completion_tokens"]
-        cold.note = f"calls {u['calls']}, cache hits {u['cache_hits']}"
-
-        warm = Figures("promptopt evaluator, warm cache")
-        warm_llm = LLM(model, cache=DiskCache(tmp, "llm"))
+            seconds[(label, PATHS[2])] = (seconds.get((label, PATHS[2]), 0.0)
+                                          + time.perf_counter() - t0)
+            predictions += list(ev.predictions)
+        warm_llm = LLM(model, cache=DiskCache(cache_dir, "llm"))
         scorer._memory.clear()
         t0 = time.perf_counter()
-        warm_ev = Evaluator(task, warm_llm).evaluate(template, "test")
-        warm.seconds = time.perf_counter() - t0
-        warm.examples, warm.scores = warm_ev.n, list(warm_ev.scores)
-        u = warm_llm.usage.as_dict()
-        warm.note = f"calls {u['calls']}, cache hits {u['cache_hits']}"
+        warm = Evaluator(task, warm_llm).evaluate(template, "test")
+        seconds[(label, PATHS[3])] = time.perf_counter() - t0
+        same_raw = sum(a == b for a, b in zip(texts["reset"], texts["reuse"], strict=True))
+        parsed = [task.parse(t, template) for t in texts["reset"]]
+        same_eval = sum(a == b for a, b in zip(parsed, predictions, strict=True))
+        same_warm = sum(a == b for a, b in zip(predictions, warm.predictions, strict=True))
+        notes.append(f"{label}: raw reuse == raw reset on {same_raw}/{n}; evaluator (cold) == "
+                     f"raw reset parsed on {same_eval}/{n}; warm == cold on {same_warm}/{n}")
 
-        if dspy_on:
-            calls = sum(1 for h in dcold_lm.history if not getattr(h["response"], "cache_hit", 0))
-            dcold.note = (f"calls {calls}, format fallbacks {adapter.fallbacks}/"
-                          f"{adapter.fallbacks + adapter.parsed}")
-            dwarm = Figures("dspy.Evaluate, warm cache")
-            dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True,
-                                 disk_cache_dir=f"{tmp}/dspy")  # empty memory, same disk
-            dspy_scorer._memory.clear()
-            dwarm_lm = dspy_lm()
-            t0 = time.perf_counter()
-            dwarm.scores = dspy_eval(dwarm_lm, devset)
-            dwarm.seconds = time.perf_counter() - t0
-            dwarm.examples = len(dwarm.scores)
-            hits = sum(1 for h in dwarm_lm.history if getattr(h["response"], "cache_hit", 0))
-            dwarm.note = f"calls {len(dwarm_lm.history) - hits}, cache hits {hits}"
+    if not args.no_server:
+        port = free_port()
+        proc = start_server(embedded.gguf_path(args.model), port, Path(tmp) / "server.log")
+        os.environ.setdefault("OPENAI_API_KEY", "sk-local")
+        try:
+            for label, template in (("zero-shot", zero), (f"{args.demos}-demo", few)):
+                llm = LLM("openai/gemma", api_base=f"http://127.0.0.1:{port}/v1", cache=None,
+                          concurrency=1)
+                t0 = time.perf_counter()
+                Evaluator(task, llm).evaluate(template, "test")
+                seconds[(label, PATHS[4])] = time.perf_counter() - t0
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
 
     print(f"load average after: {loadavg()}")
-    print(f"{'path':<40}{'seconds':>9}{'ex/s':>9}{'x raw':>9}{'in tok':>8}{'out tok':>8}"
-          f"{'ms/otok':>9}{'score':>8}")
-    rows = [raw, cold, warm] + ([draw, dcold, dwarm] if dspy_on else [])
-    for p in rows:
-        print(p.row(raw.seconds))
-    print("(x raw: seconds / raw loop on promptopt's prompts; in/out tok: prompt and "
-          "completion tokens per example; ms/otok: milliseconds per completion token)")
-    print(f"promptopt cold overhead vs raw: {100 * (cold.seconds / raw.seconds - 1):+.1f}%   "
-          f"warm speed-up: {cold.seconds / warm.seconds:.0f}x")
-    if dspy_on:
-        print(f"dspy.Evaluate cold vs raw on its own prompts: "
-              f"{100 * (dcold.seconds / draw.seconds - 1):+.1f}%; vs promptopt cold: "
-              f"{dcold.seconds / cold.seconds:.2f}x time; warm speed-up: "
-              f"{dcold.seconds / dwarm.seconds:.0f}x")
+    print(f"{'template':<12}{'path':<28}{'seconds':>9}{'ex/s':>8}{'x raw reset':>13}")
+    for label in ("zero-shot", f"{args.demos}-demo"):
+        base = seconds[(label, PATHS[0])]
+        for path in PATHS:
+            if (label, path) in seconds:
+                s = seconds[(label, path)]
+                print(f"{label:<12}{path:<28}{s:>9.2f}{n / s:>8.2f}{s / base:>13.3f}")
+    print("outputs: " + "; ".join(notes))
 
-    texts = [e.target for e in examples] + [e.inputs["original_text"][:200] for e in examples]
-    fresh = SCSScorer("minilm")  # memory cache only (as the scorer of path 2 here)
-    fresh.embed(["warm up"])
-    no_cache = timed(fresh.embed, texts)
-    cached = timed(fresh.embed, texts)
-    with tempfile.TemporaryDirectory() as tmp:
-        writer = SCSScorer("minilm", cache=DiskCache(tmp, "embeddings"))
-        writer.embed(["warm up"])
-        writing = timed(writer.embed, texts)
-        reader = SCSScorer("minilm", cache=DiskCache(tmp, "embeddings"))  # new process state
-        reader.embed(["warm up"])
-        disk = timed(reader.embed, texts)
-    print(f"scorer embeddings: {len(texts)} texts; {len(texts) / no_cache:.0f}/s uncached, "
-          f"{len(texts) / max(cached, 1e-9):.0f}/s from the memory cache; with a disk "
-          f"cache: {len(texts) / writing:.0f}/s uncached (writing it), "
-          f"{len(texts) / disk:.0f}/s read back by a new scorer")
-
-
-def timed(fn: Any, *args: Any) -> float:
-    """Seconds that ``fn(*args)`` takes."""
-    t0 = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - t0
 
 if __name__ == "__main__":
     main()

@@ -27,6 +27,7 @@ from promptopt.cli._common import (
 )
 from promptopt.cli._options import (
     DEFAULT_BUDGET,
+    DEFAULT_CONCURRENCY,
     DEFAULT_MAX_ERRORS,
     DEFAULT_METHOD,
     DEFAULT_MODEL,
@@ -40,6 +41,7 @@ from promptopt.cli._options import (
     ApiBase,
     AsJson,
     Budget,
+    Concurrency,
     Data,
     Inputs,
     MaxErrors,
@@ -134,6 +136,7 @@ def run(
     max_errors: MaxErrors = DEFAULT_MAX_ERRORS,
     timeout: Timeout = DEFAULT_TIMEOUT,
     select: Select = [],  # noqa: B006 - Typer needs a literal default
+    concurrency: Concurrency = DEFAULT_CONCURRENCY,
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Continue the interrupted run --study with its stored "
@@ -151,6 +154,7 @@ def run(
         "val": split_size(val), "test": split_size(test), "split_seed": split_seed,
         "skip_bad_rows": skip_bad_rows, "settings": parse_settings(setting), "start": start,
         "suffix": suffix, "api_base": api_base, "max_errors": max_errors, "timeout": timeout,
+        "concurrency": concurrency,
         "task_options": task_options(inputs, target, metric, task_option),
         "selection": parse_settings(select, "--select"),
     }
@@ -256,6 +260,8 @@ def eval_(
     ] = None,
     study: Annotated[str | None, typer.Option(help="Study to record into.")] = None,
     no_cache: NoCache = False,
+    api_base: ApiBase = None,
+    concurrency: Concurrency = DEFAULT_CONCURRENCY,
 ) -> None:
     """Score one TEMPLATE on one split and show a few predictions."""
     from promptopt.runs import evaluate
@@ -267,7 +273,7 @@ def eval_(
             train=split_size(train), val=split_size(val), test=split_size(test),
             split_seed=split_seed,
             skip_bad_rows=skip_bad_rows, cache=not no_cache, storage=storage, study=study,
-            on_progress=advance,
+            api_base=api_base, concurrency=concurrency, on_progress=advance,
         )
     table = Table(
         title=f"{split} split: mean score {format_score(ev.score)} over {ev.n} ({ev.scorer})"
@@ -305,6 +311,8 @@ def predict(
     task_option: TaskOption = [],  # noqa: B006 - Typer needs a literal default
     model: Model = DEFAULT_MODEL,
     no_cache: NoCache = False,
+    api_base: ApiBase = None,
+    concurrency: Concurrency = DEFAULT_CONCURRENCY,
 ) -> None:
     """Predict every row of DATA with a template and write a Kaggle submission (id,target)."""
     from promptopt.cli._options import study_task
@@ -321,7 +329,8 @@ def predict(
             task, options = stored[0], {**stored[1], **options}
         with progress(None, "predict: LLM calls") as advance:
             n = run_predict(tpl, data, output, task=task, task_options=options, model=model,
-                            cache=not no_cache, on_progress=advance)
+                            cache=not no_cache, api_base=api_base, concurrency=concurrency,
+                            on_progress=advance)
     out.print(f"wrote {n} predictions to {output}")
 
 

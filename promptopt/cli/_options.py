@@ -56,6 +56,11 @@ MaxErrors = Annotated[
     typer.Option(help="Failed evaluations tolerated per run (each recorded as a failed trial, "
                  "the search goes on); one more stops the run, to --resume later."),
 ]
+Concurrency = Annotated[
+    int,
+    typer.Option(min=1, help="LLM requests in flight at once for a remote provider (the "
+                 "embedded model answers one at a time)."),
+]
 Timeout = Annotated[
     float, typer.Option(help="Seconds per LLM request before it times out (and is retried).")
 ]
@@ -98,6 +103,7 @@ DEFAULT_TEST = cast(float, TaskSpec.test)  # None (the rest) is not a command-li
 DEFAULT_SPLIT_SEED = TaskSpec.split_seed
 DEFAULT_MODEL = LLMSpec.model
 DEFAULT_TIMEOUT = LLMSpec.timeout
+DEFAULT_CONCURRENCY = LLMSpec.concurrency
 DEFAULT_METHOD = SearchSpec.method
 DEFAULT_BUDGET = SearchSpec.budget
 DEFAULT_MAX_ERRORS = SearchSpec.max_errors

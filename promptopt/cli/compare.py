@@ -25,6 +25,7 @@ from promptopt.cli._common import (
 )
 from promptopt.cli._options import (
     DEFAULT_BUDGET,
+    DEFAULT_CONCURRENCY,
     DEFAULT_MAX_ERRORS,
     DEFAULT_MODEL,
     DEFAULT_SCORER,
@@ -35,6 +36,7 @@ from promptopt.cli._options import (
     DEFAULT_TRAIN,
     DEFAULT_VAL,
     ApiBase,
+    Concurrency,
     Data,
     Inputs,
     MaxErrors,
@@ -101,6 +103,7 @@ def compare_command(
     max_errors: MaxErrors = DEFAULT_MAX_ERRORS,
     timeout: Timeout = DEFAULT_TIMEOUT,
     select: Select = [],  # noqa: B006 - Typer needs a literal default
+    concurrency: Concurrency = DEFAULT_CONCURRENCY,
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Continue the interrupted comparison --prefix with the "
@@ -134,8 +137,8 @@ def compare_command(
                 train=split_size(train), val=split_size(val), test=split_size(test),
                 split_seed=split_seed,
                 skip_bad_rows=skip_bad_rows, start=start, cache=not no_cache,
-                api_base=api_base, max_errors=max_errors, timeout=timeout, resume=resume,
-                selection=parse_settings(select, "--select"),
+                api_base=api_base, max_errors=max_errors, timeout=timeout, concurrency=concurrency,
+                resume=resume, selection=parse_settings(select, "--select"),
                 on_progress=advance, on_study=lambda name: err.print(f"study [bold]{name}[/bold]"),
             )
     table = Table(

@@ -32,7 +32,7 @@ from promptopt.comparison._results import (
 )
 from promptopt.errors import ConfigError
 from promptopt.evaluator import DEFAULT_MAX_ERRORS
-from promptopt.llm import DEFAULT_MODEL, DEFAULT_TIMEOUT
+from promptopt.llm import DEFAULT_CONCURRENCY, DEFAULT_MODEL, DEFAULT_TIMEOUT
 from promptopt.registry import optimizers
 from promptopt.runs import (
     DEFAULT_SPLITS,
@@ -115,6 +115,7 @@ def compare(
     max_errors: int = DEFAULT_MAX_ERRORS,
     timeout: float = DEFAULT_TIMEOUT,
     selection: Mapping[str, Any] | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
     resume: bool = False,
     on_progress: Callable[[], None] | None = None,
     on_study: Callable[[str], None] | None = None,
@@ -127,9 +128,9 @@ def compare(
         seeds: Search seeds; every method runs once per seed.
         task, data, task_options, model, proposer, scorer, budget, storage, train, val,
             test, split_seed, skip_bad_rows, start, cache, cache_dir, api_base,
-            max_errors, timeout, selection: As for :func:`~promptopt.runs._runner.run`,
-            shared by every run. The scorer is built once and the same object serves
-            every run and the baselines.
+            max_errors, timeout, selection, concurrency: As for
+            :func:`~promptopt.runs._runner.run`, shared by every run. The scorer is built
+            once and the same object serves every run and the baselines.
         prefix: Study-name prefix (default: generated, ``compare-<time>-<hex>``).
         resume: Continue the comparison ``prefix`` after an interruption: a run whose
             study has finished gives its stored result (no LLM call), an interrupted
@@ -163,6 +164,7 @@ def compare(
         scorer=scorer if isinstance(scorer, str) else None, budget=budget, train=train, val=val,
         test=test, split_seed=split_seed, skip_bad_rows=skip_bad_rows, start=start,
         api_base=api_base, max_errors=max_errors, timeout=timeout, selection=selection,
+        concurrency=concurrency,
     )
     base.search.final_choice()  # a bad selection setting fails before anything runs
     the_scorer = make_scorer(scorer, cache=cache, cache_dir=cache_dir)

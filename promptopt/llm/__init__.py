@@ -5,7 +5,7 @@ doubles) are registered by prefix with :func:`register_provider`.
 """
 
 from promptopt.llm._cache import DiskCache, default_cache_dir, request_key
-from promptopt.llm._client import DEFAULT_TIMEOUT, LLM, cut_to_max_tokens
+from promptopt.llm._client import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, LLM, cut_to_max_tokens
 from promptopt.llm._embedded import DEFAULT_MODEL, EMBEDDED_MODELS, gguf_path
 from promptopt.llm._litellm import Messages, import_litellm, response_usage
 from promptopt.llm._logprobs import FLOOR_LOGPROB, TOP_LOGPROBS, read_top_logprobs
@@ -14,6 +14,7 @@ from promptopt.llm._usage import Budget, Usage
 
 __all__ = [
     "DEFAULT_MODEL",
+    "DEFAULT_CONCURRENCY",
     "DEFAULT_TIMEOUT",
     "EMBEDDED_MODELS",
     "FLOOR_LOGPROB",

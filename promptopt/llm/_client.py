@@ -32,6 +32,7 @@ from promptopt.llm._usage import Budget, Usage
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 120.0
+DEFAULT_CONCURRENCY = 4
 """Seconds an LLM request may take before it counts as timed out (and is retried)."""
 
 CHARS_PER_TOKEN_MAX = 16
@@ -86,7 +87,7 @@ class LLM:
         usage: Usage | None = None,
         budget: Budget | None = None,
         max_retries: int = 4,
-        concurrency: int = 4,
+        concurrency: int = DEFAULT_CONCURRENCY,
         timeout: float = DEFAULT_TIMEOUT,
         api_base: str | None = None,
         api_key: str | None = None,

@@ -157,6 +157,47 @@ def messages_to_prompt(messages: list[dict[str, Any]]) -> str:
     return "\n\n".join(str(m.get("content", "")) for m in messages)
 
 
+def prefix_split(llama: Any, prompt: str, tokens: list[int]) -> int:
+    """How many leading ``tokens`` form the prompt's reusable prefix (0: none).
+
+    The prefix is the text before the prompt's last blank line (a template's
+    instruction and demos: the task puts the example's own block after it), as the
+    tokens the whole prompt shares with that text alone, always leaving at least one
+    token after it. It depends on the prompt only, never on what ran before, so a
+    prompt is always prefilled in the same two batches whether its prefix is reused.
+    """
+    cut = prompt.rfind("\n\n")
+    if cut <= 0:
+        return 0
+    head = llama.tokenize(prompt[:cut].encode("utf-8"), add_bos=True)
+    n = min(len(head), len(tokens) - 1)
+    return next((i for i in range(n) if head[i] != tokens[i]), n)
+
+
+def _reuse_default() -> bool:
+    return os.environ.get("PROMPTOPT_PREFIX_REUSE", "1") != "0"
+
+
+def _prefill(llama: Any, tokens: list[int], split: int, *, reuse: bool) -> None:
+    """Leave the first ``split`` tokens evaluated, as their own batch, in ``llama``.
+
+    With ``reuse`` and those tokens already in the KV cache (the previous prompt
+    shared them), the cache is cut back to them; otherwise it is cleared and they are
+    evaluated afresh. Either way the rest of the prompt is then evaluated from the
+    same state in the same batches, so the logits are the same bit for bit.
+    """
+    if (
+        reuse
+        and 0 < split <= llama.n_tokens
+        and list(llama.input_ids[:split]) == list(tokens[:split])
+    ):
+        llama.n_tokens = split  # the next eval removes the cache past this point
+        return
+    llama.reset()
+    if split:
+        llama.eval(tokens[:split])
+
+
 def generate(
     name: str,
     messages: list[dict[str, Any]],
@@ -166,9 +207,25 @@ def generate(
     seed: int | None = None,
     stop: list[str] | None = None,
     top_p: float = 0.95,
+    reuse: bool | None = None,
 ) -> dict[str, Any]:
-    """Run one generation; returns text and token counts."""
+    """Run one generation; returns text and token counts.
+
+    Base models: the prompt is prefilled in two batches, its prefix (see
+    :func:`prefix_split`) and the rest, and a prefix still in the KV cache from the
+    previous prompt is reused rather than evaluated again (``reuse``; default on, off
+    with ``PROMPTOPT_PREFIX_REUSE=0``). Since both paths run the same batches from the
+    same state, greedy and sampled outputs are the same with and without reuse. Chat
+    models are evaluated from scratch each time (llama.cpp applies their template).
+
+    Prompts are decoded one at a time, not several sequences in one llama.cpp batch:
+    that is about 2x faster per token on 2 cores, but a batch of several rows changes
+    each row's logits (``experiments/check_batch_decode.py``: up to 0.97 apart, the
+    greedy token flipped with 8 rows), so outputs would change.
+    """
     llama = load(name)
+    if reuse is None:
+        reuse = _reuse_default()
     params: dict[str, Any] = {
         "max_tokens": max_tokens,
         "temperature": temperature,
@@ -176,21 +233,22 @@ def generate(
         "stop": stop or None,
         "seed": seed if seed is not None else 0,
     }
-    with _run_lock:  # one llama.cpp context: one generation at a time
-        # Evaluate every prompt from scratch: reusing a cached prefix changes the
-        # logits slightly, and with them sampled (and rarely greedy) outputs.
-        llama.reset()
-        if is_chat_model(name):
+    if is_chat_model(name):
+        with _run_lock:  # one llama.cpp context: one generation at a time
+            llama.reset()
             out = llama.create_chat_completion(messages=messages, **params)
-            text = out["choices"][0]["message"]["content"] or ""
-        else:
-            prompt = messages_to_prompt(messages)
-            ctx_room = N_CTX - max_tokens - 8
-            tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=True)
-            if len(tokens) > ctx_room:  # keep the end: it holds the inputs and the cue
-                tokens = tokens[:1] + tokens[-(ctx_room - 1) :]
+        text = out["choices"][0]["message"]["content"] or ""
+    else:
+        prompt = messages_to_prompt(messages)
+        ctx_room = N_CTX - max_tokens - 8
+        tokens = list(llama.tokenize(prompt.encode("utf-8"), add_bos=True))
+        split = prefix_split(llama, prompt, tokens)
+        if len(tokens) > ctx_room:  # keep the end: it holds the inputs and the cue
+            tokens, split = tokens[:1] + tokens[-(ctx_room - 1) :], 0
+        with _run_lock:
+            _prefill(llama, tokens, split, reuse=reuse)
             out = llama.create_completion(prompt=tokens, **params)
-            text = out["choices"][0]["text"] or ""
+        text = out["choices"][0]["text"] or ""
     usage = out.get("usage", {})
     return {
         "text": text,
@@ -255,11 +313,12 @@ def label_logprobs(name: str, messages: list[dict[str, Any]], labels: list[str])
                 f"llamacpp/{name}; use labels whose first tokens differ (e.g. A, B, C)"
             )
     context = base[:shared]
+    split = 0 if chat else prefix_split(llama, prompt, context)
     if len(context) > N_CTX - 8:  # keep the end: it holds the inputs and the cue
-        context = context[:1] + context[-(N_CTX - 9) :]
-    with _run_lock:
-        llama.reset()  # from scratch, as generation does
-        llama.eval(context)
+        context, split = context[:1] + context[-(N_CTX - 9) :], 0
+    with _run_lock:  # the prefix batch as generation runs it (and reuses it)
+        _prefill(llama, context, split, reuse=_reuse_default())
+        llama.eval(context[split:])
         logits = np.ctypeslib.as_array(
             llama._ctx.get_logits_ith(-1), shape=(llama.n_vocab(),)
         ).astype(np.float64)

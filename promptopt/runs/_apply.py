@@ -18,7 +18,7 @@ from typing import Any
 from promptopt.data import Splits, load_examples, warn_formula_like
 from promptopt.errors import ConfigError
 from promptopt.evaluator import Evaluation, Evaluator
-from promptopt.llm import DEFAULT_MODEL
+from promptopt.llm import DEFAULT_CONCURRENCY, DEFAULT_MODEL
 from promptopt.registry import tasks
 from promptopt.runs._building import DEFAULT_SPLITS, make_llms, make_task, new_study_name
 from promptopt.template import Template
@@ -43,11 +43,14 @@ def evaluate(
     cache_dir: str | None = None,
     storage: str | None = None,
     study: str | None = None,
+    api_base: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
     on_progress: Callable[[], None] | None = None,
 ) -> Evaluation:
     """Score one template on one split (recorded in ``study`` when a storage is given).
 
-    ``task_options`` are the task's options, as for :func:`run`.
+    ``task_options`` are the task's options, and ``api_base`` (the provider's URL) and
+    ``concurrency`` (requests in flight for a remote provider) are as for :func:`run`.
 
     Raises:
         EvaluationFailed: if its LLM calls still fail after the client's retries.
@@ -58,7 +61,8 @@ def evaluate(
         task, data, scorer=scorer, train=train, val=val, test=test, split_seed=split_seed,
         cache=cache, cache_dir=cache_dir, skip_bad_rows=skip_bad_rows, **dict(task_options or {}),
     )
-    recovery, _ = make_llms(model, budget=None, cache=cache, cache_dir=cache_dir)
+    recovery, _ = make_llms(model, budget=None, cache=cache, cache_dir=cache_dir,
+                            api_base=api_base, concurrency=concurrency)
     recovery.on_request = on_progress
     tracker = Tracker(storage, study or new_study_name("eval")) if storage else None
     if tracker is not None and hasattr(the_task.scorer, "attach"):
@@ -87,13 +91,15 @@ def predict(
     model: str = DEFAULT_MODEL,
     cache: bool = True,
     cache_dir: str | None = None,
+    api_base: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
     on_progress: Callable[[], None] | None = None,
 ) -> int:
     """Write a Kaggle submission (``id,<target>``) for every row of ``data``; returns rows.
 
-    ``task_options`` are the task's options, as for :func:`run`. Predictions are written
-    verbatim as CSV text (quoted where CSV needs it): one that starts like a spreadsheet
-    formula (``=``, ``+``, ``-``, ``@``) stays data in the file, and a
+    ``task_options``, ``api_base`` and ``concurrency`` are as for :func:`run`.
+    Predictions are written verbatim as CSV text (quoted where CSV needs it): one that
+    starts like a spreadsheet formula (``=``, ``+``, ``-``, ``@``) stays data in the file, and a
     :class:`~promptopt.data.DataWarning` says how many there are.
     """
     import csv
@@ -107,7 +113,8 @@ def predict(
     examples = load_examples(data, input_fields=the_task.input_fields,
                              target_field=the_task.target_field, require_target=False)
     tpl = the_task.load_template(template)
-    recovery, _ = make_llms(model, budget=None, cache=cache, cache_dir=cache_dir)
+    recovery, _ = make_llms(model, budget=None, cache=cache, cache_dir=cache_dir,
+                            api_base=api_base, concurrency=concurrency)
     recovery.on_request = on_progress
     predictions = the_task.predict(recovery, tpl, examples)
     rows = [(e.id, p) for e, p in zip(examples, predictions, strict=True)]

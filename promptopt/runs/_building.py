@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.data import sample_path
+from promptopt.errors import ConfigError
 from promptopt.llm import DEFAULT_MODEL, LLM, Budget, DiskCache, Usage
 from promptopt.registry import tasks
 from promptopt.runs._spec import TaskSpec
@@ -82,7 +83,15 @@ def make_llms(
     cache_dir: str | None = None,
     **llm_options: Any,
 ) -> tuple[LLM, LLM]:
-    """The recovery LLM and the proposer LLM, sharing cache, budget and usage."""
+    """The recovery LLM and the proposer LLM, sharing cache, budget and usage.
+
+    Raises:
+        ConfigError: ``concurrency`` (in ``llm_options``) is not a positive whole number.
+    """
+    concurrency = llm_options.get("concurrency", 1)
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigError(f"concurrency must be a whole number of requests, 1 or more, got "
+                          f"{concurrency!r}")
     shared_cache = DiskCache(cache_dir, "llm") if cache else None
     shared_budget, usage = Budget(budget), Usage()
     recovery = LLM(model, cache=shared_cache, budget=shared_budget, usage=usage, **llm_options)

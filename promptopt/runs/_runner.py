@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from promptopt.errors import ConfigError
 from promptopt.evaluator import DEFAULT_MAX_ERRORS, Evaluation, Evaluator
-from promptopt.llm import DEFAULT_MODEL, DEFAULT_TIMEOUT, LLM
+from promptopt.llm import DEFAULT_CONCURRENCY, DEFAULT_MODEL, DEFAULT_TIMEOUT, LLM
 from promptopt.optimizers import Optimizer, OptimizeResult, search_mean_prompt
 from promptopt.registry import optimizers
 from promptopt.runs._building import DEFAULT_SPLITS, make_llms, make_task, new_study_name
@@ -112,6 +112,7 @@ def run(
     max_errors: int = DEFAULT_MAX_ERRORS,
     timeout: float = DEFAULT_TIMEOUT,
     selection: Mapping[str, Any] | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
     resume: bool = False,
     on_progress: Callable[[], None] | None = None,
     on_study: Callable[[str], None] | None = None,
@@ -157,6 +158,8 @@ def run(
             ``confidence``, ``val_first``, ``reserve_share``, ``resamples``); unset ones
             default. A finalist replaces the start only when its validation gain is
             credible at ``confidence``.
+        concurrency: LLM requests in flight at once for a remote provider (the
+            in-process model answers one at a time whatever this is).
         resume: Continue the interrupted run ``study`` in ``storage`` (see
             :func:`resume_run`): the stored settings are used; any setting passed here
             (even with its default value; None counts as not given) must agree with them.
@@ -174,6 +177,7 @@ def run(
         seed=seed, train=train, val=val, test=test, split_seed=split_seed,
         skip_bad_rows=skip_bad_rows, settings=settings, start=start, suffix=suffix,
         api_base=api_base, max_errors=max_errors, timeout=timeout, selection=selection,
+        concurrency=concurrency,
     )
     live = Live(scorer=None if isinstance(scorer, str) else scorer, cache=cache,
                 cache_dir=cache_dir, on_progress=on_progress, on_study=on_study)
@@ -291,7 +295,7 @@ def build_parts(spec: RunSpec, live: Live) -> Parts:
                           f"scs; this task's metric is {the_task.scorer_name}")
     recovery, writer = make_llms(llm.model, llm.proposer, budget=search.budget, cache=live.cache,
                                  cache_dir=live.cache_dir, api_base=llm.api_base,
-                                 timeout=llm.timeout)
+                                 timeout=llm.timeout, concurrency=llm.concurrency)
     recovery.on_request = writer.on_request = live.on_progress
     start = the_task.load_template(search.start or None)
     return Parts(optimizer, the_task, recovery, writer, start)

@@ -5,13 +5,13 @@ A :class:`RunSpec` holds three frozen, keyword-only parts, each field named as t
 
 - :class:`TaskSpec`: ``task``, ``data``, ``task_options``, ``scorer``, the split sizes
   ``train``/``val``/``test``, ``split_seed``, ``skip_bad_rows``;
-- :class:`LLMSpec`: ``model``, ``proposer``, ``api_base``, ``timeout``;
+- :class:`LLMSpec`: ``model``, ``proposer``, ``api_base``, ``timeout``, ``concurrency``;
 - :class:`SearchSpec`: ``method``, ``settings`` (the optimizer's), ``budget``, ``seed``,
   ``start``, ``suffix``, ``max_errors``, ``selection`` (the final choice's settings,
   :class:`~promptopt.optimizers.Selection`).
 
 Each field's metadata (:class:`Option`) says how the command line spells it, whether a
-resumed run may change it (``api_base``, ``timeout``, ``max_errors``: where and how
+resumed run may change it (``api_base``, ``timeout``, ``concurrency``, ``max_errors``: where and how
 patiently the model is called, not what the run does) and which stored setting the
 workers of one study must share. :meth:`RunSpec.to_settings` writes the JSON stored on
 a run's study and :meth:`RunSpec.from_settings` reads it back; live objects (a scorer
@@ -32,7 +32,7 @@ from typing import Any
 from promptopt.data import Splits
 from promptopt.errors import ConfigError, ResumeError
 from promptopt.evaluator import DEFAULT_MAX_ERRORS
-from promptopt.llm import DEFAULT_MODEL, DEFAULT_TIMEOUT
+from promptopt.llm import DEFAULT_CONCURRENCY, DEFAULT_MODEL, DEFAULT_TIMEOUT
 from promptopt.optimizers import Selection
 from promptopt.tasks import Task
 from promptopt.template import Template
@@ -91,6 +91,7 @@ class LLMSpec:
     proposer: str | None = _field(None, "--proposer", shared_as="proposer")
     api_base: str | None = _field(None, "--api-base", on_resume="override")
     timeout: float = _field(DEFAULT_TIMEOUT, "--timeout", on_resume="override")
+    concurrency: int = _field(DEFAULT_CONCURRENCY, "--concurrency", on_resume="override")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -233,6 +234,7 @@ class RunSpec:
             "api_base": m.api_base,
             "max_errors": s.max_errors,
             "timeout": m.timeout,
+            "concurrency": m.concurrency,
             "scorer": task.scorer_name,
             "scorer_option": t.scorer,
             "budget": s.budget,
@@ -281,6 +283,7 @@ class RunSpec:
                 max_errors=settings.get("max_errors", DEFAULT_MAX_ERRORS),
                 timeout=settings.get("timeout", DEFAULT_TIMEOUT),
                 selection=dict(settings.get("selection") or {}),
+                concurrency=settings.get("concurrency", DEFAULT_CONCURRENCY),
             )
         except (KeyError, TypeError) as exc:
             raise ResumeError(

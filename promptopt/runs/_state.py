@@ -66,7 +66,7 @@ def check_given(
     A resumed run keeps the settings it was started with; options given again must
     agree with them (``--set`` keys and task options one by one). The fields whose
     :class:`~promptopt.runs._spec.Option` says ``override`` (``api_base``,
-    ``max_errors``, ``timeout``) may change.
+    ``max_errors``, ``timeout``, ``concurrency``) may change.
     """
     def conflict(flag: str, was: Any, now: Any) -> ConfigError:
         return ConfigError(

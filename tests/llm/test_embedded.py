@@ -53,3 +53,56 @@ def test_every_method_runs_on_the_embedded_model(method, tmp_path, embedded_cach
     study = optuna.load_study(study_name="e", storage=url)
     assert len(study.trials) == result.trials >= 2
     assert study.user_attrs["result"]["template_id"] == result.template.id
+
+
+def _recovery_prompts(n_demos: int, n: int) -> list[str]:
+    from promptopt.data import load_examples, sample_path, split_examples
+    from promptopt.llm._embedded import messages_to_prompt
+    from promptopt.scoring import ExactMatch
+    from promptopt.tasks import PromptRecoveryTask
+    from promptopt.template import Template, make_demo
+
+    examples = load_examples(sample_path(), input_fields=PromptRecoveryTask.input_fields,
+                             target_field="rewrite_prompt")
+    splits = split_examples(examples, train=2, val=1, test=n, seed=0)
+    task = PromptRecoveryTask(splits, scorer=ExactMatch(), max_text_tokens=60)
+    start = task.start_template()
+    template = Template(start.instruction, demos=tuple(
+        make_demo({**e.inputs, "rewrite_prompt": e.target}) for e in splits.train[:n_demos]))
+    return [messages_to_prompt(task.render(template, e, chat=False)) for e in splits.test]
+
+
+@pytest.mark.parametrize("n_demos", [0, 2])
+def test_prefix_reuse_keeps_greedy_outputs(n_demos, monkeypatch):
+    from promptopt.llm import _embedded as embedded
+
+    llama = embedded.load("gemma-3-270m")
+    evaluated: list[int] = []
+    real_eval = llama.eval
+    monkeypatch.setattr(llama, "eval", lambda toks: (evaluated.append(len(toks)),
+                                                     real_eval(toks))[1])
+    prompts = _recovery_prompts(n_demos, 3)
+
+    def outputs(reuse: bool) -> list[str]:
+        evaluated.clear()
+        return [embedded.generate("gemma-3-270m", [{"role": "user", "content": p}],
+                                  max_tokens=12, stop=["\n\n"], reuse=reuse)["text"]
+                for p in prompts]
+
+    fresh = outputs(False)
+    fresh_tokens = sum(evaluated)
+    reused = outputs(True)
+    assert reused == fresh and any(t.strip() for t in fresh)
+    assert sum(evaluated) < fresh_tokens  # the shared prefix was not evaluated again
+
+
+def test_label_logprobs_same_with_prefix_reuse(monkeypatch):
+    from promptopt.llm import _embedded as embedded
+
+    messages = [[{"role": "user", "content": p + " Label:"}] for p in _recovery_prompts(2, 2)]
+    labels = ["A", "B"]
+    monkeypatch.setenv("PROMPTOPT_PREFIX_REUSE", "0")
+    fresh = [embedded.label_logprobs("gemma-3-270m", m, labels) for m in messages]
+    monkeypatch.setenv("PROMPTOPT_PREFIX_REUSE", "1")
+    reused = [embedded.label_logprobs("gemma-3-270m", m, labels) for m in messages]
+    assert reused == fresh

@@ -46,7 +46,7 @@ def test_the_spec_is_frozen_keyword_only_and_names_every_run_argument():
 
 
 def test_field_metadata_says_what_a_resume_may_change_and_what_workers_share():
-    assert OVERRIDABLE == {"api_base", "timeout", "max_errors"}
+    assert OVERRIDABLE == {"api_base", "timeout", "concurrency", "max_errors"}
     shared = shared_settings()
     assert shared["splits"] == "--train/--val/--test" and shared["method_settings"] == "--set"
     assert "seed" not in shared.values() and not any("--seed" in v for v in shared.values())
@@ -161,4 +161,4 @@ def test_parts_hold_their_own_fields():
         "task", "data", "task_options", "scorer", "train", "val", "test", "split_seed",
         "skip_bad_rows"}
     assert {f.name for f in dataclasses.fields(LLMSpec)} == {
-        "model", "proposer", "api_base", "timeout"}
+        "model", "proposer", "api_base", "timeout", "concurrency"}
