@@ -9,6 +9,7 @@ from promptopt.optimizers._baselines import Identity, RandomSearch
 from promptopt.optimizers._context import SearchContext, read_proposal
 from promptopt.optimizers._dspy import DSPyBootstrap, DSPyMIPRO
 from promptopt.optimizers._evoprompt import EvoPromptDE, EvoPromptGA
+from promptopt.optimizers._gepa import GEPA
 from promptopt.optimizers._mean_prompt import MeanPrompt, MeanPromptResult, search_mean_prompt
 from promptopt.optimizers._opro import OPRO
 from promptopt.optimizers._protegi import ProTeGi, accept_edits, between, edit_request, error_report
@@ -23,6 +24,7 @@ __all__ = [
     "DSPyMIPRO",
     "EvoPromptDE",
     "EvoPromptGA",
+    "GEPA",
     "Identity",
     "MeanPrompt",
     "MeanPromptResult",
