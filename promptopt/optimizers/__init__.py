@@ -7,7 +7,7 @@ from promptopt.optimizers._ape import APE, ucb_pick
 from promptopt.optimizers._base import Optimizer, OptimizeResult
 from promptopt.optimizers._baselines import Identity, RandomSearch
 from promptopt.optimizers._context import SearchContext, read_proposal
-from promptopt.optimizers._dspy import DSPyBootstrap, DSPyMIPRO
+from promptopt.optimizers._dspy import DSPyBootstrap, DSPyGEPA, DSPyMIPRO
 from promptopt.optimizers._evoprompt import EvoPromptDE, EvoPromptGA
 from promptopt.optimizers._gepa import GEPA
 from promptopt.optimizers._mean_prompt import MeanPrompt, MeanPromptResult, search_mean_prompt
@@ -21,6 +21,7 @@ __all__ = [
     "APE",
     "INSTRUCTION_POOL",
     "DSPyBootstrap",
+    "DSPyGEPA",
     "DSPyMIPRO",
     "EvoPromptDE",
     "EvoPromptGA",
