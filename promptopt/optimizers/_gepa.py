@@ -39,7 +39,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from promptopt.data import Example
 from promptopt.errors import BudgetExhausted, ConfigError
@@ -270,25 +270,23 @@ class GEPA(Optimizer):
 
         stoppers: list[Any] = [out_of_budget]
         self.logger_ = _Silent()
-        result = gepa.optimize(
+        settings: dict[str, Any] = {
+            name: getattr(self, name) for name in (
+                "candidate_selection_strategy", "frontier_type", "skip_perfect_score",
+                "reflection_minibatch_size", "perfect_score", "use_merge",
+                "max_merge_invocations", "merge_val_overlap_floor", "acceptance_criterion",
+                "max_metric_calls")
+        }
+        result: Any = gepa.optimize(
             seed_candidate={COMPONENT: ctx.start.instruction},
             trainset=feedback,
             valset=pareto,
-            adapter=adapter,
-            candidate_selection_strategy=self.candidate_selection_strategy,
-            frontier_type=self.frontier_type,
-            skip_perfect_score=self.skip_perfect_score,
-            reflection_minibatch_size=self.reflection_minibatch_size,
-            perfect_score=self.perfect_score,
-            use_merge=self.use_merge,
-            max_merge_invocations=self.max_merge_invocations,
-            merge_val_overlap_floor=self.merge_val_overlap_floor,
-            acceptance_criterion=self.acceptance_criterion,
-            max_metric_calls=self.max_metric_calls,
+            adapter=cast(Any, adapter),
             stop_callbacks=stoppers,
             logger=self.logger_,
             seed=ctx.seed,
             raise_on_exception=True,
+            **settings,
         )
         self.result_ = result
         if adapter.exhausted or not ctx.can_afford(need):
