@@ -130,3 +130,39 @@ def test_default_reply_runs_are_deterministic_per_seed():
     a = FakeSetup(budget=70, replies=default_reply).optimize(GEPA(), seed=5)
     b = FakeSetup(budget=70, replies=default_reply).optimize(GEPA(), seed=5)
     assert a.template == b.template and a.rejected == b.rejected
+
+
+def test_accept_rejects_truncated_and_echoed_proposals():
+    setup = FakeSetup()
+    ctx = SearchContext(task=setup.task, evaluator=setup.evaluator, proposer=setup.proposer,
+                        start=setup.task.start_template(), seed=0)
+    shown = "Original text: The cat sat.\nRewrite prompt: Turn this into a very long poem about the sea, please"
+    assert ctx.accept("Name it.", truncated=True) is None
+    assert ctx.accept(ctx.start.instruction, ctx.start) is None
+    assert ctx.accept("Turn this into a very long poem about the sea, please",
+                      echo_of=[shown]) is None
+    assert ctx.accept("Name the change in one short sentence.") is not None
+    assert ctx.rejected == {"truncated": 1, "echo of parent": 1, "echo of prompt": 1}
+
+
+def test_error_reports_carry_the_tasks_feedback():
+    from promptopt.optimizers import error_report
+
+    setup = FakeSetup()
+    batch = setup.task.examples("train")[:3]
+    ev = setup.evaluator.evaluate(setup.task.start_template(), "train", examples=batch)
+    report = error_report(setup.task, batch, ev, 2)
+    assert report.count("Feedback: Predicted prompt:") == 2 and "True prompt:" in report
+
+
+@pytest.mark.embedded
+def test_gepa_on_the_embedded_model(tmp_path, embedded_cache):
+    from promptopt.runs import run
+
+    url = f"sqlite:///{tmp_path}/g.db"
+    result = run("gepa", budget=40, train=6, val=3, test=3, scorer="minilm",
+                 storage=url, study="g", cache_dir=embedded_cache,
+                 settings={"pareto_size": 3, "reflection_minibatch_size": 2})
+    assert result.budget_spent <= 40
+    assert 0.0 <= result.test_score <= 1.0 and result.template.instruction.strip()
+    assert result.trials >= 3  # the start on the Pareto set and a minibatch, and validation
