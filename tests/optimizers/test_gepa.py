@@ -136,7 +136,8 @@ def test_accept_rejects_truncated_and_echoed_proposals():
     setup = FakeSetup()
     ctx = SearchContext(task=setup.task, evaluator=setup.evaluator, proposer=setup.proposer,
                         start=setup.task.start_template(), seed=0)
-    shown = "Original text: The cat sat.\nRewrite prompt: Turn this into a very long poem about the sea, please"
+    shown = ("Original text: The cat sat.\n"
+             "Rewrite prompt: Turn this into a very long poem about the sea, please")
     assert ctx.accept("Name it.", truncated=True) is None
     assert ctx.accept(ctx.start.instruction, ctx.start) is None
     assert ctx.accept("Turn this into a very long poem about the sea, please",
