@@ -8,8 +8,9 @@ from promptopt.optimizers._base import Optimizer, OptimizeResult
 from promptopt.optimizers._baselines import Identity, RandomSearch
 from promptopt.optimizers._content import content_problem, task_words
 from promptopt.optimizers._context import SearchContext, read_proposal
-from promptopt.optimizers._dspy import DSPyBootstrap, DSPyMIPRO
+from promptopt.optimizers._dspy import DSPyBootstrap, DSPyGEPA, DSPyMIPRO
 from promptopt.optimizers._evoprompt import EvoPromptDE, EvoPromptGA
+from promptopt.optimizers._gepa import GEPA
 from promptopt.optimizers._mean_prompt import MeanPrompt, MeanPromptResult, search_mean_prompt
 from promptopt.optimizers._opro import OPRO
 from promptopt.optimizers._protegi import ProTeGi, accept_edits, between, edit_request, error_report
@@ -24,9 +25,11 @@ __all__ = [
     "Choice",
     "INSTRUCTION_POOL",
     "DSPyBootstrap",
+    "DSPyGEPA",
     "DSPyMIPRO",
     "EvoPromptDE",
     "EvoPromptGA",
+    "GEPA",
     "Identity",
     "MeanPrompt",
     "MeanPromptResult",

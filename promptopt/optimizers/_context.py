@@ -116,6 +116,21 @@ def _normalize(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+MIN_ECHO_CHARS = 40
+"""A proposal this long or longer that the meta-prompt already holds is an echo."""
+_SENTENCE_END = re.compile(r"""[.!?:;)\]"'`*>]\s*$""")
+
+
+def looks_truncated(raw: str, max_tokens: int | None) -> bool:
+    """Whether an answer seems cut off by ``max_tokens``: it is about that long (four
+    characters a token, less a quarter) and does not end a sentence. An answer that a
+    stop sequence ended is short and passes."""
+    text = (raw or "").rstrip()
+    if not max_tokens or len(text) < 3 * max_tokens:
+        return False
+    return not _SENTENCE_END.search(text)
+
+
 class SearchContext:
     """What a search strategy works with: data, evaluator, proposer, seeded RNG.
 
@@ -157,6 +172,8 @@ class SearchContext:
         self._batch_rng = self.rng if batch_seed is None else random.Random(batch_seed)
         self._shown: set[Any] = set()
         self._task_words: frozenset[str] | None = None
+        self._echo_sources: list[str] = []
+        self._max_tokens: int | None = None
 
     @property
     def train(self) -> list[Example]:
@@ -256,6 +273,8 @@ class SearchContext:
         ``stop`` ends generation early, e.g. at the closing tag of a one-proposal
         answer, so a rambling model does not spend ``max_tokens`` every time.
         """
+        self._echo_sources = [_normalize(prompt)]
+        self._max_tokens = max_tokens
         seeds = []
         for _ in range(n):
             self._proposal_calls += 1
@@ -266,27 +285,45 @@ class SearchContext:
         )
 
     def accept(
-        self, instruction: str, base: Template | None = None, *, frame: str = ""
+        self,
+        instruction: str,
+        base: Template | None = None,
+        *,
+        truncated: bool = False,
+        echo_of: Sequence[str] | None = None,
+        frame: str = "",
     ) -> Template | None:
         """Turn a proposed instruction into a template, or count why it is rejected.
 
-        Rejected: empty, absurdly long, a duplicate of anything seen in this run,
-        unusable for the task (e.g. broken placeholders), or holding no task content
-        (``"no task content (praises itself)"``, ``"(echoes the meta-prompt)"``,
-        ``"(fits any task)"``; see :func:`~promptopt.optimizers._content.content_problem`).
-        ``base`` supplies the demos, prefix and suffix (default: the starting template);
-        ``frame`` is the fixed wording of the meta-prompt that asked for the proposal
-        (without the examples and instructions it shows), ``""`` if none.
+        Rejected: empty, cut off by the proposer's token limit (``truncated``, see
+        :func:`looks_truncated`), absurdly long, an echo (the ``base`` instruction
+        again, or a long passage of the meta-prompt or of ``echo_of``: by default
+        the last prompt sent by :meth:`propose`, which holds the shown examples), a
+        duplicate of anything seen in this run, unusable for the task (e.g. broken
+        placeholders), or holding no task content (``"no task content (praises
+        itself)"``, ``"(echoes the meta-prompt)"``, ``"(fits any task)"``; see
+        :func:`~promptopt.optimizers._content.content_problem`). ``base`` supplies the
+        demos, prefix and suffix (default: the starting template); ``frame`` is the
+        fixed wording of the meta-prompt that asked for the proposal (without the
+        examples and instructions it shows), ``""`` if none.
         """
         self.proposed += 1
         text = (instruction or "").strip().strip("\"'`").strip()
+        norm = _normalize(text)
+        sources = self._echo_sources if echo_of is None else [_normalize(e) for e in echo_of]
         reason = None
         if not text:
             reason = "empty"
+        elif truncated:
+            reason = "truncated"
         elif len(text) > self.max_instruction_chars:
             reason = "too long"
-        elif _normalize(text) in self._seen:
+        elif base is not None and norm == _normalize(base.instruction):
+            reason = "echo of parent"
+        elif norm in self._seen:
             reason = "duplicate"
+        elif len(norm) >= MIN_ECHO_CHARS and any(norm in src for src in sources):
+            reason = "echo of prompt"
         elif self.task.validate_instruction(text):
             reason = "invalid for task"
         else:
@@ -331,7 +368,9 @@ class SearchContext:
                 self.proposed += 1
                 self.rejected["no proposal in answer"] += 1
                 continue
-            template = self.accept(text, base, frame=frame)
+            closed = re.search(rf"</{re.escape(tag)}>", raw or "", re.IGNORECASE)
+            cut = not closed and looks_truncated(raw, self._max_tokens)
+            template = self.accept(text, base, truncated=cut, frame=frame)
             if template is not None:
                 out.append(template)
         return out

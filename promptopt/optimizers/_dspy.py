@@ -248,3 +248,94 @@ class DSPyMIPRO(_DSPyOptimizer):
                 num_trials=plan.get("num_trials"), minibatch=False, program_aware_proposer=False)
         finally:
             optuna.logging.set_verbosity(verbosity)
+
+
+@optimizers.register("dspy-gepa")
+class DSPyGEPA(_DSPyOptimizer):
+    """DSPy's ``dspy.GEPA`` on the task program, with DSPy's defaults.
+
+    The reflection LM is the proposer; the metric returns
+    ``dspy.Prediction(score=..., feedback=...)`` with the task's feedback text
+    (:meth:`Task.feedback`). GEPA tracks its Pareto scores on ``eval_size`` train
+    examples and reflects on minibatches of the others; ``max_metric_calls`` is the
+    search budget (what is left after the validation reserve), and a stop condition ends
+    it when the budget cannot pay for another iteration. Reflective minibatch runs go
+    through the task's query but are not trials; full evaluations on the Pareto
+    examples are (DSPy's ``Evaluate``, recorded as for the other dspy-* methods).
+
+    Args:
+        reflection_minibatch_size: Train examples shown per reflection.
+        candidate_selection_strategy: ``"pareto"`` or ``"current_best"``.
+        skip_perfect_score: Do not reflect on a minibatch the program already aces.
+        use_merge: Try merging candidates (DSPy's default: on).
+        max_merge_invocations: Merges at most.
+        eval_size: Train examples in GEPA's Pareto set (the rest are reflected on).
+        max_metric_calls: Example evaluations at most (None: from the budget).
+        max_bootstrapped_demos, max_labeled_demos, metric_threshold: unused by GEPA (an
+            instruction search); kept for the shared dspy-* settings.
+    """
+
+    def __init__(
+        self,
+        *,
+        reflection_minibatch_size: int = 3,
+        candidate_selection_strategy: str = "pareto",
+        skip_perfect_score: bool = True,
+        use_merge: bool = True,
+        max_merge_invocations: int = 5,
+        eval_size: int = 8,
+        max_metric_calls: int | None = None,
+        max_bootstrapped_demos: int = 0,
+        max_labeled_demos: int = 0,
+        metric_threshold: float | None = None,
+    ) -> None:
+        self.reflection_minibatch_size = reflection_minibatch_size
+        self.candidate_selection_strategy = candidate_selection_strategy
+        self.skip_perfect_score = skip_perfect_score
+        self.use_merge = use_merge
+        self.max_merge_invocations = max_merge_invocations
+        self.eval_size = eval_size
+        self.max_metric_calls = max_metric_calls
+        self.max_bootstrapped_demos = max_bootstrapped_demos
+        self.max_labeled_demos = max_labeled_demos
+        self.metric_threshold = metric_threshold
+
+    def validate(self) -> None:
+        """Check the settings."""
+        super().validate()
+        self._check(_is_int(self.reflection_minibatch_size, 1), "reflection_minibatch_size",
+                    "must be an integer >= 1")
+        self._check(self.candidate_selection_strategy in ("pareto", "current_best"),
+                    "candidate_selection_strategy", "must be pareto or current_best")
+        self._check(_is_int(self.max_merge_invocations, 0), "max_merge_invocations",
+                    "must be an integer >= 0")
+        self._check(self.max_metric_calls is None or _is_int(self.max_metric_calls, 1),
+                    "max_metric_calls", "must be None or an integer >= 1")
+
+    def _compile(self, run: Run) -> Any:
+        dspy, ctx = run.dspy, run.ctx
+        need = 2 * self.reflection_minibatch_size + 1
+        calls = self.max_metric_calls
+        if calls is None:
+            calls = 10**9 if math.isinf(run.budget_left) else max(1, int(run.budget_left))
+
+        def metric(gold: Any, pred: Any, trace: Any = None, pred_name: Any = None,
+                   pred_trace: Any = None) -> Any:
+            score = run.metric(gold, pred, trace)
+            text = str(pred.get(run.fields[-1]) or "")
+            example = run.by_inputs.get(run.key(gold))
+            if example is None:
+                return dspy.Prediction(score=score, feedback=f"Score {score:.2f}.")
+            return dspy.Prediction(score=score,
+                                   feedback=ctx.task.feedback(text, example, score))
+
+        run.label = "GEPA"
+        gepa = dspy.GEPA(
+            metric=metric, max_metric_calls=calls, reflection_lm=run.prompt_lm,
+            reflection_minibatch_size=self.reflection_minibatch_size,
+            candidate_selection_strategy=self.candidate_selection_strategy,
+            skip_perfect_score=self.skip_perfect_score, use_merge=self.use_merge,
+            max_merge_invocations=self.max_merge_invocations, num_threads=1,
+            seed=ctx.seed, warn_on_score_mismatch=False,
+            gepa_kwargs={"stop_callbacks": [lambda state: not ctx.can_afford(need)]})
+        return gepa.compile(run.program, trainset=run.trainset, valset=run.valset)

@@ -169,10 +169,7 @@ class Run:
                       key=lambda e: self.order[e.id])
         if not todo:
             return
-        text = template.instruction
-        if text not in self.usable:
-            self.usable[text] = self.ctx.accept(text) is not None
-        if not self.usable[text]:
+        if not self.is_usable(template.instruction):
             self.served.update({(template.id, e.id): "" for e in todo})
             return
         parents = [] if template.id == self.ctx.start.id else [self.ctx.start.id]
@@ -182,6 +179,12 @@ class Run:
             raise self._fail(exc) from exc
         for example_id, prediction in zip(ev.example_ids, ev.predictions, strict=True):
             self.served[(template.id, example_id)] = prediction
+
+    def is_usable(self, text: str) -> bool:
+        """Whether the instruction passes :meth:`SearchContext.accept` (asked once)."""
+        if text not in self.usable:
+            self.usable[text] = self.ctx.accept(text) is not None
+        return self.usable[text]
 
     def predict(self, lm: Any, instructions: str, demos: Sequence[Any], inputs: Any) -> str:
         """The task program's prediction: served from an evaluation, or one query.
@@ -193,6 +196,8 @@ class Run:
         example = self.by_inputs.get(self.key(inputs))
         if example is not None and (template.id, example.id) in self.served:
             return self.served[(template.id, example.id)]
+        if not self.is_usable(template.instruction):  # a rejected proposal is never run
+            return ""
         if example is None:
             example = Example(id="", inputs={name: str(inputs[name]) for name in self.fields[:-1]})
         engine = getattr(lm, "engine", None)

@@ -83,14 +83,18 @@ def lowest_scoring(evaluation: Evaluation, k: int) -> list[int]:
 def error_report(
     task: Task, examples: Sequence[Example], evaluation: Evaluation, k: int
 ) -> str:
-    """The ``k`` lowest-scoring of ``examples`` with their predictions and scores.
+    """The ``k`` lowest-scoring of ``examples`` with their predictions, scores and feedback.
 
     ``evaluation`` is ``examples``' evaluation; the report is what the gradient and
-    edit prompts show as the examples the prompt "gets wrong".
+    edit prompts show as the examples the prompt "gets wrong". The feedback line is
+    the task's explanation of each score (:meth:`Task.feedback`).
     """
     return "\n\n".join(
         f"{task.format_example(examples[i])}\nPrediction: {evaluation.predictions[i]}\n"
-        f"Score: {evaluation.scores[i]:.2f}"
+        f"Score: {evaluation.scores[i]:.2f}\n"
+        "Feedback: "
+        + task.feedback(evaluation.predictions[i], examples[i], evaluation.scores[i]).replace(
+            "\n", "; ")
         for i in lowest_scoring(evaluation, k)
     )
 

@@ -165,6 +165,9 @@ class FunctionMetric:
     """A Python function as a metric: ``fn(prediction, target) -> float`` per example,
     or ``fn(predictions, targets) -> scores`` when marked with :func:`batch_metric`.
 
+    A per-example function may return ``(score, feedback)``: the feedback text is kept
+    and given back by :meth:`feedback` (reflective methods show it to the proposer).
+
     Args:
         fn: The function.
         name: The scorer name recorded with every score (default ``module:qualname``).
@@ -175,6 +178,11 @@ class FunctionMetric:
         self.batch = bool(getattr(fn, "promptopt_batch", False))
         self.spec = object_spec(fn)
         self.name = name or self.spec
+        self._feedback: dict[tuple[str, str], str] = {}
+
+    def feedback(self, prediction: str, target: str) -> str | None:
+        """The feedback text the function returned for this prediction and target, if any."""
+        return self._feedback.get((prediction, target))
 
     def _fail(self, exc: Exception, where: str) -> ConfigError:
         return ConfigError(f"metric {self.name} failed {where}: {type(exc).__name__}: {exc}")
@@ -196,10 +204,13 @@ class FunctionMetric:
             values = []
             for i, (p, t) in enumerate(zip(preds, refs, strict=True)):
                 try:
-                    values.append(self.fn(p, t))
+                    value = self.fn(p, t)
                 except Exception as exc:
                     where = f"on example {i} (prediction {p!r}, target {t!r})"
                     raise self._fail(exc, where) from exc
+                if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str):
+                    value, self._feedback[(p, t)] = value
+                values.append(value)
         rows = enumerate(zip(values, preds, refs, strict=True))
         return np.array([_number(v, self.name, i, p, t) for i, (v, p, t) in rows], dtype=np.float64)
 

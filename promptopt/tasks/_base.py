@@ -344,6 +344,21 @@ class Task(ABC):
             return np.asarray(score_examples(list(predictions), list(examples), template))
         return np.asarray(self.scorer.score(list(predictions), [e.target for e in examples]))
 
+    def feedback(self, prediction: str, example: Example, score: float) -> str:
+        """Why ``prediction`` scored ``score`` on ``example``, in words.
+
+        Reflective methods (``gepa``, ``dspy-gepa``, ``protegi``, ``refine``) put this
+        into their proposer prompts. The scorer's own explanation comes first when it
+        gives one (``feedback(prediction, target)``, e.g. a ``module:function`` metric
+        that returns ``(score, feedback)``); tasks add what they know (see the
+        prompt-recovery and classification tasks).
+        """
+        explain = getattr(self.scorer, "feedback", None)
+        text = explain(prediction, example.target) if callable(explain) else None
+        if text:
+            return str(text)
+        return f"Score {score:.2f}. The expected answer is: {example.target}"
+
     @property
     def scorer_name(self) -> str:
         """The scorer that judges this task's predictions."""

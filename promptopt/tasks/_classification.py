@@ -333,6 +333,18 @@ class ClassificationTask(Task):
         text = self._block(values)
         return f"{text}\n{self.answer_cue} {example.target.strip()}" if with_target else text
 
+    def feedback(self, prediction: str, example: Example, score: float) -> str:
+        """The label probabilities against the true label (for reflective methods)."""
+        probs = parse_prediction(prediction, self.labels)
+        truth = example.target.strip()
+        if probs is None:
+            return f"The answer could not be read as a label. The true label is {truth}."
+        shown = ", ".join(f"{lb} {p:.2f}" for lb, p in zip(self.labels, probs, strict=True))
+        best = self.labels[int(np.argmax(probs))]
+        verdict = "right" if best == truth else f"wrong (it favoured {best})"
+        return (f"Label probabilities: {shown}. True label: {truth} (probability "
+                f"{score:.2f}); the prediction is {verdict}.")
+
     # --- querying and scoring ------------------------------------------------------
 
     def predict(

@@ -62,6 +62,23 @@ _CLOSING = re.compile(
     r"please let me know|is there anything|would you like|if you(?:'d| would) like)[^\n]*\s*$",
     re.IGNORECASE,
 )
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
+STOPWORDS = frozenset(
+    "a an the this that these those it its to of in on at by for with from into as and or "
+    "but so than then be is are was were been being do does did have has had not no it's "
+    "your you yours make made text please more less very into about".split()
+)
+
+
+def content_words(text: str) -> list[str]:
+    """The content words of ``text`` (lowercase, no stopwords), first occurrence order."""
+    seen: dict[str, None] = {}
+    for word in _WORD.findall(text.lower()):
+        if word not in STOPWORDS and len(word) > 2:
+            seen.setdefault(word, None)
+    return list(seen)
+
+
 _PAIRS = {'"': '"', "“": "”", "'": "'", "«": "»", "`": "`"}
 
 
@@ -190,6 +207,20 @@ class PromptRecoveryTask(Task):
         text = self.prefixed(raw, template)
         prediction = clean_prediction(text, default=self.default_prediction)
         return self.suffixed(prediction, template)
+
+    def feedback(self, prediction: str, example: Example, score: float) -> str:
+        """The prediction, the true prompt, their similarity, and the true prompt's content
+        words the prediction missed (for reflective methods' prompts)."""
+        said = set(content_words(prediction))
+        missed = [w for w in content_words(example.target) if w not in said]
+        lines = [
+            f"Predicted prompt: {prediction}",
+            f"True prompt: {example.target}",
+            f"Similarity: {score:.2f}",
+            "Content words of the true prompt the prediction missed: "
+            + (", ".join(missed) if missed else "none"),
+        ]
+        return "\n".join(lines)
 
     def format_example(self, example: Example, *, with_target: bool = True) -> str:
         """Truncated inputs and (optionally) the true prompt, for meta-prompts."""

@@ -208,3 +208,39 @@ def test_dspy_bootstrap_on_the_embedded_model(tmp_path, embedded_cache):
     trials = optuna.load_study(study_name="d", storage=url).trials
     assert len(trials) == result.trials >= 2
     assert any(t.user_attrs["split"] == "train" for t in trials)
+
+
+def _gepa_reply(instruction):
+    def reply(prompt, params):
+        if "new_instruction" in prompt:  # DSPy GEPA's reflection request
+            return f'{{"new_instruction": "{instruction}"}}'
+        return "Rewrite this text formally."
+    return reply
+
+
+def test_dspy_gepa_reflects_with_feedback_within_the_budget():
+    from promptopt.optimizers import DSPyGEPA
+
+    setup = FakeSetup(budget=120, replies=_gepa_reply("Name the change as one short order."))
+    result = setup.optimize(DSPyGEPA(), seed=0)
+    assert setup.calls == setup.budget.spent <= 120
+    reflections = [p for p in setup.fake.prompts() if "new_instruction" in p]
+    assert reflections
+    assert "True prompt:" in reflections[0] and "missed:" in reflections[0]  # Task.feedback
+    train = [e for e in setup.evaluator.history if e.split == "train"]
+    assert "Name the change as one short order." in {e.template.instruction for e in train}
+    assert all(e.meta["dspy"] == "GEPA" for e in train)
+    assert result.template.instruction.strip()
+
+
+def test_dspy_gepa_never_runs_a_rejected_instruction():
+    from promptopt.optimizers import DSPyGEPA
+
+    setup = FakeSetup(budget=100, replies=_gepa_reply("Use {bogus} here."))
+    result = setup.optimize(DSPyGEPA(), seed=0)
+    assert result.rejected.get("invalid for task", 0) >= 1
+    task_prompts = [p for p in setup.fake.prompts() if "new_instruction" not in p]
+    assert task_prompts and not any("{bogus}" in p for p in task_prompts)
+    a = FakeSetup(budget=100, replies=_gepa_reply("Say it.")).optimize(DSPyGEPA(), seed=4)
+    b = FakeSetup(budget=100, replies=_gepa_reply("Say it.")).optimize(DSPyGEPA(), seed=4)
+    assert a.template == b.template and a.val_score == b.val_score

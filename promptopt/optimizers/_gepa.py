@@ -1,0 +1,301 @@
+"""GEPA: reflective prompt evolution with a Pareto front, run by the ``gepa`` package.
+
+Agrawal et al. 2025, "GEPA: Reflective Prompt Evolution Can Outperform Reinforcement
+Learning" (arXiv:2507.19457). Each iteration picks a parent from the Pareto front of
+candidates (those best on at least one example of the "Pareto set"), runs it on a
+small reflection minibatch, shows the proposer (the reflection LM) the inputs, outputs
+and the metric's feedback text (:meth:`Task.feedback`), and asks for a better
+instruction; the child is kept when it beats its parent on that minibatch, and is then
+scored on the whole Pareto set. Optionally ("merge"), two descendants of a common
+ancestor are combined.
+
+This module runs the ``gepa`` package's own engine (:func:`gepa.optimize`) through a
+:class:`GEPAAdapter` whose ``evaluate`` is :meth:`SearchContext.evaluate` (so the
+budget, cache, tracker, resume and workers apply, and every candidate is recorded with
+its parent) and whose ``propose_new_texts`` asks the proposer (:meth:`SearchContext.
+propose`) with the package's reflection prompt; an unusable proposal (empty, cut off,
+an echo, a duplicate, invalid for the task) is rejected and counted by
+:meth:`SearchContext.accept`, never evaluated.
+
+Data: GEPA's own "validation set" (the Pareto set) is drawn from promptopt's **train**
+split (``pareto_size`` examples, seeded); the reflection minibatches come from the rest
+of the train split (all of it when too little is left). promptopt's validation split
+stays reserved for the final choice, as for every method.
+
+Budget: the engine stops when the budget cannot pay for another minibatch evaluation
+and a proposal, or when an evaluation or proposal finds it exhausted; ``max_metric_calls``
+(the package's own stopper, in example evaluations) may stop it earlier.
+
+Left out: the candidate has one component, the instruction (demos, prefix and suffix
+are inherited), so the package's merge, which recombines components of two programs,
+finds nothing to combine unless two candidates differ in more than one component; it
+is exposed but does not fire here. No multi-objective frontiers other than the
+package's ``frontier_type`` options, no custom reflection prompt, no run directory
+(promptopt's study is the record), no wandb/mlflow.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from promptopt.data import Example
+from promptopt.errors import BudgetExhausted, ConfigError
+from promptopt.optimizers._base import Optimizer
+from promptopt.optimizers._context import SearchContext, looks_truncated
+from promptopt.registry import optimizers
+from promptopt.template import Template
+
+COMPONENT = "instruction"
+REFLECTION_MAX_TOKENS = 300
+_FENCE = re.compile(r"^```[^\n]*\n?")
+
+
+def read_fenced(raw: str) -> tuple[str, bool]:
+    """The instruction in a reflection answer, and whether its block was closed.
+
+    The reflection prompt ends inside an opened ````` block, so a base model continues
+    with the instruction and may close the block; a chat model may open its own
+    block first. Returns the text up to the closing fence (or the end).
+    """
+    text = (raw or "").lstrip()
+    opened = _FENCE.match(text)
+    if opened:
+        text = text[opened.end():]
+    body, sep, _ = text.partition("```")
+    return body.strip(), bool(sep)
+
+
+class _Silent:
+    """A logger for the engine that keeps its messages (shown nowhere)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def log(self, message: str) -> None:
+        self.lines.append(str(message))
+
+
+class PromptoptAdapter:
+    """A ``gepa`` adapter over a :class:`SearchContext` (one component: the instruction).
+
+    Keeps the template and parents of every accepted candidate, so evaluations are
+    recorded with their lineage.
+    """
+
+    def __init__(self, ctx: SearchContext, *, max_tokens: int = REFLECTION_MAX_TOKENS) -> None:
+        self.ctx = ctx
+        self.max_tokens = max_tokens
+        self.templates: dict[str, Template] = {ctx.start.instruction: ctx.start}
+        self.parents: dict[str, list[str]] = {ctx.start.instruction: []}
+        self.exhausted = False
+        self.prompts: list[str] = []
+
+    def _template(self, candidate: Mapping[str, str]) -> Template:
+        text = candidate[COMPONENT]
+        if text not in self.templates:  # a merge of known candidates
+            self.templates[text] = self.ctx.start.replace(instruction=text)
+            self.parents[text] = []
+        return self.templates[text]
+
+    def evaluate(self, batch: list[Example], candidate: dict[str, str],
+                 capture_traces: bool = False) -> Any:
+        """Run ``candidate`` on ``batch`` through promptopt's evaluator."""
+        from gepa.core.adapter import EvaluationBatch
+
+        template = self._template(candidate)
+        ev = self.ctx.evaluate(template, batch, parents=self.parents[template.instruction],
+                               meta={"kind": "gepa"})
+        predictions = list(ev.predictions) if not ev.failed else [""] * len(batch)
+        scores = [float(s) for s in ev.scores] if not ev.failed else [0.0] * len(batch)
+        traces = None
+        if capture_traces:
+            traces = [
+                {"example": ex, "prediction": p, "score": s, "failed": ev.failed}
+                for ex, p, s in zip(batch, predictions, scores, strict=True)
+            ]
+        return EvaluationBatch(outputs=predictions, scores=scores, trajectories=traces)
+
+    def make_reflective_dataset(
+        self, candidate: dict[str, str], eval_batch: Any, components_to_update: list[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Inputs, output and the task's feedback text of each minibatch example."""
+        task = self.ctx.task
+        records = []
+        for trace in eval_batch.trajectories or []:
+            ex, prediction, score = trace["example"], trace["prediction"], trace["score"]
+            feedback = (f"The model call failed: {trace['failed']}" if trace["failed"]
+                        else task.feedback(prediction, ex, score))
+            records.append({
+                "Inputs": task.format_example(ex, with_target=False),
+                "Generated Outputs": prediction,
+                "Feedback": feedback,
+            })
+        return {name: records for name in components_to_update}
+
+    def reflection_prompt(self, instruction: str, records: Sequence[Mapping[str, Any]]) -> str:
+        """The package's reflection prompt, ending inside an opened ````` block."""
+        from gepa.strategies.instruction_proposal import InstructionProposalSignature
+
+        prompt = InstructionProposalSignature.prompt_renderer({
+            "current_instruction_doc": instruction,
+            "dataset_with_feedback": list(records),
+            "prompt_template": None,
+        })
+        return f"{prompt}\n\n```\n"
+
+    def propose_new_texts(
+        self,
+        candidate: dict[str, str],
+        reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]],
+        components_to_update: list[str],
+    ) -> dict[str, str]:
+        """Ask the proposer for a new instruction; ``{}`` (no child) when it is unusable."""
+        parent = self._template(candidate)
+        prompt = self.reflection_prompt(parent.instruction, reflective_dataset[COMPONENT])
+        self.prompts.append(prompt)
+        if not self.ctx.can_afford(1):
+            self.exhausted = True
+            return {}
+        try:
+            raw = self.ctx.propose(prompt, n=1, max_tokens=self.max_tokens, stop=["```"])[0]
+        except BudgetExhausted:
+            self.exhausted = True
+            return {}
+        text, closed = read_fenced(raw)
+        cut = not closed and looks_truncated(raw, self.max_tokens)
+        child = self.ctx.accept(text, parent, truncated=cut)
+        if child is None:
+            return {}
+        self.templates[child.instruction] = child
+        self.parents[child.instruction] = [parent.id]
+        return {COMPONENT: child.instruction}
+
+
+@optimizers.register("gepa")
+class GEPA(Optimizer):
+    """GEPA (Agrawal et al. 2025) through the ``gepa`` package's engine.
+
+    Settings named as in :func:`gepa.optimize`, with its defaults (a test compares them).
+
+    Args:
+        pareto_size: Train examples in GEPA's Pareto (validation) set.
+        candidate_selection_strategy: ``"pareto"``, ``"current_best"``,
+            ``"epsilon_greedy"`` or ``"top_k_pareto"``.
+        frontier_type: The package's Pareto frontier kind (``"instance"``, ...).
+        reflection_minibatch_size: Train examples shown per reflection.
+        skip_perfect_score: Do not reflect on a minibatch the parent already aces.
+        perfect_score: The score counted as perfect.
+        use_merge: Try merging two descendants of a common ancestor.
+        max_merge_invocations: Merges at most.
+        merge_val_overlap_floor: Pareto-set examples two merge parents must share.
+        acceptance_criterion: ``"strict_improvement"`` or ``"improvement_or_equal"``.
+        max_metric_calls: The package's own stop, in example evaluations (None: the
+            budget alone ends the run).
+        max_tokens: Proposer tokens per reflection answer.
+    """
+
+    def __init__(
+        self,
+        *,
+        pareto_size: int = 8,
+        candidate_selection_strategy: str = "pareto",
+        frontier_type: str = "instance",
+        reflection_minibatch_size: int = 3,
+        skip_perfect_score: bool = True,
+        perfect_score: float = 1.0,
+        use_merge: bool = False,
+        max_merge_invocations: int = 5,
+        merge_val_overlap_floor: int = 5,
+        acceptance_criterion: str = "strict_improvement",
+        max_metric_calls: int | None = None,
+        max_tokens: int = REFLECTION_MAX_TOKENS,
+    ) -> None:
+        self.pareto_size = pareto_size
+        self.candidate_selection_strategy = candidate_selection_strategy
+        self.frontier_type = frontier_type
+        self.reflection_minibatch_size = reflection_minibatch_size
+        self.skip_perfect_score = skip_perfect_score
+        self.perfect_score = perfect_score
+        self.use_merge = use_merge
+        self.max_merge_invocations = max_merge_invocations
+        self.merge_val_overlap_floor = merge_val_overlap_floor
+        self.acceptance_criterion = acceptance_criterion
+        self.max_metric_calls = max_metric_calls
+        self.max_tokens = max_tokens
+
+    def validate(self) -> None:
+        """Check the settings."""
+        for name in ("pareto_size", "reflection_minibatch_size", "max_tokens"):
+            self._check(getattr(self, name) >= 1, name, "must be at least 1")
+        self._check(self.max_merge_invocations >= 0, "max_merge_invocations", "must be >= 0")
+        self._check(self.merge_val_overlap_floor >= 0, "merge_val_overlap_floor", "must be >= 0")
+        self._check(self.max_metric_calls is None or self.max_metric_calls >= 1,
+                    "max_metric_calls", "must be at least 1 or None")
+        self._check(
+            self.candidate_selection_strategy
+            in ("pareto", "current_best", "epsilon_greedy", "top_k_pareto"),
+            "candidate_selection_strategy",
+            "must be pareto, current_best, epsilon_greedy or top_k_pareto",
+        )
+        self._check(self.acceptance_criterion in ("strict_improvement", "improvement_or_equal"),
+                    "acceptance_criterion", "must be strict_improvement or improvement_or_equal")
+        self._check(self.frontier_type in ("instance", "objective", "hybrid", "cartesian"),
+                    "frontier_type", "must be instance, objective, hybrid or cartesian")
+
+    def split(self, ctx: SearchContext) -> tuple[list[Example], list[Example]]:
+        """The Pareto set and the reflection set, both from the train split (seeded)."""
+        train = list(ctx.train)
+        if not train:
+            raise ConfigError("gepa needs train examples")
+        random.Random(ctx.seed).shuffle(train)
+        pareto = train[: self.pareto_size]
+        rest = train[self.pareto_size:]
+        feedback = rest if len(rest) >= self.reflection_minibatch_size else list(ctx.train)
+        return pareto, feedback
+
+    def search(self, ctx: SearchContext) -> None:
+        """Run the package's engine; the budget or its stop conditions end it."""
+        import gepa
+
+        pareto, feedback = self.split(ctx)
+        adapter = PromptoptAdapter(ctx, max_tokens=self.max_tokens)
+        self.adapter_ = adapter
+        need = 2 * self.reflection_minibatch_size + 1  # parent, proposal, child
+
+        def out_of_budget(state: Any) -> bool:
+            return adapter.exhausted or not ctx.can_afford(need)
+
+        stoppers: list[Any] = [out_of_budget]
+        self.logger_ = _Silent()
+        settings: dict[str, Any] = {
+            name: getattr(self, name) for name in (
+                "candidate_selection_strategy", "frontier_type", "skip_perfect_score",
+                "reflection_minibatch_size", "perfect_score", "use_merge",
+                "max_merge_invocations", "merge_val_overlap_floor", "acceptance_criterion",
+                "max_metric_calls")
+        }
+        result: Any = gepa.optimize(
+            seed_candidate={COMPONENT: ctx.start.instruction},
+            trainset=feedback,
+            valset=pareto,
+            adapter=cast(Any, adapter),
+            stop_callbacks=stoppers,
+            logger=self.logger_,
+            seed=ctx.seed,
+            raise_on_exception=True,
+            **settings,
+        )
+        self.result_ = result
+        if adapter.exhausted or not ctx.can_afford(need):
+            raise BudgetExhausted("gepa: the budget cannot pay for another iteration")
+
+    def pareto_front(self) -> list[str]:
+        """Instructions best on at least one Pareto-set example in the last run."""
+        result = self.result_
+        front: set[int] = set()
+        for best in result.per_val_instance_best_candidates.values():
+            front |= set(best)
+        return [result.candidates[i][COMPONENT] for i in sorted(front)]

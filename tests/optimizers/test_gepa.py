@@ -1,0 +1,169 @@
+"""The gepa method: the package's engine through promptopt's evaluator and proposer."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from promptopt.optimizers import GEPA, SearchContext
+from promptopt.optimizers._gepa import read_fenced
+from promptopt.testing import FakeSetup, default_reply
+
+PLAN_B = "Use plan B: name the rewrite in the words of the true prompt."
+
+
+def test_settings_default_to_the_packages_own():
+    import gepa
+    from gepa.api import optimize
+
+    package = inspect.signature(gepa.optimize).parameters
+    ours = inspect.signature(GEPA.__init__).parameters
+    shared = [n for n in ours if n in package and n != "reflection_minibatch_size"]
+    assert len(shared) >= 9
+    for name in shared:
+        assert ours[name].default == package[name].default, name
+    # The package leaves reflection_minibatch_size at None and samples 3 then.
+    assert package["reflection_minibatch_size"].default is None
+    assert "minibatch_size=reflection_minibatch_size or 3" in inspect.getsource(optimize)
+    assert ours["reflection_minibatch_size"].default == 3
+
+
+def test_read_fenced():
+    assert read_fenced("Say it briefly.\n```") == ("Say it briefly.", True)
+    assert read_fenced("```text\nSay it.\n```\nmore") == ("Say it.", True)
+    assert read_fenced("Say it and then") == ("Say it and then", False)
+
+
+def _targets_by_text(setup: FakeSetup) -> dict[str, str]:
+    """The first words of each example's original text -> its true prompt."""
+    examples = [e for split in ("train", "val", "test") for e in setup.task.examples(split)]
+    return {e.inputs["original_text"][:40]: e.target for e in examples}
+
+
+@pytest.mark.parametrize("strategy", ["pareto", "current_best"])
+def test_pareto_selection_keeps_a_candidate_best_on_one_example_only(strategy):
+    setup = FakeSetup(budget=None, train=12, val=4)
+    gepa_opt = GEPA(pareto_size=4, reflection_minibatch_size=2, max_metric_calls=60,
+                    candidate_selection_strategy=strategy)
+    ctx = SearchContext(task=setup.task, evaluator=setup.evaluator, proposer=setup.proposer,
+                        start=setup.task.start_template(), seed=0)
+    pareto, _ = gepa_opt.split(ctx)
+    lone = pareto[0].inputs["original_text"][:40]  # plan B wins on this Pareto example only
+    feedback_texts = {e.inputs["original_text"][:40] for e in ctx.train if e not in pareto}
+    targets = _targets_by_text(setup)
+    start = setup.task.start_template().instruction
+    proposals = iter([PLAN_B] + [f"Try variant {i} of the rewrite." for i in range(1, 50)])
+
+    def replies(prompt: str, params: dict) -> str:
+        if "Provide the new instructions within" in prompt:
+            return next(proposals) + "\n```"
+        key = next((k for k in targets if k in prompt), None)
+        if PLAN_B in prompt:
+            return targets[key] if key == lone or key in feedback_texts else "zzz qqq"
+        if key and start in prompt:  # the start: half right everywhere
+            words = targets[key].split()
+            return " ".join(words[: max(1, len(words) // 2)])
+        return "Rewrite this text."
+
+    setup = FakeSetup(budget=None, train=12, val=4, replies=replies)
+    setup.optimize(gepa_opt, seed=0)
+    result = gepa_opt.result_
+    scores = {c["instruction"]: s for c, s in zip(result.candidates, result.val_aggregate_scores,
+                                                   strict=True)}
+    assert PLAN_B in scores and scores[PLAN_B] < scores[start]  # worse on average...
+    assert PLAN_B in gepa_opt.pareto_front()  # ...but best on one example: kept
+    # and it is chosen as a parent again (its instruction is reflected on).
+    parents = [p for p in gepa_opt.adapter_.prompts if f"```\n{PLAN_B}\n```" in p]
+    assert bool(parents) == (strategy == "pareto")  # "current_best" never picks it
+
+
+def test_feedback_text_reaches_the_reflection_prompt():
+    seen: list[str] = []
+
+    def proposer(prompt: str, params: dict) -> str:
+        seen.append(prompt)
+        return f"Name the rewrite in one short sentence, version {len(seen)}.\n```"
+
+    setup = FakeSetup(budget=60, proposer_replies=proposer)
+    setup.optimize(GEPA(), seed=0)
+    assert seen
+    first = seen[0]
+    assert "## Feedback" in first and "True prompt:" in first and "Similarity:" in first
+    assert "Content words of the true prompt the prediction missed:" in first
+    truths = [e.target for e in setup.task.examples("train")]
+    assert any(f"True prompt: {t}" in first for t in truths)
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ("", "empty"),
+        ("{start}\n```", "echo of parent"),
+        ("word " * 400, "truncated"),
+        ("```", "empty"),
+    ],
+)
+def test_unusable_reflections_are_counted_and_never_evaluated(answer, reason):
+    start = FakeSetup().task.start_template().instruction
+    text = answer.replace("{start}", start)
+    setup = FakeSetup(budget=60, proposer_replies=lambda prompt, params: text)
+    result = setup.optimize(GEPA(), seed=0)
+    assert result.rejected.get(reason, 0) >= 1
+    assert {e.template.instruction for e in setup.evaluator.history} == {start}
+
+
+def test_each_child_records_its_parent():
+    setup = FakeSetup(budget=80, proposer_replies=lambda p, params: (
+        f"Say what changed, take {params.get('seed', 0)}.\n```"))
+    setup.optimize(GEPA(), seed=1)
+    start = setup.task.start_template()
+    children = [e for e in setup.evaluator.history
+                if e.split == "train" and e.template.id != start.id]
+    assert children
+    known = {e.template.id for e in setup.evaluator.history}
+    for ev in children:
+        assert len(ev.parents) == 1 and ev.parents[0] in known
+
+
+def test_default_reply_runs_are_deterministic_per_seed():
+    a = FakeSetup(budget=70, replies=default_reply).optimize(GEPA(), seed=5)
+    b = FakeSetup(budget=70, replies=default_reply).optimize(GEPA(), seed=5)
+    assert a.template == b.template and a.rejected == b.rejected
+
+
+def test_accept_rejects_truncated_and_echoed_proposals():
+    setup = FakeSetup()
+    ctx = SearchContext(task=setup.task, evaluator=setup.evaluator, proposer=setup.proposer,
+                        start=setup.task.start_template(), seed=0)
+    shown = ("Original text: The cat sat.\n"
+             "Rewrite prompt: Turn this into a very long poem about the sea, please")
+    assert ctx.accept("Name it.", truncated=True) is None
+    assert ctx.accept(ctx.start.instruction, ctx.start) is None
+    assert ctx.accept("Turn this into a very long poem about the sea, please",
+                      echo_of=[shown]) is None
+    assert ctx.accept("Name the change in one short sentence.") is not None
+    assert ctx.rejected == {"truncated": 1, "echo of parent": 1, "echo of prompt": 1}
+
+
+def test_error_reports_carry_the_tasks_feedback():
+    from promptopt.optimizers import error_report
+
+    setup = FakeSetup()
+    batch = setup.task.examples("train")[:3]
+    ev = setup.evaluator.evaluate(setup.task.start_template(), "train", examples=batch)
+    report = error_report(setup.task, batch, ev, 2)
+    assert report.count("Feedback: Predicted prompt:") == 2 and "True prompt:" in report
+
+
+@pytest.mark.embedded
+def test_gepa_on_the_embedded_model(tmp_path, embedded_cache):
+    from promptopt.runs import run
+
+    url = f"sqlite:///{tmp_path}/g.db"
+    result = run("gepa", budget=40, train=6, val=3, test=3, scorer="minilm",
+                 storage=url, study="g", cache_dir=embedded_cache,
+                 settings={"pareto_size": 3, "reflection_minibatch_size": 2})
+    assert result.budget_spent <= 40
+    assert 0.0 <= result.test_score <= 1.0 and result.template.instruction.strip()
+    assert result.trials >= 3  # the start on the Pareto set and a minibatch, and validation
