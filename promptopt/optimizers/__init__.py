@@ -4,6 +4,7 @@ Each algorithm lives in its own private module; public names are re-exported her
 """
 
 from promptopt.optimizers._ape import APE, ucb_pick
+from promptopt.optimizers._auto import Auto, default_contestants, halving_rounds
 from promptopt.optimizers._base import Optimizer, OptimizeResult
 from promptopt.optimizers._baselines import Identity, RandomSearch
 from promptopt.optimizers._context import SearchContext, read_proposal
@@ -18,6 +19,7 @@ from promptopt.tasks import INSTRUCTION_POOL
 
 __all__ = [
     "APE",
+    "Auto",
     "INSTRUCTION_POOL",
     "DSPyBootstrap",
     "DSPyMIPRO",
@@ -35,8 +37,10 @@ __all__ = [
     "TPESearch",
     "accept_edits",
     "between",
+    "default_contestants",
     "edit_request",
     "error_report",
+    "halving_rounds",
     "optimizers",
     "read_proposal",
     "search_mean_prompt",
