@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from promptopt.errors import ConfigError
-from promptopt.evaluator import Evaluation, Evaluator
+from promptopt.evaluator import Evaluation
 from promptopt.llm import Budget
 from promptopt.optimizers._base import Optimizer, OptimizeResult
 from promptopt.optimizers._context import SearchContext
