@@ -210,3 +210,39 @@ def test_auto_on_the_embedded_model(tmp_path, embedded_cache):
     assert 0.0 <= result.test_score <= 1.0 and result.template.instruction.strip()
     trials = optuna.load_study(study_name="e", storage=url).trials
     assert {t.user_attrs["method"] for t in trials} >= {"random", "opro"}
+
+
+def test_an_interrupted_race_resumes_with_the_same_trials_paying_only_the_rest(tmp_path):
+    from promptopt.errors import LLMError
+    from promptopt.runs import run
+    from promptopt.testing import default_reply
+
+    state = {"calls": 0, "at": None}
+
+    def outage(prompt, params):
+        state["calls"] += 1
+        if state["at"] is not None and state["calls"] >= state["at"]:
+            raise LLMError("provider outage")
+        return default_reply(prompt, params)
+
+    fake = FakeLLM(outage, name="auto-resume")
+    kw = dict(model=fake.model, budget=90, seed=1, scorer="hashing", train=8, val=4, test=4,
+              settings={"methods": "opro,ape"})
+    url = f"sqlite:///{tmp_path}/r.db"
+    ref = run("auto", storage=url, study="ref", cache_dir=str(tmp_path / "ref"), **kw)
+    total = state["calls"]
+    state["calls"], state["at"] = 0, total // 2
+    with pytest.raises(LLMError):
+        run("auto", storage=url, study="cut", max_errors=0, **kw)
+    state["calls"], state["at"] = 0, None
+    res = run("auto", storage=url, study="cut", resume=True)
+    assert state["calls"] == total - (total // 2 - 1)  # only the calls never answered
+    assert res.budget_spent == ref.budget_spent and res.template == ref.template
+
+    def trials(name):
+        study = optuna.load_study(study_name=name, storage=url)
+        return [(t.user_attrs["method"], t.user_attrs["template_id"], t.user_attrs["split"],
+                 t.user_attrs["examples_hash"], t.value) for t in study.trials
+                if t.state == optuna.trial.TrialState.COMPLETE]
+
+    assert trials("cut") == trials("ref")
