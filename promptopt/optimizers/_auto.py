@@ -7,11 +7,13 @@ left after the starting template is scored on the validation split, once for all
 into as many equal round budgets as there are rounds (``ceil(log2 n) + 1`` for ``n``
 contestants); each round's budget is shared equally by the contestants still in. After a
 round, each contestant's score is the best validation score among the templates its own
-final choice scored on the (whole, same) validation split, the start included; the
+final choices (in this and its earlier runs) scored on the (whole, same) validation
+split, the start included; the
 better half (ties: the earlier in ``methods``) goes on. The last one left gets all that
 remains, and is run again while it can spend more. The result is the shared final choice
-(:meth:`Optimizer.select_final`) over the start and each contestant's best validated
-template: every one of them was already scored on validation, so it costs nothing more.
+(:meth:`Optimizer.select_final`) over the start and the best validated template of each
+run of each contestant: every one of them was already scored on validation, so it costs
+nothing more.
 
 How a contestant continues: it is run again from its start, with the same seed and its
 allowance grown by its new slice; what it paid for before is served free (see
@@ -194,6 +196,7 @@ class Auto(Optimizer):
         memory: dict[str, dict[str, Any]] = {n: {} for n in names}
         paid: dict[str, set[Any]] = {n: set() for n in names}
         allowed: dict[str, int] = {n: n_val for n in names}  # the start's validation: paid
+        best: dict[str, float] = {}
         alive, rounds_left, round_no = list(names), halving_rounds(len(names)), 0
 
         def run(name: str, new: int) -> dict[str, Any]:
@@ -214,8 +217,9 @@ class Auto(Optimizer):
             self.results_[name] = result
             val = [e.score for e in lane.history
                    if e.split == "val" and not e.failed and e.n == n_val]
+            best[name] = max([best.get(name, 0.0), *val])  # over all its runs so far
             entry = {"round": round_no, "method": name, "share": new, "allowance": allowance.limit,
-                     "spent": budget.spent - before, "score": max(val, default=0.0),
+                     "spent": budget.spent - before, "score": best[name],
                      "stopped": result.stopped}
             self.race_.append(entry)
             return entry
@@ -224,7 +228,7 @@ class Auto(Optimizer):
             round_no += 1
             share = int(budget.remaining) // rounds_left // len(alive)
             scores = {name: run(name, share)["score"] for name in alive}
-            order = sorted(alive, key=lambda n: (-scores[n], alive.index(n)))
+            order = sorted(alive, key=lambda n: (-scores[n], names.index(n)))
             alive, rounds_left = order[: math.ceil(len(alive) / 2)], rounds_left - 1
         winner = alive[0]
         while True:  # the last one left: everything that remains, while it can spend it

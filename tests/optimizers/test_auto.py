@@ -246,3 +246,14 @@ def test_an_interrupted_race_resumes_with_the_same_trials_paying_only_the_rest(t
                 if t.state == optuna.trial.TrialState.COMPLETE]
 
     assert trials("cut") == trials("ref")
+
+
+def test_a_dspy_method_races_through_the_same_lanes():
+    setup = FakeSetup(budget=120, train=8, val=3)
+    auto = Auto(methods="dspy-bootstrap,opro")
+    setup.optimize(auto)
+    assert setup.calls == setup.budget.spent <= 120
+    assert {e["method"] for e in auto.race_} == {"dspy-bootstrap", "opro"}
+    assert len(auto.race_) >= 3  # a second round: the winner ran again, its replay free
+    paid = {e.meta.get("contestant") for e in setup.evaluator.history}
+    assert "dspy-bootstrap" in paid
