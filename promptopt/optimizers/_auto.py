@@ -78,7 +78,11 @@ def default_contestants(task: Task) -> list[str]:
 
 @optimizers.register("auto")
 class Auto(Optimizer):
-    """Race several methods on one budget by successive halving (see the module).
+    """Race several methods on one budget by successive halving; the best validated wins.
+
+    The module docstring describes the rounds, the scores and how a contestant continues.
+    After :meth:`optimize`, ``race_`` lists each contestant run (round, method, share,
+    allowance, calls spent, score, why it stopped).
 
     Args:
         methods: The contestants, as a list or a comma-separated string (None: every
