@@ -204,12 +204,16 @@ def test_auto_on_the_embedded_model(tmp_path, embedded_cache):
     from promptopt.runs import run
 
     url = f"sqlite:///{tmp_path}/e.db"
-    result = run("auto", settings={"methods": "random,opro"}, budget=40, train=4, val=3,
-                 test=3, scorer="minilm", storage=url, study="e", cache_dir=embedded_cache)
-    assert result.budget_spent <= 40
+    result = run("auto", settings={"methods": "random,opro"}, budget=30, train=4, val=2,
+                 test=2, scorer="minilm", storage=url, study="e", cache_dir=embedded_cache)
+    assert result.budget_spent <= 30
     assert 0.0 <= result.test_score <= 1.0 and result.template.instruction.strip()
+    assert any(note.startswith("auto: round 1: random") for note in result.notes)
     trials = optuna.load_study(study_name="e", storage=url).trials
     assert {t.user_attrs["method"] for t in trials} >= {"random", "opro"}
+    for t in trials:
+        if t.user_attrs["method"] in ("random", "opro"):
+            assert t.user_attrs["meta"]["contestant"] == t.user_attrs["method"]
 
 
 def test_an_interrupted_race_resumes_with_the_same_trials_paying_only_the_rest(tmp_path):
