@@ -261,3 +261,20 @@ def test_a_dspy_method_races_through_the_same_lanes():
     assert len(auto.race_) >= 3  # a second round: the winner ran again, its replay free
     paid = {e.meta.get("contestant") for e in setup.evaluator.history}
     assert "dspy-bootstrap" in paid
+
+
+@pytest.mark.parametrize("name", ["opro", "ape", "tpe", "protegi"])
+def test_a_race_of_one_is_the_lone_run(name):
+    # The contestant's allowance counts the start's validation, paid by the race, so
+    # it follows a lone run's path exactly: same evaluations, same spend, same result.
+    race, lone = FakeSetup(budget=100), FakeSetup(budget=100)
+    by_race = race.optimize(Auto(methods=name), seed=3)
+    by_lone = lone.optimize(optimizers.get(name)(), seed=3)
+
+    def train(setup):
+        return [(e.template.id, e.example_ids) for e in setup.evaluator.history
+                if e.split == "train"]
+
+    assert train(race) == train(lone)
+    assert race.budget.spent == lone.budget.spent
+    assert by_race.template == by_lone.template and by_race.val_score == by_lone.val_score
