@@ -18,7 +18,8 @@ nothing more.
 How a contestant continues: it is run again from its start, with the same seed and its
 allowance grown by its new slice; what it paid for before is served free (see
 :mod:`promptopt.optimizers._lane`), so a rerun costs only its new requests and follows
-the path a lone run of the method with that budget would take. A round's unspent calls
+the path a lone run of the method with that budget would take (exactly, for a race of
+one; evaluations another contestant paid for cost it nothing). A round's unspent calls
 go to the next rounds. Every trial is recorded under the contestant's name as its
 method, with ``contestant`` and ``round`` in its meta; the start's validation trial,
 paid by the race, is recorded under ``auto``.

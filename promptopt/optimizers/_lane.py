@@ -7,7 +7,8 @@ recovery and proposer LLMs. To continue a contestant with more budget the race r
 again from its start with a larger allowance: what it already paid for is replayed free
 of charge (the shared evaluator's memo, the wrappers' memory of its earlier requests),
 so only the requests it had never made reach the shared budget, and a rerun follows the
-path a lone run with that budget would take.
+path a lone run with that budget would take (but for evaluations another contestant
+paid for, which cost it nothing).
 
 Accounting, per contestant:
 
