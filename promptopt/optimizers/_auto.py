@@ -60,6 +60,12 @@ NEVER = ("auto", "mean-prompt")
 """Methods that cannot be contestants (``mean-prompt``'s candidate has no train
 evaluation for the shared final choice, and it spends no calls in its search)."""
 
+NEVER_WHY = {
+    "auto": "it is the race itself",
+    "mean-prompt": "its search spends no LLM calls, so a race cannot give it anything; "
+                   "run it on its own",
+}
+
 
 def halving_rounds(n: int) -> int:
     """Rounds of successive halving for ``n`` contestants, the last one's run included."""
@@ -288,9 +294,3 @@ class Auto(Optimizer):
         result.notes = list(getattr(self, "notes_", [])) + result.notes
         return result
 
-
-NEVER_WHY = {
-    "auto": "it is the race itself",
-    "mean-prompt": "its search spends no LLM calls, so a race cannot give it anything; "
-                   "run it on its own",
-}
