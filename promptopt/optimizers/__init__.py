@@ -4,6 +4,7 @@ Each algorithm lives in its own private module; public names are re-exported her
 """
 
 from promptopt.optimizers._ape import APE, ucb_pick
+from promptopt.optimizers._auto import Auto, default_contestants, halving_rounds
 from promptopt.optimizers._base import Optimizer, OptimizeResult
 from promptopt.optimizers._baselines import Identity, RandomSearch
 from promptopt.optimizers._content import content_problem, task_words
@@ -23,6 +24,7 @@ from promptopt.tasks import INSTRUCTION_POOL
 __all__ = [
     "APE",
     "Choice",
+    "Auto",
     "INSTRUCTION_POOL",
     "DSPyBootstrap",
     "DSPyGEPA",
@@ -45,8 +47,10 @@ __all__ = [
     "between",
     "choose_final",
     "content_problem",
+    "default_contestants",
     "edit_request",
     "error_report",
+    "halving_rounds",
     "optimizers",
     "read_proposal",
     "search_mean_prompt",
