@@ -40,6 +40,7 @@ from promptopt.llm import Budget
 from promptopt.optimizers._base import Optimizer, OptimizeResult
 from promptopt.optimizers._context import SearchContext
 from promptopt.optimizers._lane import Allowance, Lane, ReplayLLM
+from promptopt.optimizers._selection import Selection
 from promptopt.registry import optimizers
 from promptopt.tasks import Task
 from promptopt.template import Template
@@ -154,7 +155,7 @@ class Auto(Optimizer):
         """Refused only when no registered method suits the task."""
         return None if default_contestants(task) else "no registered method suits this task"
 
-    def _final_reserve(self, n_val: int, budget: Budget) -> int:
+    def _final_reserve(self, n_val: int, budget: Budget, selection: Selection) -> int:
         """Nothing: every finalist is scored on validation during the race."""
         return 0
 
@@ -258,7 +259,12 @@ class Auto(Optimizer):
         parts = [f"round {r}: " + ", ".join(v) for r, v in rounds.items()]
         return f"auto: {'; '.join(parts)}; winner {winner}"
 
-    def select_final(self, ctx: SearchContext, evaluations: Sequence[Evaluation]) -> OptimizeResult:
+    def select_final(
+        self,
+        ctx: SearchContext,
+        evaluations: Sequence[Evaluation],
+        selection: Selection | None = None,
+    ) -> OptimizeResult:
         """The shared final choice over the start and each contestant's best validated template.
 
         The best template on validation (not the start) of each run of each contestant
@@ -289,7 +295,7 @@ class Auto(Optimizer):
         if not candidates:  # the shared choice then says the proposer gave nothing usable
             ctx.proposed = sum(ctx.rejected.values())
         self.final_candidates = max(1, len(finalists))
-        result = super().select_final(ctx, list(pooled.values()))
+        result = super().select_final(ctx, list(pooled.values()), selection)
         result.evaluations = len(evaluations)
         result.notes = list(getattr(self, "notes_", [])) + result.notes
         return result
