@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from promptopt.registry import optimizers
+
 SPLITS = ("train", "val", "test")
 """The splits, in the ``split`` parameter's categorical order."""
 OBJECTIVE_SPLIT = "val"
@@ -86,8 +88,12 @@ def trial_params(attrs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, An
             dists[name] = IntDistribution(low, max(high, value))
 
     method = attrs.get("method")
-    if isinstance(method, str) and method:
-        params["method"], dists["method"] = method, CategoricalDistribution([method])
+    choices = sorted(optimizers.names())
+    if isinstance(method, str) and method in choices:
+        # Every registered method is a choice, so the trials of one study (`auto` races
+        # several methods) share one distribution; an unregistered name (a library
+        # caller's own label) stays in the ``method`` attribute only.
+        params["method"], dists["method"] = method, CategoricalDistribution(choices)
     if attrs.get("split") in SPLITS:
         params["split"], dists["split"] = attrs["split"], CategoricalDistribution(SPLITS)
     integer("step", search_step(attrs), 0, 100)

@@ -54,7 +54,7 @@ def test_the_note_shows_the_worst_and_best_predictions_and_the_parents():
 
 def test_states_params_times_notes_and_artifacts_of_each_kind_of_evaluation(tmp_path):
     url = f"sqlite:///{tmp_path}/t.db"
-    setup = FakeSetup(budget=None, storage=url, study="kinds", method="unit")
+    setup = FakeSetup(budget=None, storage=url, study="kinds", method="opro")
     ev = setup.evaluator
     start = Template("Say what the rewrite asked for.")
     child = Template("Name the change the rewrite made.")
@@ -71,7 +71,7 @@ def test_states_params_times_notes_and_artifacts_of_each_kind_of_evaluation(tmp_
     assert study.best_trial.number == 2 and study.best_value == pytest.approx(val.score)
     assert trials[1].intermediate_values == {4: pytest.approx(trials[1].value)}
     assert all(t.datetime_complete > t.datetime_start for t in trials)
-    assert trials[1].params == {"method": "unit", "split": "train", "step": 4,
+    assert trials[1].params == {"method": "opro", "split": "train", "step": 4,
                                 "n_examples": len(setup.task.examples("train")), "n_demos": 0,
                                 "instruction_chars": len(child.instruction)}
     assert trials[2].distributions["split"] == CategoricalDistribution(["train", "val", "test"])
