@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from promptopt.data import Example
-from promptopt.errors import BudgetExhausted, ConfigError
+from promptopt.errors import BudgetExhausted, ConfigError, PromptoptError
 from promptopt.optimizers._base import Optimizer
 from promptopt.optimizers._context import SearchContext, looks_truncated
 from promptopt.registry import optimizers
@@ -91,6 +91,10 @@ class PromptoptAdapter:
         self.templates: dict[str, Template] = {ctx.start.instruction: ctx.start}
         self.parents: dict[str, list[str]] = {ctx.start.instruction: []}
         self.exhausted = False
+        self.failure: Exception | None = None
+        """An error of the proposer (e.g. an outage) that the engine would swallow; the
+        search re-raises it once the engine stops, so the run ends interrupted, as
+        with any other method, instead of going on to the final choice."""
         self.prompts: list[str] = []
 
     def _template(self, candidate: Mapping[str, str]) -> Template:
@@ -163,6 +167,9 @@ class PromptoptAdapter:
             raw = self.ctx.propose(prompt, n=1, max_tokens=self.max_tokens, stop=["```"])[0]
         except BudgetExhausted:
             self.exhausted = True
+            return {}
+        except PromptoptError as exc:
+            self.failure = exc
             return {}
         text, closed = read_fenced(raw)
         cut = not closed and looks_truncated(raw, self.max_tokens)
@@ -266,7 +273,7 @@ class GEPA(Optimizer):
         need = 2 * self.reflection_minibatch_size + 1  # parent, proposal, child
 
         def out_of_budget(state: Any) -> bool:
-            return adapter.exhausted or not ctx.can_afford(need)
+            return adapter.exhausted or adapter.failure is not None or not ctx.can_afford(need)
 
         stoppers: list[Any] = [out_of_budget]
         self.logger_ = _Silent()
@@ -289,6 +296,8 @@ class GEPA(Optimizer):
             **settings,
         )
         self.result_ = result
+        if adapter.failure is not None:
+            raise adapter.failure
         if adapter.exhausted or not ctx.can_afford(need):
             raise BudgetExhausted("gepa: the budget cannot pay for another iteration")
 
