@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,6 +121,9 @@ class Evaluator:
         self._constant_memo: dict[tuple[str, str, str, tuple[str, ...]], Evaluation] = {}
         self.adopted = 0
         """Evaluations taken over from another worker (:meth:`adopt`): in history, not trials."""
+        self.trial_extras: Callable[[], Mapping[str, Any]] | None = None
+        """Called as each trial is written: more JSON attributes for it (the search sets
+        ``rejected_so_far``, its rejected proposals by reason so far, for the report)."""
 
     @property
     def budget(self) -> Any:
@@ -309,6 +312,7 @@ class Evaluator:
             "usage": dict(usage),
             "requests_so_far": int(self.llm.usage.requests),
             "meta": dict(evaluation.meta),
+            **(dict(self.trial_extras()) if self.trial_extras is not None else {}),
         }
         if evaluation.failed:
             self.tracker.record_failure(attrs={**attrs, "error": evaluation.failed},

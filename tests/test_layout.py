@@ -23,7 +23,7 @@ TOP_LEVEL = {
     "__init__", "__main__", "errors", "registry", "template", "redact", "version", "evaluator",
 }
 SUBPACKAGES = {
-    "cli", "comparison", "data", "datagen", "llm", "optimizers", "resources", "runs",
+    "cli", "comparison", "data", "datagen", "llm", "optimizers", "report", "resources", "runs",
     "scoring", "tasks", "testing", "tracking",
 }
 

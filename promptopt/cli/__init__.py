@@ -71,6 +71,7 @@ from promptopt.cli._options import (
 from promptopt.cli.compare import compare_command
 from promptopt.cli.data import data_app
 from promptopt.cli.refine import refine_command
+from promptopt.cli.report import report_command
 from promptopt.llm import EMBEDDED_MODELS
 from promptopt.redact import redact, redact_log_records
 from promptopt.runs import DEFAULT_STORAGE, RunResult, SearchSpec, TaskSpec
@@ -393,6 +394,7 @@ def list_() -> None:
 
 app.add_typer(data_app)
 app.command("refine")(refine_command)
+app.command("report")(report_command)
 
 
 def main() -> None:
