@@ -46,17 +46,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from _machine import describe, loadavg  # noqa: E402
+from _evalsetup import DEFAULT_DATA, evaluation_setup  # noqa: E402
+from _machine import loadavg  # noqa: E402
 
-from promptopt.data import load_examples, sample_path, split_examples  # noqa: E402
 from promptopt.evaluator import Evaluator  # noqa: E402
-from promptopt.llm import LLM, DiskCache, import_litellm  # noqa: E402
+from promptopt.llm import LLM, DiskCache  # noqa: E402
 from promptopt.llm import _embedded as embedded  # noqa: E402
-from promptopt.scoring import SCSScorer  # noqa: E402
-from promptopt.tasks import PromptRecoveryTask  # noqa: E402
 from promptopt.template import Template, make_demo  # noqa: E402
 
-DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "prompt_recovery_dev.csv"
 PATHS = ("raw reset loop", "raw reuse loop", "evaluator, cold cache", "evaluator, warm cache",
          "OpenAI-compatible server")
 
@@ -108,31 +105,20 @@ def start_server(gguf: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=200, help="examples per template")
-    parser.add_argument("--data", default=str(DEV) if DEV.exists() else str(sample_path()))
+    parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--demos", type=int, default=4, help="demos of the few-shot template")
     parser.add_argument("--chunk", type=int, default=10, help="examples per interleaved chunk")
     parser.add_argument("--no-server", action="store_true", help="skip the server path")
     args = parser.parse_args()
 
-    examples = load_examples(
-        args.data, input_fields=PromptRecoveryTask.input_fields, target_field="rewrite_prompt",
-        skip_bad_rows=True,
-    )
-    n = min(args.n, len(examples) - args.demos - 1)
-    splits = split_examples(examples, train=args.demos, val=1, test=n, seed=0)
-    scorer = SCSScorer("minilm")
-    task = PromptRecoveryTask(splits, scorer=scorer)
+    n, splits, scorer, task, llama, _ = evaluation_setup(args.data, args.model, n=args.n,
+                                                      train=args.demos)
     zero = task.start_template()
     few = Template(zero.instruction, demos=tuple(
         make_demo({**e.inputs, "rewrite_prompt": e.target}) for e in splits.train))
     gen = task.generation
-    llama = embedded.load(args.model)
-    scorer.embed(["warm up"])  # load both models before timing anything
-    import_litellm()  # and LiteLLM (a 2-3 s import, once per process)
     model = f"llamacpp/{args.model}"
-    print(f"machine: {describe()}")
-    print(f"load average before: {loadavg()}")
     print(f"data: {args.data} ({n} examples), model {model}, scorer {scorer.name}, "
           f"few-shot: {args.demos} demos")
 
