@@ -222,7 +222,7 @@ class Auto(Optimizer):
             held = budget.reserve(max(0, int(budget.remaining) - new))  # its share only
             try:
                 result = method.optimize(ctx.task, lane, proposer, start=ctx.start,
-                                         seed=ctx.seed)
+                                         seed=ctx.seed, selection=ctx.selection)
             finally:
                 budget.release(held)
             self.lanes_.append(lane)

@@ -152,6 +152,7 @@ class Optimizer(ABC):
             shared=shared, batch_seed=batch_seed,
         )
         first_eval = len(evaluator.history)
+        ctx.selection = selection
         evaluator.trial_extras = lambda: {"rejected_so_far": dict(ctx.rejected)}
         budget = evaluator.budget
         held = (budget.reserve(self._final_reserve(n_val, budget, selection))

@@ -19,6 +19,7 @@ from promptopt.data import Example
 from promptopt.evaluator import Evaluation, Evaluator
 from promptopt.llm import LLM
 from promptopt.optimizers._content import content_problem, task_words
+from promptopt.optimizers._selection import Selection
 from promptopt.tasks import Task
 from promptopt.template import Template
 
@@ -174,6 +175,8 @@ class SearchContext:
         self._task_words: frozenset[str] | None = None
         self._echo_sources: list[str] = []
         self._max_tokens: int | None = None
+        self.selection: Selection = Selection()
+        """The run's final-choice settings (set by :meth:`Optimizer.optimize`)."""
 
     @property
     def train(self) -> list[Example]:

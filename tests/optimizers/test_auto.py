@@ -285,3 +285,19 @@ def test_a_race_of_one_is_the_lone_run(name):
     assert train(race) == train(lone)
     assert race.budget.spent == lone.budget.spent
     assert by_race.template == by_lone.template and by_race.val_score == by_lone.val_score
+
+
+def test_contestants_choose_with_the_runs_selection_settings():
+    from promptopt.optimizers import Selection
+
+    def levels(selection):
+        setup = FakeSetup(budget=120)
+        auto = Auto(methods=TWO)
+        auto.optimize(setup.task, setup.evaluator, setup.proposer, seed=0, selection=selection)
+        return {name: " ".join(r.notes) for name, r in auto.results_.items()}
+
+    default = levels(None)
+    strict = levels(Selection(confidence=0.99))
+    assert set(default) == set(strict) == {"opro", "ape"}
+    for name in default:  # each contestant's own final choice states its level
+        assert "99%" not in default[name] and "99%" in strict[name], (default, strict)
