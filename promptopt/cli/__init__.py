@@ -72,6 +72,7 @@ from promptopt.cli.compare import compare_command
 from promptopt.cli.data import data_app
 from promptopt.cli.refine import refine_command
 from promptopt.cli.report import report_command
+from promptopt.errors import ConfigError
 from promptopt.llm import EMBEDDED_MODELS
 from promptopt.redact import redact, redact_log_records
 from promptopt.runs import DEFAULT_STORAGE, RunResult, SearchSpec, TaskSpec
@@ -241,7 +242,11 @@ app.command("compare")(compare_command)
 
 @app.command("eval")
 def eval_(
-    template: Annotated[str, typer.Argument(help="A .json/.txt template file or the instruction.")],
+    ctx: typer.Context,
+    template: Annotated[
+        str | None, typer.Argument(help="A .json/.txt template file or the instruction; "
+                                   "leave it out to score a run's templates (--study) on --data.")
+    ] = None,
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
     task: Task = DEFAULT_TASK,
     data: Data = None,
@@ -259,14 +264,24 @@ def eval_(
     storage: Annotated[
         str | None, typer.Option(help="Record the evaluation in this storage.")
     ] = None,
-    study: Annotated[str | None, typer.Option(help="Study to record into.")] = None,
+    study: Annotated[
+        str | None, typer.Option(help="Study to record into; without TEMPLATE, the finished "
+                                 "run whose start and returned template to score on --data.")
+    ] = None,
     no_cache: NoCache = False,
     api_base: ApiBase = None,
     concurrency: Concurrency = DEFAULT_CONCURRENCY,
 ) -> None:
-    """Score one TEMPLATE on one split and show a few predictions."""
+    """Score one TEMPLATE on one split and show a few predictions; or, with --study and
+    --data and no TEMPLATE, score a run's start and returned template on every row of
+    another data file (transfer) with the run's task, scorer and model."""
     from promptopt.runs import evaluate
 
+    if template is None:
+        _transfer(study, data, storage, model if explicit(ctx, "model") else None,
+                  api_base=api_base, skip_bad_rows=skip_bad_rows, no_cache=no_cache,
+                  concurrency=concurrency if explicit(ctx, "concurrency") else None)
+        return
     with friendly_errors(), progress(None, "eval: LLM calls") as advance:
         ev = evaluate(
             template, split=split, task=task, data=data, model=model, scorer=scorer,
@@ -288,6 +303,33 @@ def eval_(
     out.print(f"mean score: {format_score(ev.score)}")
     if ev.metrics:
         out.print(f"metrics: {format_metrics(dict(ev.metrics))}")
+
+
+def _transfer(study: str | None, data: Path | str | None, storage: str | None,
+              model: str | None, *,
+              api_base: str | None, skip_bad_rows: bool, no_cache: bool,
+              concurrency: int | None) -> None:
+    from promptopt.runs import transfer
+
+    with friendly_errors():
+        if not study or not data:
+            raise ConfigError("eval needs a TEMPLATE, or --study NAME and --data OTHER.csv to "
+                              "score a run's templates on other data")
+        with progress(None, "eval: LLM calls") as advance:
+            found = transfer(storage or DEFAULT_STORAGE, study, data, model=model,
+                             api_base=api_base, skip_bad_rows=skip_bad_rows,
+                             cache=not no_cache, concurrency=concurrency,
+                             on_progress=advance)
+    table = Table(title=f"{escape(study)} on {escape(str(data))}: {found.start.n} rows "
+                  f"({found.start.scorer})")
+    table.add_column("template")
+    table.add_column("mean score", justify="right")
+    table.add_column("instruction")
+    for label, ev in (("start", found.start), ("returned", found.returned)):
+        table.add_row(label, format_score(ev.score), escape(ev.template.instruction[:120]))
+    out.print(table)
+    out.print(f"gain over the start on {found.start.n} rows: {format_gain(found.gain)}",
+              soft_wrap=True)
 
 
 @app.command()

@@ -12,6 +12,7 @@ the task and the LLM the way :func:`promptopt.runs._runner.run` does.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from promptopt.evaluator import Evaluation, Evaluator
 from promptopt.llm import DEFAULT_CONCURRENCY, DEFAULT_MODEL
 from promptopt.registry import tasks
 from promptopt.runs._building import DEFAULT_SPLITS, make_llms, make_task, new_study_name
+from promptopt.runs._spec import RunSpec
+from promptopt.scoring import GainInterval, paired_interval
 from promptopt.template import Template
 from promptopt.tracking import StudyAttrs, Tracker, load_study_attrs
 
@@ -79,6 +82,78 @@ def best_template(storage: str, study: str) -> Template:
     if result is None:
         raise ConfigError(f"study {study!r} has no result yet (unfinished or not a promptopt run)")
     return Template.from_dict(result["template"], source=f"{storage}#{study}")
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A run's start and returned template scored on data the run never saw.
+
+    Attributes:
+        study: The run's study.
+        data: The other data file.
+        start, returned: The two evaluations, on every row of ``data`` (same order).
+        gain: The returned template's gain over the start there, with its paired
+            bootstrap interval.
+    """
+
+    study: str
+    data: str
+    start: Evaluation
+    returned: Evaluation
+    gain: GainInterval
+
+
+def transfer(
+    storage: str,
+    study: str,
+    data: str | Path,
+    *,
+    model: str | None = None,
+    skip_bad_rows: bool = False,
+    level: float = 0.9,
+    cache: bool = True,
+    cache_dir: str | None = None,
+    api_base: str | None = None,
+    concurrency: int | None = None,
+    on_progress: Callable[[], None] | None = None,
+) -> Transfer:
+    """Score a finished run's start and returned template on every row of another data
+    file, with the run's task, task options, scorer and model (``model`` and
+    ``api_base`` may name others), and the gain between them with its interval.
+
+    Raises:
+        ConfigError: the study has no result (unfinished or not a promptopt run).
+        DataError: ``data`` cannot be read (the message names the file, row and field).
+        EvaluationFailed: the LLM calls still fail after the client's retries.
+    """
+    attrs = StudyAttrs(load_study_attrs(storage, study))
+    if attrs.settings is None or attrs.result is None:
+        raise ConfigError(f"study {study!r} has no result yet (unfinished or not a promptopt run)")
+    spec = RunSpec.from_settings(attrs.settings)
+    source = f"{storage}#{study}"
+    the_task = make_task(  # the smallest split the loader allows, then every row as test
+        spec.task.task, data, scorer=spec.task.scorer, train=1, val=1, test=None,
+        cache=cache, cache_dir=cache_dir, skip_bad_rows=skip_bad_rows,
+        **dict(spec.task.task_options or {}),
+    )
+    loaded = the_task.splits
+    the_task.splits = Splits([], [], [*loaded.train, *loaded.val, *loaded.test])
+    recovery, _ = make_llms(
+        model or spec.llm.model, budget=None, cache=cache, cache_dir=cache_dir,
+        api_base=api_base if api_base is not None else spec.llm.api_base,
+        concurrency=concurrency or spec.llm.concurrency,
+    )
+    recovery.on_request = on_progress
+    evaluator = Evaluator(the_task, recovery, method="transfer")
+    start = Template.from_dict(attrs.result["start_template"], source=source)
+    returned = Template.from_dict(attrs.result["template"], source=source)
+    scored = []
+    for label, template in (("start", start), ("returned", returned)):
+        evaluation = evaluator.evaluate(template, "test")
+        evaluation.require(f"the run's {label} template on {data}")
+        scored.append(evaluation)
+    gain = paired_interval(scored[0].scores, scored[1].scores, level=level)
+    return Transfer(study=study, data=str(data), start=scored[0], returned=scored[1], gain=gain)
 
 
 def predict(

@@ -198,3 +198,41 @@ def test_run_shows_gains_with_intervals_and_why_the_start_came_back(tmp_path):
     bad = _invoke("run", "-m", "opro", "--model", fake.model, "--select", "confidence=2",
                   "--storage", url, *SMALL)
     assert bad.exit_code != 0 and "confidence=2" in bad.output
+
+
+def _other_data(path, rows):
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "original_text", "rewritten_text", "rewrite_prompt"])
+        w.writerows(rows)
+
+
+def test_eval_scores_a_runs_start_and_returned_template_on_other_data(tmp_path):
+    from promptopt.runs import transfer
+
+    url = f"sqlite:///{tmp_path}/t.db"
+    fake = FakeLLM(name="transfer")
+    res = run("opro", model=fake.model, budget=60, seed=1, scorer="hashing", train=8, val=4,
+              test=4, storage=url, study="tr", cache_dir=str(tmp_path / "c"),
+              selection={"confidence": 0.5})
+    assert res.template.id != res.start_template.id
+    other = tmp_path / "other.csv"
+    _other_data(other, [[f"o{i}", f"The cat number {i} sat on the mat.",
+                         f"A feline, number {i}, rested upon the rug.", "Make it fancier."]
+                        for i in range(7)])
+    found = transfer(url, "tr", other, cache_dir=str(tmp_path / "c"))
+    assert found.start.n == found.returned.n == 7  # every row, none held out
+    assert found.start.template.id == res.start_template.id
+    assert found.returned.template.id == res.template.id
+    assert found.gain.gain == pytest.approx(found.returned.score - found.start.score)
+    assert found.start.scorer == res.scorer  # the run's scorer, so the scores compare
+    out = _invoke("eval", "--study", "tr", "--storage", url, "--data", other)
+    assert out.exit_code == 0, out.output
+    assert "gain over the start on 7 rows" in out.stdout
+    assert f"{found.returned.score:.4f}" in out.stdout
+    missing = _invoke("eval", "--study", "tr", "--storage", url)
+    assert missing.exit_code == 2 and "--data" in missing.output
+    bad = tmp_path / "bad.csv"
+    _other_data(bad, [["b1", "", "Something.", "Do it."]])
+    broken = _invoke("eval", "--study", "tr", "--storage", url, "--data", bad)
+    assert broken.exit_code == 2 and "bad.csv" in broken.output and "original_text" in broken.output
