@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import difflib
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,12 +92,12 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, cls: str = "
     return f"<table{klass}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?( \[[^\]]*\])?")
+
+
 def _is_number(cell: str) -> bool:
-    try:
-        float(cell.split(" ")[0].replace("+", ""))
-    except ValueError:
-        return False
-    return True
+    """Whether a cell holds a number (or a gain with its interval): right-aligned."""
+    return _NUMBER.fullmatch(cell) is not None
 
 
 def word_diff_html(old: str, new: str) -> str:
