@@ -158,6 +158,23 @@ def to_dspy(examples: Sequence[Example], max_text_tokens: int = 200) -> list[Any
     ]
 
 
+def feedback_metric(task: Any) -> Callable[..., Any]:
+    """DSPy GEPA's metric: the SCS score with the task's feedback text (prediction, true
+    prompt, similarity, missed content words), as promptopt's reflective methods get it."""
+    import dspy
+
+    score_of = scs_metric(task.scorer, task.default_prediction)
+
+    def metric(gold: Any, pred: Any, trace: Any = None, pred_name: Any = None,
+               pred_trace: Any = None) -> Any:
+        score = score_of(gold, pred, trace)
+        text = clean_prediction(str(pred.get(TARGET) or ""), default=task.default_prediction)
+        truth = Example(id="", inputs={}, target=str(gold.get(TARGET)))
+        return dspy.Prediction(score=score, feedback=task.feedback(text, truth, score))
+
+    return metric
+
+
 def scs_metric(scorer: Any, default: str) -> Callable[..., float]:
     """DSPy metric: SCS of the cleaned prediction against the true prompt."""
 

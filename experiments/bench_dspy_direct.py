@@ -1,4 +1,4 @@
-"""Peer rows: DSPy's MIPROv2 and BootstrapFewShotWithRandomSearch driven directly through DSPy.
+"""Peer rows: DSPy's MIPROv2, BootstrapFewShotWithRandomSearch and GEPA driven directly.
 
     .venv/bin/python experiments/bench_dspy_direct.py            # the full run (hours)
     .venv/bin/python experiments/bench_dspy_direct.py --quick    # smoke test (minutes)
@@ -49,6 +49,7 @@ from _dspy_direct import (  # noqa: E402  (sets the offline environment first)
     BudgetSpent,
     CallBudget,
     counting_lm,
+    feedback_metric,
     import_dspy,
     lenient_adapter,
     scs_metric,
@@ -58,7 +59,8 @@ from _dspy_direct import (  # noqa: E402  (sets the offline environment first)
 from _machine import describe, loadavg  # noqa: E402
 from bench_quality import markdown, parse_args, summary_path  # noqa: E402
 
-METHODS = {"mipro": "MIPROv2", "bootstrap-rs": "BootstrapFewShotWithRandomSearch"}
+METHODS = {"mipro": "MIPROv2", "bootstrap-rs": "BootstrapFewShotWithRandomSearch",
+           "gepa": "GEPA"}
 SETTING_KEYS = ("data", "model", "proposer", "scorer", "train", "val", "test", "split_seed",
                 "skip_bad_rows", "mipro_auto", "num_candidate_programs",
                 "max_bootstrapped_demos", "max_labeled_demos")
@@ -132,6 +134,11 @@ def run_one(method: str, seed: int, budget: int, cfg: dict[str, Any], task: Any,
                                          **demos)
                 compiled = optimizer.compile(start.deepcopy(), trainset=trainset, valset=valset,
                                              seed=seed, minibatch=len(valset) > 35)
+            elif method == "gepa":  # DSPy's defaults; the reflection LM is the proposer
+                optimizer = dspy.GEPA(metric=feedback_metric(task), max_metric_calls=budget,
+                                      reflection_lm=prompt_lm, num_threads=1, seed=seed,
+                                      warn_on_score_mismatch=False)
+                compiled = optimizer.compile(start.deepcopy(), trainset=trainset, valset=valset)
             else:
                 optimizer = dspy.BootstrapFewShotWithRandomSearch(
                     metric=metric, num_candidate_programs=cfg["num_candidate_programs"],

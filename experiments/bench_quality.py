@@ -18,7 +18,10 @@ Each budget's section also lists every run's validation and test gain over the s
 template with its interval, and per method the runs whose returned template scored
 below the start on test: credibly (the whole test-gain interval below 0) and by the
 point estimate alone. ``--select KEY=VALUE`` (repeatable) passes final-choice settings
-(e.g. ``confidence=0.95``, ``val_first=10``) to every run.
+(e.g. ``confidence=0.95``, ``val_first=10``) to every run. ``--methods a,b`` runs those
+methods only. ``--transfer FILE`` scores every run's start and returned template on every
+row of another data file that no run saw (``promptopt.runs.transfer``, as ``promptopt eval
+--study NAME --data FILE`` does) and adds a table of both columns side by side.
 The peer rows (DSPy driven directly) come from ``bench_dspy_direct.py``.
 """
 
@@ -107,6 +110,9 @@ def _extra_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", metavar="STAMP", help="continue the interrupted run whose studies are "
         "b<budget>-STAMP-<method>-s<seed> (STAMP as printed, e.g. 20261122-023329)")
+    parser.add_argument("--methods", help="these methods only, e.g. gepa,dspy-gepa,auto")
+    parser.add_argument("--transfer", type=Path, metavar="FILE",
+                        help="score each run's templates on this other data file too")
     parser.add_argument("--select", action="append", default=[], metavar="KEY=VALUE",
                         help="final-choice setting for every run, repeatable (see "
                         "docs/guides/methods.md)")
@@ -126,8 +132,33 @@ def parse_select(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def transfer_table(result: Any, data: Path, cache_dir: str) -> str:
+    """Per method (mean ± sd over its runs): test score on the dev split, and the start's
+    and the returned template's score on ``data`` with the gain."""
+    import statistics
+
+    from promptopt.runs import transfer
+
+    def stat(values: list[float]) -> str:
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.fmean(values):.4f} ± {sd:.4f}"
+
+    rows = []
+    for method in result.methods:
+        runs = [r for r in result.runs if r.method == method]
+        found = [transfer(result.storage, r.study, data, cache_dir=cache_dir) for r in runs]
+        rows.append([method, stat([r.test_score for r in runs]),
+                     stat([f.returned.score for f in found]), stat([f.start.score for f in found]),
+                     stat([f.gain.gain for f in found]),
+                     f"{sum(f.gain.below_zero for f in found)}/{len(found)}"])
+    return markdown(["method", "test (dev split)", f"transfer: {data.name}",
+                     "transfer: start", "transfer gain", "transfer below start"], rows)
+
+
 def main() -> None:
     _, args, cfg = parse_args("compare", __doc__, _extra_args)
+    if args.methods:
+        cfg["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
 
     from promptopt import compare
     from promptopt.comparison import TABLE_COLUMNS, gains_table
@@ -169,6 +200,9 @@ def main() -> None:
         section = (f"## budget {budget} calls per run\n\n{table}\n\n"
                    f"Returned template against the start, run by run:\n\n"
                    f"{gains_table(result)}\n\n{below_start(result)}\n\n"
+                   + (f"Transfer to {args.transfer}:\n\n"
+                      f"{transfer_table(result, args.transfer, str(out / 'cache'))}\n\n"
+                      if args.transfer else "") +
                    f"wall time {wall / 60:.1f} min; load average after: {loadavg()}; "
                    f"splits {result.settings['splits']}; scorer {result.settings['scorer']}; "
                    f"report: {result.files['report']}")
