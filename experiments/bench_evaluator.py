@@ -59,16 +59,13 @@ PATHS = ("raw reset loop", "raw reuse loop", "evaluator, cold cache", "evaluator
 
 
 def raw_generate(llama: Any, prompt: str, gen: dict[str, Any], *, reuse: bool) -> str:
-    """One greedy generation straight on llama.cpp: reset + one prefill, or prefix reuse."""
+    """One greedy generation straight on llama.cpp: reset, or keep the whole batches the
+    previous prompt shares (what the engine does)."""
     tokens = list(llama.tokenize(prompt.encode("utf-8"), add_bos=True))
     room = embedded.N_CTX - gen["max_tokens"] - 8
-    split = embedded.prefix_split(llama, prompt, tokens) if reuse else 0
     if len(tokens) > room:  # the engine keeps the end of an over-long prompt
-        tokens, split = tokens[:1] + tokens[-(room - 1):], 0
-    if reuse:
-        embedded._prefill(llama, tokens, split, reuse=True)
-    else:
-        llama.reset()
+        tokens = tokens[:1] + tokens[-(room - 1):]
+    embedded._prefill(llama, tokens, reuse=reuse)  # reuse=False: reset
     out = llama.create_completion(tokens, max_tokens=gen["max_tokens"], temperature=0.0,
                                   stop=gen["stop"], seed=0)
     return str(out["choices"][0]["text"] or "")

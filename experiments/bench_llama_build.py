@@ -31,6 +31,23 @@ from promptopt.tasks import PromptRecoveryTask  # noqa: E402
 from promptopt.template import Template, make_demo  # noqa: E402
 
 
+def load_backends() -> str:
+    """For a build with dynamically loaded backends (``GGML_BACKEND_DL``, which the
+    CPU variants need): load them from the package's ``lib`` folder, as llama-cpp-python
+    does not (its issue #2069). Returns what was done."""
+    import ctypes
+
+    import llama_cpp
+
+    lib = Path(llama_cpp.__file__).parent / "lib"
+    ggml = ctypes.CDLL(str(lib / "libggml.so"))  # the already loaded one: one registry
+    if not hasattr(ggml, "ggml_backend_load_all_from_path"):
+        return "backends built in"
+    if ggml.ggml_backend_reg_count() == 0:
+        ggml.ggml_backend_load_all_from_path(str(lib).encode())
+    return f"backends loaded from {lib}: {ggml.ggml_backend_reg_count()}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=20, help="prompts")
@@ -44,11 +61,12 @@ def main() -> None:
     task = PromptRecoveryTask(splits, scorer=ExactMatch())
     few = Template(task.start_template().instruction, demos=tuple(
         make_demo({**e.inputs, "rewrite_prompt": e.target}) for e in splits.train))
+    loaded = load_backends()
     llama = embedded.load(args.model)
     gen = task.generation
     print(f"machine: {describe()}; load average {loadavg()}")
     print(f"llama_cpp {llama_cpp.__version__} from {Path(llama_cpp.__file__).parent}")
-    print("system info: " + llama_cpp.llama_print_system_info().decode().strip())
+    print(f"{loaded}; system info: " + llama_cpp.llama_print_system_info().decode().strip())
     prefill = decode = 0.0
     n_prompt = n_out = 0
     digest = hashlib.sha256()

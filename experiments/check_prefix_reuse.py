@@ -4,9 +4,9 @@
 
 Renders the prompt-recovery task's starting template (zero-shot) and the same
 template with 4 demos on test examples ``offset .. offset+n``, and generates each
-prompt three ways on the embedded model: the engine's previous path (cache reset,
-whole prompt in one batch), the two-batch path with a reset before each prompt, and
-the two-batch path reusing the prefix left by the previous prompt. Prints the
+prompt three ways on the embedded model: the reset-per-prompt path written out here
+(cache reset, whole prompt), the engine with reuse off (the same) and the engine keeping
+the whole batches the previous prompt left (``reusable_prefix``). Prints the
 mismatches and the seconds of each path, and appends one JSON line per example to
 ``--out`` so that runs in chunks add up.
 """

@@ -157,45 +157,43 @@ def messages_to_prompt(messages: list[dict[str, Any]]) -> str:
     return "\n\n".join(str(m.get("content", "")) for m in messages)
 
 
-def prefix_split(llama: Any, prompt: str, tokens: list[int]) -> int:
-    """How many leading ``tokens`` form the prompt's reusable prefix (0: none).
+def reusable_prefix(llama: Any, tokens: list[int]) -> int:
+    """How many leading ``tokens`` can keep the KV state the previous prompt left (0: none).
 
-    The prefix is the text before the prompt's last blank line (a template's
-    instruction and demos: the task puts the example's own block after it), as the
-    tokens the whole prompt shares with that text alone, always leaving at least one
-    token after it. It depends on the prompt only, never on what ran before, so a
-    prompt is always prefilled in the same two batches whether its prefix is reused.
+    The tokens ``tokens`` shares with what the context holds, rounded down to a whole
+    number of llama.cpp batches (``n_batch``, 512), never the last one. A prompt is
+    evaluated in batches of ``n_batch`` tokens from its start, and a batch's results
+    depend on which tokens it holds: keeping whole batches, the rest is evaluated in the
+    very batches a fresh evaluation would use, so the logits, and greedy and seeded
+    outputs, are those of the reset-per-prompt engine bit for bit (a cut inside a batch
+    changed 14-28% of greedy outputs in ``experiments/bench_evaluator.py``). A template's
+    instruction and demos are shared by all its examples, so a few-shot template keeps
+    all but the last partial batch of them.
     """
-    cut = prompt.rfind("\n\n")
-    if cut <= 0:
-        return 0
-    head = llama.tokenize(prompt[:cut].encode("utf-8"), add_bos=True)
-    n = min(len(head), len(tokens) - 1)
-    return next((i for i in range(n) if head[i] != tokens[i]), n)
+    n_batch = int(getattr(llama, "n_batch", 512) or 512)
+    held = list(llama.input_ids[: llama.n_tokens])
+    n = min(len(held), len(tokens) - 1)
+    common = next((i for i in range(n) if held[i] != tokens[i]), n)
+    return common // n_batch * n_batch
 
 
 def _reuse_default() -> bool:
     return os.environ.get("PROMPTOPT_PREFIX_REUSE", "1") != "0"
 
 
-def _prefill(llama: Any, tokens: list[int], split: int, *, reuse: bool) -> None:
-    """Leave the first ``split`` tokens evaluated, as their own batch, in ``llama``.
+def _prefill(llama: Any, tokens: list[int], *, reuse: bool) -> int:
+    """Make ``llama`` ready to evaluate ``tokens``; returns how many it holds already.
 
-    With ``reuse`` and those tokens already in the KV cache (the previous prompt
-    shared them), the cache is cut back to them; otherwise it is cleared and they are
-    evaluated afresh. Either way the rest of the prompt is then evaluated from the
-    same state in the same batches, so the logits are the same bit for bit.
+    With ``reuse``, the context is cut back to :func:`reusable_prefix` (the next
+    evaluation removes the cache past it); otherwise, or when nothing is reusable, it is
+    cleared. The caller evaluates ``tokens`` from the returned position on.
     """
-    if (
-        reuse
-        and 0 < split <= llama.n_tokens
-        and list(llama.input_ids[:split]) == list(tokens[:split])
-    ):
-        llama.n_tokens = split  # the next eval removes the cache past this point
-        return
-    llama.reset()
-    if split:
-        llama.eval(tokens[:split])
+    keep = reusable_prefix(llama, tokens) if reuse else 0
+    if keep:
+        llama.n_tokens = keep
+    else:
+        llama.reset()
+    return keep
 
 
 def generate(
@@ -211,14 +209,11 @@ def generate(
 ) -> dict[str, Any]:
     """Run one generation; returns text and token counts.
 
-    Base models: the prompt is prefilled in two batches, its prefix (see
-    :func:`prefix_split`) and the rest, and a prefix still in the KV cache from the
-    previous prompt is reused rather than evaluated again (``reuse``; default on, off
-    with ``PROMPTOPT_PREFIX_REUSE=0``). Since both paths run the same batches from the
-    same state, outputs should not change with reuse: greedy ones were identical in
-    44 of 44 checks (``experiments/check_prefix_reuse.py`` and the tests), sampled ones
-    are not checked yet. Chat
-    models are evaluated from scratch each time (llama.cpp applies their template).
+    Base models: the whole batches of the prompt that the previous prompt left in the
+    KV cache are kept rather than evaluated again (``reuse``, see :func:`reusable_prefix`;
+    default on, off with ``PROMPTOPT_PREFIX_REUSE=0``); the rest is evaluated in the
+    batches a fresh evaluation uses, so outputs are those of the reset-per-prompt engine.
+    Chat models are evaluated from scratch each time (llama.cpp applies their template).
 
     Prompts are decoded one at a time, not several sequences in one llama.cpp batch:
     that is about 2x faster per token on 2 cores, but a batch of several rows changes
@@ -244,11 +239,10 @@ def generate(
         prompt = messages_to_prompt(messages)
         ctx_room = N_CTX - max_tokens - 8
         tokens = list(llama.tokenize(prompt.encode("utf-8"), add_bos=True))
-        split = prefix_split(llama, prompt, tokens)
         if len(tokens) > ctx_room:  # keep the end: it holds the inputs and the cue
-            tokens, split = tokens[:1] + tokens[-(ctx_room - 1) :], 0
-        with _run_lock:
-            _prefill(llama, tokens, split, reuse=reuse)
+            tokens = tokens[:1] + tokens[-(ctx_room - 1) :]
+        with _run_lock:  # create_completion evaluates from what _prefill kept
+            _prefill(llama, tokens, reuse=reuse)
             out = llama.create_completion(prompt=tokens, **params)
         text = out["choices"][0]["text"] or ""
     usage = out.get("usage", {})
@@ -315,12 +309,11 @@ def label_logprobs(name: str, messages: list[dict[str, Any]], labels: list[str])
                 f"llamacpp/{name}; use labels whose first tokens differ (e.g. A, B, C)"
             )
     context = base[:shared]
-    split = 0 if chat else prefix_split(llama, prompt, context)
     if len(context) > N_CTX - 8:  # keep the end: it holds the inputs and the cue
-        context, split = context[:1] + context[-(N_CTX - 9) :], 0
-    with _run_lock:  # the prefix batch as generation runs it (and reuses it)
-        _prefill(llama, context, split, reuse=_reuse_default())
-        llama.eval(context[split:])
+        context = context[:1] + context[-(N_CTX - 9) :]
+    with _run_lock:
+        keep = _prefill(llama, context, reuse=_reuse_default() and not chat)
+        llama.eval(context[keep:])
         logits = np.ctypeslib.as_array(
             llama._ctx.get_logits_ith(-1), shape=(llama.n_vocab(),)
         ).astype(np.float64)

@@ -161,9 +161,9 @@ def test_gepa_on_the_embedded_model(tmp_path, embedded_cache):
     from promptopt.runs import run
 
     url = f"sqlite:///{tmp_path}/g.db"
-    result = run("gepa", budget=40, train=6, val=3, test=3, scorer="minilm",
+    result = run("gepa", budget=30, train=6, val=3, test=3, scorer="minilm",
                  storage=url, study="g", cache_dir=embedded_cache,
-                 settings={"pareto_size": 3, "reflection_minibatch_size": 2})
-    assert result.budget_spent <= 40
+                 settings={"pareto_size": 3, "reflection_minibatch_size": 2, "max_tokens": 120})
+    assert result.budget_spent <= 30
     assert 0.0 <= result.test_score <= 1.0 and result.template.instruction.strip()
     assert result.trials >= 3  # the start on the Pareto set and a minibatch, and validation
