@@ -11,8 +11,8 @@ pay the template's prefix once per chunk: ``--chunk``, default 10, sets how ofte
 
 1. raw reset loop: ``llama.reset()`` and ``create_completion`` on the whole prompt, as
    the engine ran before prefix reuse (the baseline of every ratio);
-2. raw reuse loop: the same calls, the prompt prefilled as prefix + rest and the prefix
-   kept in the KV cache from one example to the next (what the engine does now);
+2. raw reuse loop: the same calls, keeping the whole 512-token batches that the previous
+   prompt left in the KV cache and shares with this one (what the engine does now);
 3. promptopt's evaluator with an empty disk cache (LiteLLM, cache, cleaning, scoring);
 
 then, per template, the evaluator again on the filled cache (warm, new LLM object), and

@@ -106,6 +106,59 @@ def below_start(result: Any) -> str:
                      "below start on test (point estimate)", "returned the start"], rows)
 
 
+def old_rule(result: Any, cfg: dict[str, Any], cache_dir: str) -> str:
+    """Per method: what the final choice before credible gains would have returned from
+    the same runs, and how often that scored below the start on test.
+
+    That rule took the highest validation mean among the start and the finalists (the
+    start first; a finalist had to beat the best so far strictly), whatever the margin.
+    It is read from each study's validation trials of role start or finalist on the whole
+    validation split; a pick that is neither the start nor the returned template is scored
+    on the test split (the run's LLM cache answers the start's calls)."""
+    import optuna
+
+    from promptopt import evaluate
+    from promptopt.scoring import paired_interval
+    from promptopt.template import Template
+
+    def run_test(template: Template) -> Any:
+        return evaluate(template, split="test", data=cfg["data"], model=cfg["model"],
+                        scorer=cfg["scorer"], train=cfg["train"], val=cfg["val"],
+                        test=cfg["test"], split_seed=cfg["split_seed"],
+                        skip_bad_rows=cfg["skip_bad_rows"], cache=True, cache_dir=cache_dir)
+
+    rows = []
+    for method in result.methods:
+        runs = [r for r in result.runs if r.method == method]
+        credible = point = kept = differs = 0
+        for r in runs:
+            study = optuna.load_study(study_name=r.study, storage=r.storage)
+            best: tuple[float, dict[str, Any]] | None = None
+            for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+                a = t.user_attrs
+                role = (a.get("meta") or {}).get("role")
+                if (a.get("split") != "val" or role not in ("start", "finalist")
+                        or int(a.get("n_examples") or 0) != cfg["val"] or t.state.name == "FAIL"):
+                    continue
+                score = float(a.get("score", t.value))
+                if best is None or score > best[0]:
+                    best = (score, a.get("template") or {})
+            pick = Template.from_dict(best[1]) if best is not None else r.start_template
+            if pick.id == r.start_template.id:
+                kept += 1
+                continue
+            differs += pick.id != r.template.id
+            start, chosen = run_test(r.start_template), run_test(pick)
+            gain = paired_interval(start.scores, chosen.scores, level=0.9)
+            credible += gain.below_zero
+            point += chosen.score < start.score
+        rows.append([method, str(len(runs)), str(credible), str(point), str(kept),
+                     str(differs)])
+    return markdown(["method", "runs", "below start on test (interval below 0)",
+                     "below start on test (point estimate)", "returned the start",
+                     "pick differs from this run's"], rows)
+
+
 def _extra_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", metavar="STAMP", help="continue the interrupted run whose studies are "
@@ -200,6 +253,8 @@ def main() -> None:
         section = (f"## budget {budget} calls per run\n\n{table}\n\n"
                    f"Returned template against the start, run by run:\n\n"
                    f"{gains_table(result)}\n\n{below_start(result)}\n\n"
+                   f"The rule before credible gains (highest validation mean) on the same "
+                   f"runs:\n\n{old_rule(result, cfg, str(out / 'cache'))}\n\n"
                    + (f"Transfer to {args.transfer}:\n\n"
                       f"{transfer_table(result, args.transfer, str(out / 'cache'))}\n\n"
                       if args.transfer else "") +
