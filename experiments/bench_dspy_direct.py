@@ -33,6 +33,7 @@ stopped run continues where it was.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import logging
@@ -192,9 +193,14 @@ def recorded_runs(out: Path, cfg: dict[str, Any]) -> dict[tuple[str, int, int], 
 
 
 def main() -> None:
-    parser, args, cfg = parse_args("dspy_direct", __doc__, lambda p: p.add_argument(
-        "--resume", action="store_true", help="reuse the runs already in runs.jsonl made "
-        "with the same settings (a stopped run continues)"))
+    def extra(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--resume", action="store_true", help="reuse the runs already in "
+                       "runs.jsonl made with the same settings (a stopped run continues)")
+        p.add_argument("--methods", help="these optimizers only, e.g. gepa")
+
+    parser, args, cfg = parse_args("dspy_direct", __doc__, extra)
+    if args.methods:
+        cfg["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = set(cfg["methods"]) - set(METHODS)
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}; use {sorted(METHODS)}")

@@ -140,7 +140,7 @@ def old_rule(result: Any, cfg: dict[str, Any], cache_dir: str) -> str:
                 if (a.get("split") != "val" or role not in ("start", "finalist")
                         or int(a.get("n_examples") or 0) != cfg["val"] or t.state.name == "FAIL"):
                     continue
-                score = float(a.get("score", t.value))
+                score = float(a.get("score", t.value) or 0.0)
                 if best is None or score > best[0]:
                     best = (score, a.get("template") or {})
             pick = Template.from_dict(best[1]) if best is not None else r.start_template
