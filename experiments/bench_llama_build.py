@@ -39,13 +39,20 @@ def load_backends() -> str:
 
     import llama_cpp
 
-    lib = Path(llama_cpp.__file__).parent / "lib"
-    ggml = ctypes.CDLL(str(lib / "libggml.so"))  # the already loaded one: one registry
+    package = Path(llama_cpp.__file__).parent
+    lib = package / "lib"
+    # the copy libllama links (pip copies libggml.so, .so.0 and .so.0.x as separate
+    # files, each with its own backend registry)
+    ggml = ctypes.CDLL(str(next(p for p in (lib / "libggml.so.0", lib / "libggml.so")
+                                 if p.exists())))
     if not hasattr(ggml, "ggml_backend_load_all_from_path"):
         return "backends built in"
-    if ggml.ggml_backend_reg_count() == 0:
-        ggml.ggml_backend_load_all_from_path(str(lib).encode())
-    return f"backends loaded from {lib}: {ggml.ggml_backend_reg_count()}"
+    # CMake installs the backend modules (libggml-cpu-<variant>.so) to bin/ beside the
+    # package when built with --target, to lib/ otherwise
+    found = [d for d in (lib, package.parent / "bin") if any(d.glob("libggml-cpu*.so"))]
+    if ggml.ggml_backend_reg_count() == 0 and found:
+        ggml.ggml_backend_load_all_from_path(str(found[0]).encode())
+    return f"backends loaded from {found[0] if found else lib}: {ggml.ggml_backend_reg_count()}"
 
 
 def main() -> None:

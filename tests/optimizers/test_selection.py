@@ -214,3 +214,31 @@ def test_old_results_without_gains_still_load():
     assert not result.below_start
     again = RunResult.from_dict(result.to_dict(), storage="sqlite://")
     assert again.val_gain is None and again.to_dict()["test_gain"] is None
+
+
+@pytest.mark.embedded
+def test_growing_validation_on_the_embedded_model(tmp_path, embedded_cache):
+    """The real model and scorer through the whole final choice: finalists scored on the
+    first examples, close ones on more, and a returned template other than the start only
+    with a validation interval wholly above 0."""
+    import optuna
+
+    from promptopt.runs import run
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    result = run("random", budget=40, train=4, val=8, test=2, scorer="minilm", storage=url,
+                 study="s", cache_dir=embedded_cache, selection={"val_first": 2})
+    assert result.budget_spent <= 40
+    gain = result.val_gain
+    assert gain is not None and gain.n == 8
+    if result.template.id == result.start_template.id:
+        assert (gain.gain, gain.low, gain.high) == (0.0, 0.0, 0.0) and result.why
+    else:
+        assert gain.low > 0.0
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    finalists = [t.user_attrs for t in trials if t.user_attrs.get("split") == "val"
+                 and (t.user_attrs.get("meta") or {}).get("role") == "finalist"]
+    assert finalists, "no finalist was scored on validation"
+    first = [a for a in finalists if a["meta"].get("rung") == 0]
+    assert first and all(a["n_examples"] == 2 for a in first)
+    assert all(a["meta"]["examples"][1] <= 8 for a in finalists)
