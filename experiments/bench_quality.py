@@ -19,9 +19,10 @@ template with its interval, and per method the runs whose returned template scor
 below the start on test: credibly (the whole test-gain interval below 0) and by the
 point estimate alone. ``--select KEY=VALUE`` (repeatable) passes final-choice settings
 (e.g. ``confidence=0.95``, ``val_first=10``) to every run. ``--methods a,b`` runs those
-methods only. ``--transfer FILE`` scores every run's start and returned template on every
-row of another data file that no run saw (``promptopt.runs.transfer``, as ``promptopt eval
---study NAME --data FILE`` does) and adds a table of both columns side by side.
+methods only, ``--proposer MODEL`` another proposer. ``--transfer FILE`` scores every
+run's start and returned template on every row of another data file that no run saw
+(``promptopt.runs.transfer``, as ``promptopt eval --study NAME --data FILE`` does)
+and adds a table of both columns side by side.
 The peer rows (DSPy driven directly) come from ``bench_dspy_direct.py``.
 """
 
@@ -164,6 +165,8 @@ def _extra_args(parser: argparse.ArgumentParser) -> None:
         "--resume", metavar="STAMP", help="continue the interrupted run whose studies are "
         "b<budget>-STAMP-<method>-s<seed> (STAMP as printed, e.g. 20261122-023329)")
     parser.add_argument("--methods", help="these methods only, e.g. gepa,dspy-gepa,auto")
+    parser.add_argument("--proposer", help="override the config's proposer model, e.g. "
+                        "llamacpp/smollm2-135m")
     parser.add_argument("--transfer", type=Path, metavar="FILE",
                         help="score each run's templates on this other data file too")
     parser.add_argument("--select", action="append", default=[], metavar="KEY=VALUE",
@@ -212,6 +215,8 @@ def main() -> None:
     _, args, cfg = parse_args("compare", __doc__, _extra_args)
     if args.methods:
         cfg["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.proposer:
+        cfg["proposer"] = args.proposer
 
     from promptopt import compare
     from promptopt.comparison import TABLE_COLUMNS, gains_table
