@@ -33,7 +33,6 @@ stopped run continues where it was.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import logging
@@ -193,14 +192,9 @@ def recorded_runs(out: Path, cfg: dict[str, Any]) -> dict[tuple[str, int, int], 
 
 
 def main() -> None:
-    def extra(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--resume", action="store_true", help="reuse the runs already in "
-                       "runs.jsonl made with the same settings (a stopped run continues)")
-        p.add_argument("--methods", help="these optimizers only, e.g. gepa")
-
-    parser, args, cfg = parse_args("dspy_direct", __doc__, extra)
-    if args.methods:
-        cfg["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
+    parser, args, cfg = parse_args("dspy_direct", __doc__, lambda p: p.add_argument(
+        "--resume", action="store_true", help="reuse the runs already in runs.jsonl made "
+        "with the same settings (a stopped run continues)"))
     unknown = set(cfg["methods"]) - set(METHODS)
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}; use {sorted(METHODS)}")

@@ -73,12 +73,16 @@ def parse_args(
     parser.add_argument("--quick", action="store_true", help="the [quick.*] smoke-test settings")
     parser.add_argument("--budgets", type=lambda s: [int(b) for b in s.split(",")],
                         help="override the config's budgets, e.g. 60 (one budget at a time)")
+    parser.add_argument("--methods", help="override the config's methods, comma-separated "
+                        "(e.g. gepa,dspy-gepa,auto)")
     if extra is not None:
         extra(parser)
     args = parser.parse_args()
     cfg = load_config(args.config, section, args.quick)
     if args.budgets:
         cfg["budgets"] = args.budgets
+    if args.methods:
+        cfg["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
     return parser, args, cfg
 
 
@@ -128,6 +132,7 @@ def old_rule(result: Any, cfg: dict[str, Any], cache_dir: str) -> str:
                         test=cfg["test"], split_seed=cfg["split_seed"],
                         skip_bad_rows=cfg["skip_bad_rows"], cache=True, cache_dir=cache_dir)
 
+    start_test: dict[str, Any] = {}  # every run shares the start: score it once
     rows = []
     for method in result.methods:
         runs = [r for r in result.runs if r.method == method]
@@ -149,7 +154,9 @@ def old_rule(result: Any, cfg: dict[str, Any], cache_dir: str) -> str:
                 kept += 1
                 continue
             differs += pick.id != r.template.id
-            start, chosen = run_test(r.start_template), run_test(pick)
+            if r.start_template.id not in start_test:
+                start_test[r.start_template.id] = run_test(r.start_template)
+            start, chosen = start_test[r.start_template.id], run_test(pick)
             gain = paired_interval(start.scores, chosen.scores, level=0.9)
             credible += gain.below_zero
             point += chosen.score < start.score
@@ -164,7 +171,6 @@ def _extra_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", metavar="STAMP", help="continue the interrupted run whose studies are "
         "b<budget>-STAMP-<method>-s<seed> (STAMP as printed, e.g. 20261122-023329)")
-    parser.add_argument("--methods", help="these methods only, e.g. gepa,dspy-gepa,auto")
     parser.add_argument("--proposer", help="override the config's proposer model, e.g. "
                         "llamacpp/smollm2-135m")
     parser.add_argument("--transfer", type=Path, metavar="FILE",
@@ -213,8 +219,6 @@ def transfer_table(result: Any, data: Path, cache_dir: str) -> str:
 
 def main() -> None:
     _, args, cfg = parse_args("compare", __doc__, _extra_args)
-    if args.methods:
-        cfg["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.proposer:
         cfg["proposer"] = args.proposer
 
