@@ -79,6 +79,31 @@ class Interrupted(KeyboardInterrupt):
         self.signal_name = signal_name
 
 
+_stop_requests: list[str] = []
+
+
+def request_stop(signal_name: str) -> None:
+    """Remember that ``signal_name`` asked the run to stop (see :func:`check_stop`)."""
+    _stop_requests.append(signal_name)
+
+
+def check_stop() -> None:
+    """Raise :class:`Interrupted` if a signal asked the run to stop.
+
+    A signal handler's exception is lost when the signal lands inside code whose
+    exceptions Python ignores (a ``__del__`` or a weakref callback, e.g. SQLAlchemy's
+    cleanup); the request it left behind is raised here, at the next evaluation or
+    LLM call, so the run still stops.
+    """
+    if _stop_requests:
+        raise Interrupted(_stop_requests[0])
+
+
+def clear_stop() -> None:
+    """Forget stop requests (a run's signal handling ended)."""
+    _stop_requests.clear()
+
+
 class BudgetExhausted(PromptoptError):
     """The run's LLM-call budget cannot pay for the requested work."""
 

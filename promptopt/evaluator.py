@@ -29,6 +29,7 @@ from promptopt.errors import (
     LLMError,
     TooManyErrors,
     UnknownModelError,
+    check_stop,
 )
 from promptopt.llm import LLM
 from promptopt.redact import scrub_text
@@ -177,6 +178,7 @@ class Evaluator:
             TooManyErrors: if this failed evaluation is one more than ``max_errors``.
             AuthenticationError, UnknownModelError: no call can succeed; not retried.
         """
+        check_stop()
         examples = list(self.task.examples(split) if examples is None else examples)
         key = (template.id, split, tuple(e.id for e in examples))
         if key in self._memo:

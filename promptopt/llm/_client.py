@@ -22,6 +22,7 @@ from promptopt.errors import (
     LLMTimeoutError,
     PromptoptError,
     TransientLLMError,
+    check_stop,
 )
 from promptopt.llm._cache import DiskCache, request_key
 from promptopt.llm._errors import map_provider_error, retry_after
@@ -254,6 +255,7 @@ class LLM:
         """Run ``call`` on each request: in order in-process, else with bounded concurrency."""
 
         def one(request: dict[str, Any]) -> T:
+            check_stop()
             result = call(request)
             if self.on_request is not None:
                 self.on_request()

@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.data import sample_path
-from promptopt.errors import ConfigError, Interrupted, LLMError, ResumeError, StorageError
+from promptopt.errors import (
+    ConfigError,
+    Interrupted,
+    LLMError,
+    ResumeError,
+    StorageError,
+    clear_stop,
+    request_stop,
+)
 from promptopt.redact import is_redacted
 from promptopt.runs._process import is_live_here, this_process
 from promptopt.runs._spec import FIELDS, OVERRIDABLE, TASK_OPTION_FLAGS, RunSpec, option
@@ -230,6 +238,9 @@ def record_stop(tracker: Tracker, exc: BaseException, *, worker: int = 0) -> Non
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Interrupted` (handled like Ctrl-C).
 
+    Where the signal lands in code that swallows exceptions, the next evaluation or
+    LLM call raises it (:func:`~promptopt.errors.check_stop`).
+
     The previous handler is restored afterwards. Outside the main thread (where
     signal handlers cannot be set) this does nothing.
     """
@@ -238,6 +249,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: Any) -> None:
+        request_stop("SIGTERM")  # raised again at the next call if this one is swallowed
         raise Interrupted("SIGTERM")
 
     previous = signal.signal(signal.SIGTERM, handler)
@@ -245,3 +257,4 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        clear_stop()

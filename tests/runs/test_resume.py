@@ -25,7 +25,8 @@ from promptopt.cli import app
 from promptopt.errors import ConfigError, Interrupted, LLMError, ResumeError
 from promptopt.registry import optimizers
 from promptopt.runs import process_start, run, sigterm_as_interrupt
-from promptopt.testing import FakeLLM, FakeOpenAIServer, default_reply
+from promptopt.template import Template
+from promptopt.testing import FakeLLM, FakeOpenAIServer, FakeSetup, default_reply
 from promptopt.tracking import is_evaluation
 
 runner = CliRunner()
@@ -236,6 +237,32 @@ def test_sigterm_becomes_an_interrupt_and_the_handler_is_restored():
         time.sleep(5)
     assert info.value.signal_name == "SIGTERM" and isinstance(info.value, KeyboardInterrupt)
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+class _SignalsInCleanup:
+    """An object whose destructor receives SIGTERM: Python ignores the handler's exception."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the handler runs (and raises) in here
+            pass
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_sigterm_swallowed_in_a_destructor_still_stops_at_the_next_call():
+    setup = FakeSetup(budget=None)
+    start = Template("Describe the rewrite.")
+    with sigterm_as_interrupt():
+        _SignalsInCleanup()  # dropped at once: its __del__ swallows the Interrupted
+        with pytest.raises(Interrupted) as info:
+            setup.evaluator.evaluate(start, "train")
+        assert info.value.signal_name == "SIGTERM"
+        with pytest.raises(Interrupted):  # an LLM call outside an evaluation too
+            setup.llm.complete([{"role": "user", "content": "hello"}])
+        assert setup.calls == 0
+    setup.evaluator.evaluate(start, "train")  # the request ended with the block
+    assert setup.calls > 0
 
 
 # --- other processes against a local OpenAI-compatible server -----------------------
