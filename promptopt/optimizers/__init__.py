@@ -15,7 +15,12 @@ from promptopt.optimizers._gepa import GEPA
 from promptopt.optimizers._mean_prompt import MeanPrompt, MeanPromptResult, search_mean_prompt
 from promptopt.optimizers._opro import OPRO
 from promptopt.optimizers._protegi import ProTeGi, accept_edits, between, edit_request, error_report
-from promptopt.optimizers._selection import Choice, Selection, choose_final
+from promptopt.optimizers._selection import (
+    Choice,
+    Selection,
+    choose_among_workers,
+    choose_final,
+)
 from promptopt.optimizers._tpe import TPESearch
 from promptopt.optimizers._why import why_start
 from promptopt.registry import optimizers
@@ -45,6 +50,7 @@ __all__ = [
     "TPESearch",
     "accept_edits",
     "between",
+    "choose_among_workers",
     "choose_final",
     "content_problem",
     "default_contestants",

@@ -153,6 +153,10 @@ class Choice:
         compared: Finalists compared with the start (the Bonferroni count).
         level: The per-finalist (adjusted) level.
         notes: Lines for the run's notes.
+        val_scores: The chosen template's per-example scores on the whole validation
+            split (the start's when it was kept).
+        start_val_scores: The start's, on the same examples.
+        chosen: Whether a finalist replaced the start.
     """
 
     template: Template
@@ -163,6 +167,17 @@ class Choice:
     compared: int = 0
     level: float = DEFAULT_LEVEL
     notes: list[str] = field(default_factory=list)
+    val_scores: list[float] = field(default_factory=list)
+    start_val_scores: list[float] = field(default_factory=list)
+    chosen: bool = False
+
+    def record(self) -> dict[str, Any]:
+        """What another worker's merge needs (:func:`choose_among_workers`): the
+        confidence, the finalists compared, whether one was chosen, and the chosen
+        template's and the start's per-example validation scores."""
+        return {"confidence": self.val_gain.level, "compared": self.compared,
+                "chosen": self.chosen, "val_scores": self.val_scores,
+                "start_val_scores": self.start_val_scores}
 
 
 def _seed(seed: int, *stream: int) -> list[int]:
@@ -256,7 +271,7 @@ def choose_final(
                      f"{decided[best.id].describe()} lies above 0 ({figures})")
         return Choice(template=best, val_score=sum(scores) / n_val,
                       start_val_score=start_eval.score, val_gain=gain, compared=m, level=level,
-                      notes=notes)
+                      notes=notes, val_scores=list(scores), start_val_scores=base, chosen=True)
     best_other = None
     if complete:
         top = max(complete, key=lambda t: (decided[t.id].gain, -rank[t.id]))
@@ -265,4 +280,48 @@ def choose_final(
                      f"{best_other.describe()} is not credible ({figures})")
     return Choice(template=start, val_score=start_eval.score, start_val_score=start_eval.score,
                   val_gain=GainInterval(0.0, 0.0, 0.0, selection.confidence, n_val),
-                  best_other=best_other, compared=m, level=level, notes=notes)
+                  best_other=best_other, compared=m, level=level, notes=notes,
+                  val_scores=list(base), start_val_scores=base)
+
+
+def choose_among_workers(
+    records: Mapping[int, Mapping[str, Any]], selection: Selection, *, seed: int = 0
+) -> tuple[int | None, str]:
+    """The pick between several workers' final choices, corrected for all their finalists.
+
+    Each worker of a study chose for itself (:func:`choose_final`), its family of
+    finalists keeping the confidence level. Taking the best of N such choices would
+    let luck replace the start in up to N times ``1 - confidence`` of the studies; so
+    each worker's chosen template is compared again with the start on the same
+    validation examples, at the level Bonferroni-adjusted for every worker's finalists
+    together, and the best credible one (by mean gain; equal gains: the lower index)
+    is picked.
+
+    Args:
+        records: Worker index -> its :meth:`Choice.record`.
+        selection: The run's settings of the final choice (level, resamples).
+        seed: The study's seed (the bootstrap's).
+
+    Returns:
+        The index of the worker whose template wins, or None for the starting
+        template; and one line for the notes with the figures.
+    """
+    m = max(1, sum(int(r.get("compared", 0)) for r in records.values()))
+    level = adjusted_level(selection.confidence, m)
+    figures = (f"{format_level(selection.confidence)} level, Bonferroni over {m} finalist"
+               f"{'s' if m != 1 else ''} of {len(records)} workers: {format_level(level)} each")
+    gains = {
+        k: paired_interval(r["start_val_scores"], r["val_scores"], level=level,
+                           resamples=selection.resamples, seed=_seed(seed, 5, k))
+        for k, r in sorted(records.items()) if r.get("chosen")
+    }
+    if not gains:
+        return None, f"every worker ({len(records)}) kept the starting template"
+    credible = [k for k in gains if gains[k].above_zero]
+    if credible:
+        best = max(credible, key=lambda k: (gains[k].gain, -k))
+        return best, (f"across workers: chose worker {best}'s template, its validation gain "
+                      f"{gains[best].describe()} lies above 0 ({figures})")
+    top = max(gains, key=lambda k: (gains[k].gain, -k))
+    return None, (f"across workers: kept the starting template: the best worker's (worker "
+                  f"{top}) validation gain {gains[top].describe()} is not credible ({figures})")

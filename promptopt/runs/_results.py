@@ -53,6 +53,10 @@ class RunResult:
     """The same on the test split."""
     why: str = ""
     """Why the result is the starting template (one line; also in ``notes``), or ``""``."""
+    final_choice: dict[str, Any] | None = None
+    """The final choice's figures (:meth:`~promptopt.optimizers.Choice.record`: level,
+    finalists compared, per-example validation scores of the chosen template and the
+    start), which several workers' results are merged by; None where not recorded."""
 
     @property
     def below_start(self) -> bool:
@@ -88,6 +92,7 @@ class RunResult:
             "val_gain": self.val_gain.to_dict() if self.val_gain else None,
             "test_gain": self.test_gain.to_dict() if self.test_gain else None,
             "why": self.why,
+            **({} if self.final_choice is None else {"final_choice": self.final_choice}),
             **({} if self.workers is None else {
                 "worker": self.worker, "found_by": self.found_by, "workers": self.workers,
             }),
@@ -119,4 +124,5 @@ class RunResult:
             val_gain=GainInterval.from_dict(data.get("val_gain")),
             test_gain=GainInterval.from_dict(data.get("test_gain")),
             why=str(data.get("why") or ""),
+            final_choice=data.get("final_choice"),
         )

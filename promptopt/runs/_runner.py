@@ -379,6 +379,7 @@ def _finish(spec: RunSpec, parts: Parts, session: RunSession, evaluator: Evaluat
         replayed_trials=tracker.replayed, test_metrics=dict(best_test.metrics),
         start_test_metrics=dict(start_test.metrics), val_gain=result.val_gain,
         test_gain=test_gain, why=result.why,
+        final_choice=result.choice.record() if result.choice is not None else None,
     )
 
 

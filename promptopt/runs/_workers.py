@@ -21,9 +21,13 @@ records its state under the study attribute ``worker:<k>`` (worker 0: ``status``
 machine can tell a live run from a dead one; on one machine the process id tells.
 
 When a worker ends it stores its own result as ``result:<k>`` and sets the study's
-``result`` to the best of all finished workers' results (highest validation score;
-ties go to the lower index), re-reading until no other worker's result appeared
-meanwhile: the last worker to finish reports the template that readers of the study
+``result`` to the pick among all finished workers' results, re-reading until no other
+worker's result appeared meanwhile. Each worker chose for itself with its finalists'
+comparisons corrected (Bonferroni); the pick corrects again for every worker's
+finalists together (:func:`~promptopt.optimizers.choose_among_workers`: the best worker
+whose validation gain over the start stays credible, else the starting template), so
+that N workers do not give luck N chances to replace the start. The last worker to
+finish reports the template that readers of the study
 (:func:`promptopt.runs._apply.best_template`, the dashboard) see.
 """
 
@@ -38,10 +42,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from promptopt.errors import ConfigError, ResumeError
+from promptopt.optimizers import Selection, choose_among_workers
 from promptopt.runs._process import is_live_here, is_running, on_this_host, this_process
 from promptopt.runs._results import RunResult
 from promptopt.runs._spec import shared_settings
 from promptopt.runs._state import check_new
+from promptopt.scoring import GainInterval
+from promptopt.template import Template
 from promptopt.tracking import StudyAttrs, Tracker, import_optuna, open_storage, storage_errors
 
 REGISTRATION_ATTR = "promptopt_worker"
@@ -310,8 +317,46 @@ class Heartbeat:
             self._thread.join(timeout=2)
 
 
-def _best(results: Mapping[int, Mapping[str, Any]]) -> int:
-    return max(results, key=lambda k: (float(results[k]["val_score"]), -k))
+def _pick(results: Mapping[int, Mapping[str, Any]], settings: Mapping[str, Any]
+          ) -> tuple[dict[str, Any], str]:
+    """The study's result from the finished workers' results, and a line saying how.
+
+    Each worker's chosen template is compared with the start again at the level
+    corrected for all the workers' finalists (:func:`choose_among_workers`); when none
+    is credible there, the result is the starting template (a worker's result that is
+    the start, else the start's scores from the lowest worker's). Results recorded
+    without the final choice's figures (older studies) fall back to the highest
+    validation mean.
+    """
+    if any(not isinstance(r.get("final_choice"), Mapping) for r in results.values()):
+        best = max(results, key=lambda k: (float(results[k]["val_score"]), -k))
+        return {**results[best], "found_by": best}, ""
+    records: dict[int, Mapping[str, Any]] = {k: r["final_choice"] for k, r in results.items()}
+    selection = Selection.from_dict(settings.get("selection"))
+    pick, line = choose_among_workers(records, selection, seed=int(settings.get("seed", 0)))
+    if pick is None:
+        keepers = [k for k, rec in sorted(records.items()) if not rec.get("chosen")]
+        if not keepers:
+            return _start_result(results[min(results)], selection.confidence, line), line
+        pick = keepers[0]
+    return {**results[pick], "found_by": pick}, line
+
+
+def _start_result(base: Mapping[str, Any], confidence: float, why: str) -> dict[str, Any]:
+    """``base`` (a worker's result) turned into the result that is its starting template."""
+
+    def zero(gain: Any) -> dict[str, Any] | None:
+        n = (gain or {}).get("n")
+        return None if n is None else GainInterval(0.0, 0.0, 0.0, confidence, int(n)).to_dict()
+
+    start = base["start_template"]
+    return {
+        **base, "template": start, "template_id": Template.from_dict(start).id,
+        "val_score": base["start_val_score"], "test_score": base["start_test_score"],
+        "test_score_without_suffix": None, "test_metrics": base.get("start_test_metrics") or {},
+        "val_gain": zero(base.get("val_gain")), "test_gain": zero(base.get("test_gain")),
+        "why": why, "found_by": None,
+    }
 
 
 def _summary(results: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
@@ -341,23 +386,27 @@ def publish_result(tracker: Tracker, member: Member, own: RunResult) -> RunResul
         if 0 in results and not attrs.has_own_result(0):  # a first worker that finished alone
             StudyAttrs.write_result(tracker, {**results[0], "worker": 0, "workers": {}},
                                     worker=0)
-        best = _best(results)
-        merged = {**results[best], "found_by": best, "workers": _summary(results)}
+        merged, how = _pick(results, attrs.settings or {})
+        merged["workers"] = _summary(results)
         StudyAttrs.write_result(tracker, merged)
         if set(results) == seen:
             break
         seen = set(results)
     chosen = RunResult.from_dict(merged, storage=tracker.storage_url)
     for name in ("template", "val_score", "test_score", "start_template", "start_val_score",
-                 "start_test_score", "test_score_without_suffix", "val_gain", "test_gain",
-                 "why"):
+                 "start_test_score", "test_score_without_suffix", "test_metrics", "val_gain",
+                 "test_gain", "why"):
         setattr(own, name, getattr(chosen, name))
+    best = merged["found_by"]
     own.found_by, own.workers = best, merged["workers"]
     mine = float(results[member.index]["val_score"])
     own.notes.append(
         f"worker {member.index} of study {own.study} ({len(results)} finished so far): "
-        + ("this worker's template is the best" if best == member.index else
-           f"the best template was found by worker {best} (val "
-           f"{float(merged['val_score']):.4f}; this worker's own best: {mine:.4f})")
+        + ("this worker's template is the study's result" if best == member.index else
+           "the study's result is the starting template" if best is None else
+           f"the study's result was found by worker {best} (val "
+           f"{float(merged['val_score']):.4f}; this worker's own: {mine:.4f})")
     )
+    if how:
+        own.notes.append(how)
     return own

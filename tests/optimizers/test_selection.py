@@ -11,7 +11,13 @@ import pytest
 
 import promptopt.optimizers  # noqa: F401  (registers every method)
 from promptopt.errors import ConfigError
-from promptopt.optimizers import OPRO, RandomSearch, Selection, choose_final
+from promptopt.optimizers import (
+    OPRO,
+    RandomSearch,
+    Selection,
+    choose_among_workers,
+    choose_final,
+)
 from promptopt.runs import RunResult, make_task
 from promptopt.scoring import GainInterval, adjusted_level, paired_interval, stable_int
 from promptopt.template import Template
@@ -121,6 +127,60 @@ def test_a_gain_by_noise_is_not_chosen_a_consistent_gain_is(countries):
     assert chosen.val_score == pytest.approx(np.mean(steady))
     assert chosen.val_gain.above_zero and chosen.val_gain.level == 0.9
     assert chosen.level == pytest.approx(adjusted_level(0.9, 2))
+
+
+def test_the_choice_records_what_a_merge_of_workers_needs(countries):
+    setup = _setup(countries)
+    start, steady = (_val_scores(setup, t) for t in (START, CONSISTENT))
+    val = setup.task.examples("val")
+    chosen = choose_final(setup.evaluator, Template(START),
+                          [Template(NOISY), Template(CONSISTENT)], val, Selection())
+    record = chosen.record()
+    assert record == {"confidence": 0.9, "compared": 2, "chosen": True,
+                      "val_scores": list(steady), "start_val_scores": list(start)}
+    kept = choose_final(setup.evaluator, Template(START), [Template(NOISY)], val, Selection())
+    assert kept.record()["chosen"] is False
+    assert kept.record()["val_scores"] == kept.record()["start_val_scores"] == list(start)
+
+
+def _worker(gain: float, spread: float, *, n: int = 20, seed: int = 0,
+            compared: int = 1) -> dict:
+    """A worker's record whose per-example gains have exactly this mean and spread."""
+    z = np.random.default_rng(seed).standard_normal(n)
+    z = (z - z.mean()) / z.std()
+    base = np.random.default_rng(seed + 100).uniform(0.2, 0.6, n)
+    return {"confidence": 0.9, "compared": compared, "chosen": True,
+            "start_val_scores": base.tolist(), "val_scores": (base + gain + spread * z).tolist()}
+
+
+def test_workers_lucky_alone_are_not_credible_together():
+    # Gain 0.08 with spread 0.2 on 20 examples: the 90% interval's lower end lies
+    # above 0, the 95% one's (Bonferroni for two finalists) below.
+    lucky = {0: _worker(0.08, 0.2, seed=1), 1: _worker(0.08, 0.2, seed=2)}
+    for k, record in lucky.items():
+        alone, line = choose_among_workers({k: record}, Selection(), seed=3)
+        assert alone == k and "lies above 0" in line
+    together, line = choose_among_workers(lucky, Selection(), seed=3)
+    assert together is None
+    assert "kept the starting template" in line and "not credible" in line
+    assert "Bonferroni over 2 finalists of 2 workers: 95% each" in line
+    # A worker's own finalists count too: one worker that compared 3 is not believed.
+    assert choose_among_workers({0: _worker(0.08, 0.2, seed=1, compared=3)},
+                                Selection(), seed=3)[0] is None
+
+
+def test_workers_a_consistent_gain_wins_over_a_higher_noisy_mean():
+    steady, noisy = _worker(0.05, 0.02, seed=1), _worker(0.12, 0.6, seed=2)
+    keeper = {**_worker(0.0, 0.0, seed=3), "chosen": False, "compared": 3}
+    keeper["val_scores"] = keeper["start_val_scores"]
+    pick, line = choose_among_workers({0: noisy, 1: steady, 2: keeper}, Selection(), seed=0)
+    assert pick == 1 and "chose worker 1's template" in line
+    assert "Bonferroni over 5 finalists of 3 workers" in line
+    assert choose_among_workers({0: keeper, 1: dict(keeper)}, Selection())[0] is None
+    # Two credible gains: the larger mean wins; equal ones go to the lower index.
+    strong = _worker(0.09, 0.02, seed=4)
+    assert choose_among_workers({0: steady, 1: strong}, Selection())[0] == 1
+    assert choose_among_workers({0: strong, 1: dict(strong)}, Selection())[0] == 0
 
 
 def test_an_optimizer_keeps_the_start_over_a_lucky_finalist_and_says_why(countries):

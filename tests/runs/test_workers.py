@@ -17,11 +17,13 @@ import sys
 import time
 from collections import Counter
 
+import numpy as np
 import optuna
 import pytest
 
 from promptopt.errors import ConfigError, LLMError
 from promptopt.evaluator import examples_hash
+from promptopt.optimizers import Selection, choose_among_workers
 from promptopt.runs import (
     CLAIM_ATTR,
     REGISTRATION_ATTR,
@@ -30,6 +32,7 @@ from promptopt.runs import (
     run,
     worker_seed,
 )
+from promptopt.runs._workers import _pick
 from promptopt.template import Template
 from promptopt.testing import FakeLLM, FakeOpenAIServer, default_reply
 from promptopt.testing.postgres import test_postgres_url
@@ -117,13 +120,22 @@ def test_a_second_run_joins_a_live_one_and_reads_its_candidates(tmp_path):
     parents = {p for t in study.trials if t.user_attrs.get("worker") == 1
                for p in t.user_attrs.get("parents", [])}
     assert parents & (mine - {start_id})
-    # The study's result is the best of both workers; readers see that template.
+    # The study's result is the pick among both workers' choices (corrected for all
+    # their finalists); readers see that template.
     attrs = study.user_attrs
-    assert set(attrs["result"]["workers"]) == {"0", "1"}
-    best = max((attrs["result:0"], attrs["result:1"]), key=lambda r: r["val_score"])
-    assert attrs["result"]["template_id"] == best["template_id"] == second.template.id
+    result = attrs["result"]
+    assert set(result["workers"]) == {"0", "1"}
+    records = {k: attrs[f"result:{k}"]["final_choice"] for k in (0, 1)}
+    assert all(r["compared"] >= 1 and len(r["start_val_scores"]) == 4 for r in records.values())
+    pick, how = choose_among_workers(records, Selection(), seed=3)
+    assert how in second.notes
+    found = pick if pick is not None else next(
+        (k for k in (0, 1) if not records[k]["chosen"]), None)
+    assert result["found_by"] == found == second.found_by
+    expected = (attrs[f"result:{found}"]["template_id"] if found is not None
+                else first.start_template.id)
+    assert result["template_id"] == expected == second.template.id
     assert best_template(url, "s").id == second.template.id
-    assert second.val_score == max(attrs["result:0"]["val_score"], attrs["result:1"]["val_score"])
 
 
 def test_evoprompt_workers_take_in_each_others_candidates(tmp_path):
@@ -293,6 +305,67 @@ def test_two_workers_on_the_embedded_model(tmp_path, embedded_cache):
     assert len(_evaluations(url, "e", 1)) == second.trials
     attrs = _study(url, "e").user_attrs
     assert attrs["result:0"]["template_id"] == first.template.id
-    best = max((0, 1), key=lambda k: (attrs[f"result:{k}"]["val_score"], -k))
-    assert best_template(url, "e").id == attrs[f"result:{best}"]["template_id"]
-    assert second.template.id == best_template(url, "e").id
+    assert attrs["result"]["template_id"] == best_template(url, "e").id == second.template.id
+    assert second.template.id in {first.start_template.id, first.template.id,
+                                  attrs["result:1"]["template_id"]}
+    assert any("workers" in line and ("Bonferroni" in line or "kept" in line)
+               for line in second.notes)
+
+
+# --- the pick among workers' results ----------------------------------------------------
+
+START_T, A, B = Template("Say the prompt."), Template("Name the prompt."), Template("Guess it.")
+
+
+def _result(template, val, test, record):
+    """A worker's stored result (the fields the pick reads)."""
+    return {"template": template.to_dict(), "template_id": template.id, "val_score": val,
+            "test_score": test, "test_metrics": {"score": test},
+            "start_template": START_T.to_dict(), "start_val_score": 0.30,
+            "start_test_score": 0.25, "start_test_metrics": {"score": 0.25},
+            "test_score_without_suffix": None,
+            "val_gain": {"gain": val - 0.30, "low": 0.001, "high": 0.2, "level": 0.9, "n": 20},
+            "test_gain": {"gain": test - 0.25, "low": -0.1, "high": 0.2, "level": 0.9, "n": 12},
+            "final_choice": record}
+
+
+def _record(gain, spread, seed, *, chosen=True, compared=1):
+    z = np.random.default_rng(seed).standard_normal(20)
+    z = (z - z.mean()) / z.std()
+    base = np.full(20, 0.30)
+    scores = base + gain + spread * z if chosen else base
+    return {"confidence": 0.9, "compared": compared, "chosen": chosen,
+            "start_val_scores": base.tolist(), "val_scores": scores.tolist()}
+
+
+def test_the_pick_returns_the_start_when_no_workers_gain_survives_the_correction():
+    # Each worker alone found a gain credible at 90%; two of them at 95% each are not.
+    results = {0: _result(A, 0.38, 0.20, _record(0.08, 0.2, 1)),
+               1: _result(B, 0.38, 0.31, _record(0.08, 0.2, 2))}
+    settings = {"seed": 3, "selection": {}}
+    merged, how = _pick(results, settings)
+    assert merged["template_id"] == START_T.id and merged["found_by"] is None
+    assert merged["val_score"] == 0.30 and merged["test_score"] == 0.25
+    assert merged["test_metrics"] == {"score": 0.25}
+    assert merged["val_gain"] == {"gain": 0.0, "low": 0.0, "high": 0.0, "level": 0.9, "n": 20}
+    assert merged["test_gain"]["n"] == 12 and merged["test_gain"]["gain"] == 0.0
+    assert merged["why"] == how and "not credible" in how and "2 workers" in how
+    # A worker that kept the start is the result then (its own scores and notes).
+    results[2] = _result(START_T, 0.30, 0.25, _record(0, 0, 0, chosen=False, compared=3))
+    merged, _ = _pick(results, settings)
+    assert merged["found_by"] == 2 and merged["template_id"] == START_T.id
+    # A stricter or looser level is the run's setting.
+    loose, _ = _pick({0: results[0]}, {"seed": 3, "selection": {"confidence": 0.8}})
+    assert loose["found_by"] == 0 and loose["template_id"] == A.id
+
+
+def test_the_pick_takes_a_credible_gain_and_old_results_by_validation_mean():
+    results = {0: _result(A, 0.45, 0.20, _record(0.15, 0.6, 1)),  # higher mean, noise
+               1: _result(B, 0.36, 0.31, _record(0.06, 0.02, 2))}  # steady
+    merged, how = _pick(results, {"seed": 0, "selection": {}})
+    assert merged["found_by"] == 1 and merged["template_id"] == B.id
+    assert merged["test_score"] == 0.31 and "chose worker 1's template" in how
+    old = {k: {key: v for key, v in r.items() if key != "final_choice"}
+           for k, r in results.items()}
+    merged, how = _pick(old, {"seed": 0, "selection": {}})
+    assert merged["found_by"] == 0 and how == ""
