@@ -30,7 +30,7 @@ Left out: the candidate has one component, the instruction (demos, prefix and su
 are inherited), so the package's merge, which recombines components of two programs,
 finds nothing to combine unless two candidates differ in more than one component; it
 is exposed but does not fire here. No multi-objective frontiers other than the
-package's ``frontier_type`` options, no custom reflection prompt, no run directory
+package's ``frontier_type`` options, one reflection prompt for every component, no run directory
 (promptopt's study is the record), no wandb/mlflow.
 """
 
@@ -85,9 +85,11 @@ class PromptoptAdapter:
     recorded with their lineage.
     """
 
-    def __init__(self, ctx: SearchContext, *, max_tokens: int = REFLECTION_MAX_TOKENS) -> None:
+    def __init__(self, ctx: SearchContext, *, max_tokens: int = REFLECTION_MAX_TOKENS,
+                 prompt_template: str | None = None) -> None:
         self.ctx = ctx
         self.max_tokens = max_tokens
+        self.prompt_template = prompt_template
         self.templates: dict[str, Template] = {ctx.start.instruction: ctx.start}
         self.parents: dict[str, list[str]] = {ctx.start.instruction: []}
         self.exhausted = False
@@ -140,13 +142,14 @@ class PromptoptAdapter:
         return {name: records for name in components_to_update}
 
     def reflection_prompt(self, instruction: str, records: Sequence[Mapping[str, Any]]) -> str:
-        """The package's reflection prompt, ending inside an opened ````` block."""
+        """The package's reflection prompt (its default template, or
+        ``prompt_template``), ending inside an opened ````` block."""
         from gepa.strategies.instruction_proposal import InstructionProposalSignature
 
         prompt = InstructionProposalSignature.prompt_renderer({
             "current_instruction_doc": instruction,
             "dataset_with_feedback": list(records),
-            "prompt_template": None,
+            "prompt_template": self.prompt_template,
         })
         return f"{prompt}\n\n```\n"
 
@@ -202,6 +205,9 @@ class GEPA(Optimizer):
         max_metric_calls: The package's own stop, in example evaluations (None: the
             budget alone ends the run).
         max_tokens: Proposer tokens per reflection answer.
+        reflection_prompt_template: The reflection prompt, with ``<curr_param>`` (the
+            parent's instruction) and ``<side_info>`` (the minibatch's inputs, outputs
+            and feedback) where the package puts them (None: the package's own).
     """
 
     def __init__(
@@ -219,6 +225,7 @@ class GEPA(Optimizer):
         acceptance_criterion: str = "strict_improvement",
         max_metric_calls: int | None = None,
         max_tokens: int = REFLECTION_MAX_TOKENS,
+        reflection_prompt_template: str | None = None,
     ) -> None:
         self.pareto_size = pareto_size
         self.candidate_selection_strategy = candidate_selection_strategy
@@ -232,6 +239,7 @@ class GEPA(Optimizer):
         self.acceptance_criterion = acceptance_criterion
         self.max_metric_calls = max_metric_calls
         self.max_tokens = max_tokens
+        self.reflection_prompt_template = reflection_prompt_template
 
     def validate(self) -> None:
         """Check the settings."""
@@ -251,6 +259,10 @@ class GEPA(Optimizer):
                     "acceptance_criterion", "must be strict_improvement or improvement_or_equal")
         self._check(self.frontier_type in ("instance", "objective", "hybrid", "cartesian"),
                     "frontier_type", "must be instance, objective, hybrid or cartesian")
+        template = self.reflection_prompt_template
+        self._check(template is None or (isinstance(template, str) and all(
+            p in template for p in ("<curr_param>", "<side_info>"))),
+            "reflection_prompt_template", "must be text holding <curr_param> and <side_info>")
 
     def split(self, ctx: SearchContext) -> tuple[list[Example], list[Example]]:
         """The Pareto set and the reflection set, both from the train split (seeded)."""
@@ -268,7 +280,8 @@ class GEPA(Optimizer):
         import gepa
 
         pareto, feedback = self.split(ctx)
-        adapter = PromptoptAdapter(ctx, max_tokens=self.max_tokens)
+        adapter = PromptoptAdapter(ctx, max_tokens=self.max_tokens,
+                                   prompt_template=self.reflection_prompt_template)
         self.adapter_ = adapter
         need = 2 * self.reflection_minibatch_size + 1  # parent, proposal, child
 

@@ -6,6 +6,7 @@ import inspect
 
 import pytest
 
+from promptopt.errors import ConfigError
 from promptopt.optimizers import GEPA, SearchContext
 from promptopt.optimizers._gepa import read_fenced
 from promptopt.testing import FakeSetup, default_reply
@@ -93,6 +94,23 @@ def test_feedback_text_reaches_the_reflection_prompt():
     assert "Content words of the true prompt the prediction missed:" in first
     truths = [e.target for e in setup.task.examples("train")]
     assert any(f"True prompt: {t}" in first for t in truths)
+
+
+def test_a_custom_reflection_prompt_template_is_used_and_checked():
+    seen: list[str] = []
+
+    def proposer(prompt: str, params: dict) -> str:
+        seen.append(prompt)
+        return f"Name the rewrite in one short sentence, version {len(seen)}.\n```"
+
+    template = "Now: <curr_param>\nResults:\n<side_info>\nA better instruction:"
+    setup = FakeSetup(budget=60, proposer_replies=proposer)
+    setup.optimize(GEPA(reflection_prompt_template=template), seed=0)
+    assert seen and all(p.startswith("Now: ") for p in seen)
+    assert "## Feedback" in seen[0] and "A better instruction:\n\n```\n" in seen[0]
+    assert "I provided an assistant" not in seen[0]  # the package's own template
+    with pytest.raises(ConfigError, match="reflection_prompt_template"):
+        GEPA(reflection_prompt_template="no placeholders").validate()
 
 
 @pytest.mark.parametrize(
