@@ -45,17 +45,16 @@ from promptopt.registry import optimizers
 from promptopt.tasks import Task
 from promptopt.template import Template
 
-PREFERENCE = ("tpe", "gepa", "evoprompt-ga", "ape", "opro", "random", "evoprompt-de",
-              "protegi")
+PREFERENCE = ("dspy-bootstrap", "tpe", "dspy-mipro", "evoprompt-ga", "ape", "opro", "random",
+              "evoprompt-de", "protegi", "gepa", "dspy-gepa")
 """Default contestants first, in this order: the quality benchmark's order at budget 150
-(docs/BENCHMARKS.md, test score; ``gepa`` not measured yet); other suitable methods
-(plugins) follow by name. When the budget is too small for all, the last are left out."""
+(docs/BENCHMARKS.md, mean test score over 3 seeds); other suitable methods (plugins)
+follow by name. When the budget is too small for all, the last are left out, so a
+budget that affords one contestant runs the method that did best there."""
 
 NOT_BY_DEFAULT = ("auto", "identity", "mean-prompt")
 """Never default contestants: ``auto`` itself, ``identity`` (searches nothing) and
-``mean-prompt`` (spends no calls in its search, so a race cannot give it anything).
-Methods named ``dspy-*`` are left out by default too (minutes per candidate with the
-embedded model); name them in ``methods`` to race them."""
+``mean-prompt`` (spends no calls in its search, so a race cannot give it anything)."""
 
 NEVER = ("auto", "mean-prompt")
 """Methods that cannot be contestants (``mean-prompt``'s candidate has no train
@@ -77,8 +76,7 @@ def default_contestants(task: Task) -> list[str]:
     """Every registered method that suits ``task``, in :data:`PREFERENCE` order."""
     names = [
         n for n in optimizers.names()
-        if n not in NOT_BY_DEFAULT and not n.startswith("dspy-")
-        and optimizers.get(n).unsupported(task) is None
+        if n not in NOT_BY_DEFAULT and optimizers.get(n).unsupported(task) is None
     ]
     known = [n for n in PREFERENCE if n in names]
     return known + sorted(n for n in names if n not in known)
@@ -94,8 +92,8 @@ class Auto(Optimizer):
 
     Args:
         methods: The contestants, as a list or a comma-separated string (None: every
-            registered method that suits the task, except ``auto``, ``identity``,
-            ``mean-prompt`` and ``dspy-*``, as many as the budget allows).
+            registered method that suits the task, except ``auto``, ``identity`` and
+            ``mean-prompt``, as many as the budget allows, in :data:`PREFERENCE` order).
         method_settings: Settings of the contestants, by method name (e.g.
             ``{"opro": {"max_steps": 3}}``); unnamed ones use their defaults.
         min_slice: A contestant's first slice must be at least this many validation
