@@ -316,7 +316,7 @@ def choose_among_workers(
         for k, r in sorted(records.items()) if r.get("chosen")
     }
     if not gains:
-        return None, f"every worker ({len(records)}) kept the starting template"
+        return None, f"across workers: all {len(records)} kept the starting template"
     credible = [k for k in gains if gains[k].above_zero]
     if credible:
         best = max(credible, key=lambda k: (gains[k].gain, -k))

@@ -176,7 +176,8 @@ def test_workers_a_consistent_gain_wins_over_a_higher_noisy_mean():
     pick, line = choose_among_workers({0: noisy, 1: steady, 2: keeper}, Selection(), seed=0)
     assert pick == 1 and "chose worker 1's template" in line
     assert "Bonferroni over 5 finalists of 3 workers" in line
-    assert choose_among_workers({0: keeper, 1: dict(keeper)}, Selection())[0] is None
+    assert choose_among_workers({0: keeper, 1: dict(keeper)}, Selection()) == (
+        None, "across workers: all 2 kept the starting template")
     # Two credible gains: the larger mean wins; equal ones go to the lower index.
     strong = _worker(0.09, 0.02, seed=4)
     assert choose_among_workers({0: steady, 1: strong}, Selection())[0] == 1
