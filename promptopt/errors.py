@@ -7,6 +7,10 @@ to fix; the CLI prints the message without a traceback.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
+
 
 class PromptoptError(Exception):
     """Base class of every error promptopt raises on purpose."""
@@ -80,6 +84,12 @@ class Interrupted(KeyboardInterrupt):
 
 
 _stop_requests: list[str] = []
+_deferring = 0
+"""Depth of the main thread's :func:`stop_deferred` blocks."""
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def request_stop(signal_name: str) -> None:
@@ -87,20 +97,49 @@ def request_stop(signal_name: str) -> None:
     _stop_requests.append(signal_name)
 
 
-def check_stop() -> None:
-    """Raise :class:`Interrupted` if a signal asked the run to stop.
+def stop_is_deferred() -> bool:
+    """Whether the main thread is inside a :func:`stop_deferred` block now."""
+    return _deferring > 0
 
-    A signal handler's exception is lost when the signal lands inside code whose
-    exceptions Python ignores (a ``__del__`` or a weakref callback, e.g. SQLAlchemy's
-    cleanup); the request it left behind is raised here, at the next evaluation or
-    LLM call, so the run still stops.
+
+@contextlib.contextmanager
+def stop_deferred() -> Iterator[None]:
+    """A block that a stop signal does not cut (a storage or cache write).
+
+    A signal handler that raises in the middle of a database write can leave its
+    connection inside an open transaction that locks the database, so the stop could
+    not even be recorded. Inside this block the handler only records the request
+    (:func:`request_stop`); it is raised when the outermost block ends normally. Only
+    the main thread (where signal handlers run) defers; elsewhere the block does
+    nothing.
     """
-    if _stop_requests:
+    global _deferring
+    if not _main_thread():
+        yield
+        return
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+    if _deferring == 0:
+        check_stop()
+
+
+def check_stop() -> None:
+    """Raise :class:`Interrupted` if a signal asked the run to stop (main thread only).
+
+    Called between units of work: at the end of a :func:`stop_deferred` block, and
+    before each evaluation and LLM call, so a request also stops the run when the
+    handler's own exception was lost (a signal landing inside code whose exceptions
+    Python ignores, a ``__del__`` or a weakref callback such as SQLAlchemy's cleanup).
+    """
+    if _stop_requests and _main_thread():
         raise Interrupted(_stop_requests[0])
 
 
 def clear_stop() -> None:
-    """Forget stop requests (a run's signal handling ended)."""
+    """Forget stop requests (the stop was handled, or signal handling ended)."""
     _stop_requests.clear()
 
 

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from promptopt.errors import ConfigError
+from promptopt.errors import ConfigError, stop_deferred
 
 
 def default_cache_dir() -> Path:
@@ -86,8 +86,9 @@ class DiskCache:
         return None if raw is None else json.loads(raw)
 
     def set(self, key: str, value: bytes) -> None:
-        """Store a value (committed immediately, so a crash keeps it)."""
-        with self._lock:
+        """Store a value (committed immediately, so a crash keeps it; a stop signal
+        waits for the commit)."""
+        with stop_deferred(), self._lock:
             conn = self._connect()
             conn.execute(
                 f"INSERT OR REPLACE INTO {self.namespace} (key, value) VALUES (?, ?)", (key, value)

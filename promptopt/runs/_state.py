@@ -32,6 +32,7 @@ from promptopt.errors import (
     StorageError,
     clear_stop,
     request_stop,
+    stop_is_deferred,
 )
 from promptopt.redact import is_redacted
 from promptopt.runs._process import is_live_here, this_process
@@ -208,6 +209,7 @@ def record_stop(tracker: Tracker, exc: BaseException, *, worker: int = 0) -> Non
     be what failed (then the status stays ``"running"``, which a resume accepts once
     the process is gone; a warning says so).
     """
+    clear_stop()  # this stop is being handled: its writes below must not raise it again
     if isinstance(exc, Interrupted):
         status, reason = "interrupted", exc.signal_name
     elif isinstance(exc, KeyboardInterrupt):
@@ -238,8 +240,10 @@ def record_stop(tracker: Tracker, exc: BaseException, *, worker: int = 0) -> Non
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Interrupted` (handled like Ctrl-C).
 
-    Where the signal lands in code that swallows exceptions, the next evaluation or
-    LLM call raises it (:func:`~promptopt.errors.check_stop`).
+    During a storage or cache write (:func:`~promptopt.errors.stop_deferred`) the stop
+    waits for the write to end; where the signal lands in code that swallows
+    exceptions, the next evaluation or LLM call raises it
+    (:func:`~promptopt.errors.check_stop`).
 
     The previous handler is restored afterwards. Outside the main thread (where
     signal handlers cannot be set) this does nothing.
@@ -249,8 +253,9 @@ def sigterm_as_interrupt() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: Any) -> None:
-        request_stop("SIGTERM")  # raised again at the next call if this one is swallowed
-        raise Interrupted("SIGTERM")
+        request_stop("SIGTERM")  # raised at the next call if this raise is lost
+        if not stop_is_deferred():  # else when the storage or cache write ends
+            raise Interrupted("SIGTERM")
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from promptopt.errors import ConfigError, PromptoptError, StorageError
+from promptopt.errors import ConfigError, PromptoptError, StorageError, stop_deferred
 
 SQLITE_TIMEOUT = 30.0
 """Seconds a SQLite storage waits for another connection's lock before giving up."""
@@ -78,16 +78,21 @@ def storage_error(exc: BaseException, url: str, doing: str) -> StorageError | No
 
 @contextlib.contextmanager
 def storage_errors(url: str, doing: str) -> Iterator[None]:
-    """Turn storage exceptions raised inside the block into a clear :class:`StorageError`."""
-    try:
-        yield
-    except PromptoptError:
-        raise
-    except Exception as exc:
-        error = storage_error(exc, url, doing)
-        if error is None:
+    """Turn storage exceptions raised inside the block into a clear :class:`StorageError`.
+
+    A stop signal (SIGTERM) waits for the block to end (:func:`stop_deferred`), so it
+    never leaves a write half done with the database locked.
+    """
+    with stop_deferred():
+        try:
+            yield
+        except PromptoptError:
             raise
-        raise error from exc
+        except Exception as exc:
+            error = storage_error(exc, url, doing)
+            if error is None:
+                raise
+            raise error from exc
 
 
 def import_optuna() -> Any:

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from promptopt.errors import ResumeError
+from promptopt.errors import ResumeError, stop_deferred
 from promptopt.redact import scrub
 from promptopt.tracking._artifacts import artifact_dir, predictions_artifact, wants_artifact
 from promptopt.tracking._notes import Parent, render_note, save_trial_note
@@ -163,7 +163,8 @@ class Tracker:
         clean = self._clean(attrs)
         if self._matched(float(value), clean):
             return
-        self._write(float(value), clean, started, finished, scrub(list(rows)))
+        with stop_deferred():  # the trial, its artifact and its note, whole
+            self._write(float(value), clean, started, finished, scrub(list(rows)))
 
     def record_failure(
         self,
@@ -176,7 +177,8 @@ class Tracker:
         clean = self._clean(attrs)
         if self._matched(None, clean):
             return
-        self._write(None, clean, started, finished, [])
+        with stop_deferred():
+            self._write(None, clean, started, finished, [])
 
     def _clean(self, attrs: Mapping[str, Any]) -> dict[str, Any]:
         clean = json.loads(json.dumps(scrub({**dict(attrs), "worker": self.worker}), default=str))

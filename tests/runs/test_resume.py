@@ -27,7 +27,7 @@ from promptopt.registry import optimizers
 from promptopt.runs import process_start, run, sigterm_as_interrupt
 from promptopt.template import Template
 from promptopt.testing import FakeLLM, FakeOpenAIServer, FakeSetup, default_reply
-from promptopt.tracking import is_evaluation
+from promptopt.tracking import Tracker, is_evaluation, storage_errors
 
 runner = CliRunner()
 SMALL = dict(scorer="hashing", train=8, val=4, test=4)
@@ -263,6 +263,23 @@ def test_a_sigterm_swallowed_in_a_destructor_still_stops_at_the_next_call():
         assert setup.calls == 0
     setup.evaluator.evaluate(start, "train")  # the request ended with the block
     assert setup.calls > 0
+
+
+def test_a_sigterm_during_a_storage_write_waits_for_the_write_then_stops(tmp_path):
+    from promptopt.runs._state import record_stop
+
+    tracker = Tracker(f"sqlite:///{tmp_path}/s.db", "s")
+    wrote = False
+    with sigterm_as_interrupt():
+        with pytest.raises(Interrupted), storage_errors(tracker.storage_url, "write"):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)  # the handler runs here: it must not cut the write
+            tracker.set_attr("after", 1)
+            wrote = True
+        # Recording the stop writes to the storage too: it must not stop again.
+        record_stop(tracker, Interrupted("SIGTERM"))
+        attrs = tracker.attrs()
+    assert wrote and attrs["after"] == 1 and attrs["status"] == "interrupted"
 
 
 # --- other processes against a local OpenAI-compatible server -----------------------
