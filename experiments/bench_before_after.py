@@ -33,14 +33,14 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _machine import describe, loadavg  # noqa: E402
-from bench_quality import CONFIG, ROOT, load_config  # noqa: E402
+from bench_quality import CONFIG, ROOT, load_config, score_on_test  # noqa: E402
 
 
 def run_one(code: Path, cfg: dict[str, Any], args: argparse.Namespace, seed: int,
             storage: str, study: str, cache: Path) -> dict[str, Any]:
     """One ``promptopt run`` by the code in ``code``; its ``--json`` result."""
     cmd = [sys.executable, "-m", "promptopt", "run", "-m", args.method,
-           "--data", str(ROOT / cfg["data"]), "--model", cfg["model"],
+           "--data", str(cfg["data"]), "--model", cfg["model"],
            "--proposer", args.proposer, "--scorer", cfg["scorer"],
            "--budget", str(args.budget), "--seed", str(seed),
            "--train", str(cfg["train"]), "--val", str(cfg["val"]), "--test", str(cfg["test"]),
@@ -80,15 +80,8 @@ def main() -> None:
     after_rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                                capture_output=True, text=True).stdout.strip()
 
-    from promptopt import evaluate
     from promptopt.scoring import paired_interval
     from promptopt.template import Template
-
-    def run_test(template: Template) -> Any:
-        return evaluate(template, split="test", data=str(ROOT / cfg["data"]), model=cfg["model"],
-                        scorer=cfg["scorer"], train=cfg["train"], val=cfg["val"],
-                        test=cfg["test"], split_seed=cfg["split_seed"],
-                        skip_bad_rows=cfg["skip_bad_rows"], cache=True, cache_dir=str(cache))
 
     rows, counts = [], {}
     start_scores: dict[str, Any] = {}
@@ -101,9 +94,9 @@ def main() -> None:
             start = Template.from_dict(res["start_template"])
             returned = Template.from_dict(res["template"])
             if start.id not in start_scores:
-                start_scores[start.id] = run_test(start)
+                start_scores[start.id] = score_on_test(start, cfg, str(cache))
             base = start_scores[start.id]
-            mine = base if returned.id == start.id else run_test(returned)
+            mine = base if returned.id == start.id else score_on_test(returned, cfg, str(cache))
             gain = paired_interval(base.scores, mine.scores, level=0.9)
             kept += returned.id == start.id
             below += gain.below_zero

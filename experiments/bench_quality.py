@@ -111,6 +111,17 @@ def below_start(result: Any) -> str:
                      "below start on test (point estimate)", "returned the start"], rows)
 
 
+def score_on_test(template: Any, cfg: dict[str, Any], cache_dir: str) -> Any:
+    """``template``'s evaluation on the benchmark's test split (``promptopt.evaluate``
+    with the config's data, splits, model and scorer; the LLM cache answers repeats)."""
+    from promptopt import evaluate
+
+    return evaluate(template, split="test", data=cfg["data"], model=cfg["model"],
+                    scorer=cfg["scorer"], train=cfg["train"], val=cfg["val"],
+                    test=cfg["test"], split_seed=cfg["split_seed"],
+                    skip_bad_rows=cfg["skip_bad_rows"], cache=True, cache_dir=cache_dir)
+
+
 def old_rule(result: Any, cfg: dict[str, Any], cache_dir: str) -> str:
     """Per method: what the final choice before credible gains would have returned from
     the same runs, and how often that scored below the start on test.
@@ -122,15 +133,8 @@ def old_rule(result: Any, cfg: dict[str, Any], cache_dir: str) -> str:
     on the test split (the run's LLM cache answers the start's calls)."""
     import optuna
 
-    from promptopt import evaluate
     from promptopt.scoring import paired_interval
     from promptopt.template import Template
-
-    def run_test(template: Template) -> Any:
-        return evaluate(template, split="test", data=cfg["data"], model=cfg["model"],
-                        scorer=cfg["scorer"], train=cfg["train"], val=cfg["val"],
-                        test=cfg["test"], split_seed=cfg["split_seed"],
-                        skip_bad_rows=cfg["skip_bad_rows"], cache=True, cache_dir=cache_dir)
 
     start_test: dict[str, Any] = {}  # every run shares the start: score it once
     rows = []
@@ -155,8 +159,8 @@ def old_rule(result: Any, cfg: dict[str, Any], cache_dir: str) -> str:
                 continue
             differs += pick.id != r.template.id
             if r.start_template.id not in start_test:
-                start_test[r.start_template.id] = run_test(r.start_template)
-            start, chosen = start_test[r.start_template.id], run_test(pick)
+                start_test[r.start_template.id] = score_on_test(r.start_template, cfg, cache_dir)
+            start, chosen = start_test[r.start_template.id], score_on_test(pick, cfg, cache_dir)
             gain = paired_interval(start.scores, chosen.scores, level=0.9)
             credible += gain.below_zero
             point += chosen.score < start.score
