@@ -279,7 +279,7 @@ def choose_final(
         notes.append(f"kept the starting template: the best finalist's validation gain "
                      f"{best_other.describe()} is not credible ({figures})")
     return Choice(template=start, val_score=start_eval.score, start_val_score=start_eval.score,
-                  val_gain=GainInterval(0.0, 0.0, 0.0, selection.confidence, n_val),
+                  val_gain=GainInterval.none(selection.confidence, n_val),
                   best_other=best_other, compared=m, level=level, notes=notes,
                   val_scores=list(base), start_val_scores=base)
 

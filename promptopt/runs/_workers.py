@@ -347,7 +347,7 @@ def _start_result(base: Mapping[str, Any], confidence: float, why: str) -> dict[
 
     def zero(gain: Any) -> dict[str, Any] | None:
         n = (gain or {}).get("n")
-        return None if n is None else GainInterval(0.0, 0.0, 0.0, confidence, int(n)).to_dict()
+        return None if n is None else GainInterval.none(confidence, int(n)).to_dict()
 
     start = base["start_template"]
     return {

@@ -60,6 +60,11 @@ class GainInterval:
                 "level": self.level, "n": self.n}
 
     @classmethod
+    def none(cls, level: float, n: int) -> GainInterval:
+        """The gain of a template over itself (the start returned): 0, interval [0, 0]."""
+        return cls(0.0, 0.0, 0.0, level, n)
+
+    @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> GainInterval | None:
         """Rebuild from :meth:`to_dict` output; None (an older study) gives None."""
         if not data:
