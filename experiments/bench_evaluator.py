@@ -7,12 +7,15 @@ task's starting template (zero-shot) and the same instruction with ``--demos`` d
 from the train split (few-shot). For each template, interleaved chunk by chunk so that
 background load hits every path alike, and with the engine's KV cache cleared at the
 start of each path's chunk (no path inherits another's prefix, so the reusing paths
-pay the template's prefix once per chunk: ``--chunk``, default 10, sets how often):
+pay the template's prefix once per chunk: ``--chunk``, default 20, the size of a
+search's validation split, sets how often):
 
 1. raw reset loop: ``llama.reset()`` and ``create_completion`` on the whole prompt, as
    the engine ran before prefix reuse (the baseline of every ratio);
-2. raw reuse loop: the same calls, keeping the whole 512-token batches that the previous
-   prompt left in the KV cache and shares with this one (what the engine does now);
+2. raw reuse loop: the same calls, keeping the prefix that the previous prompt left in
+   the KV cache and shares with this one, to a multiple of 32 tokens (what the engine
+   does now); and (``--whole-batches``) keeping only whole 512-token batches of it (the
+   engine's first rule);
 3. promptopt's evaluator with an empty disk cache (LiteLLM, cache, cleaning, scoring);
 
 then, per template, the evaluator again on the filled cache (warm, new LLM object), and
@@ -55,17 +58,23 @@ from promptopt.llm import _embedded as embedded  # noqa: E402
 from promptopt.template import Template, make_demo  # noqa: E402
 
 PATHS = ("raw reset loop", "raw reuse loop", "evaluator, cold cache", "evaluator, warm cache",
-         "OpenAI-compatible server")
+         "OpenAI-compatible server", "raw reuse, whole batches")
 
 
-def raw_generate(llama: Any, prompt: str, gen: dict[str, Any], *, reuse: bool) -> str:
-    """One greedy generation straight on llama.cpp: reset, or keep the whole batches the
-    previous prompt shares (what the engine does)."""
+def raw_generate(llama: Any, prompt: str, gen: dict[str, Any], *, reuse: bool,
+                 group: int = embedded.ROW_GROUP) -> str:
+    """One greedy generation straight on llama.cpp: reset, or keep the prefix the previous
+    prompt shares, to a multiple of ``group`` tokens (the engine's ROW_GROUP; 512, whole
+    batches, was the engine's first rule)."""
     tokens = list(llama.tokenize(prompt.encode("utf-8"), add_bos=True))
     room = embedded.N_CTX - gen["max_tokens"] - 8
     if len(tokens) > room:  # the engine keeps the end of an over-long prompt
         tokens = tokens[:1] + tokens[-(room - 1):]
-    embedded._prefill(llama, tokens, reuse=reuse)  # reuse=False: reset
+    engine_group, embedded.ROW_GROUP = embedded.ROW_GROUP, group
+    try:
+        embedded._prefill(llama, tokens, reuse=reuse)  # reuse=False: reset
+    finally:
+        embedded.ROW_GROUP = engine_group
     out = llama.create_completion(tokens, max_tokens=gen["max_tokens"], temperature=0.0,
                                   stop=gen["stop"], seed=0)
     return str(out["choices"][0]["text"] or "")
@@ -105,7 +114,10 @@ def main() -> None:
     parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--demos", type=int, default=4, help="demos of the few-shot template")
-    parser.add_argument("--chunk", type=int, default=10, help="examples per interleaved chunk")
+    parser.add_argument("--chunk", type=int, default=20,
+                        help="examples per interleaved chunk (20: a search's validation split)")
+    parser.add_argument("--whole-batches", action="store_true",
+                        help="also time reuse of whole 512-token batches only")
     parser.add_argument("--no-server", action="store_true", help="skip the server path")
     args = parser.parse_args()
 
@@ -125,17 +137,22 @@ def main() -> None:
     for label, template in (("zero-shot", zero), (f"{args.demos}-demo", few)):
         prompts = [embedded.messages_to_prompt(task.render(template, e, chat=False))
                    for e in splits.test]
-        texts: dict[str, list[str]] = {"reset": [], "reuse": []}
+        texts: dict[str, list[str]] = {"reset": [], "reuse": [], "batches": []}
+        raw = [("reset", False, PATHS[0]), ("reuse", True, PATHS[1])]
+        if args.whole_batches:
+            raw.append(("batches", True, PATHS[5]))
         predictions: list[str] = []
         cache_dir = f"{tmp}/{label}"
         cold_eval = Evaluator(task, LLM(model, cache=DiskCache(cache_dir, "llm")))
         for lo in range(0, n, args.chunk):
             part = slice(lo, lo + args.chunk)
-            for path, reuse in (("reset", False), ("reuse", True)):
+            for path, reuse, key_path in raw:
+                group = 512 if path == "batches" else embedded.ROW_GROUP
                 llama.reset()
                 t0 = time.perf_counter()
-                texts[path] += [raw_generate(llama, p, gen, reuse=reuse) for p in prompts[part]]
-                key = (label, PATHS[0] if path == "reset" else PATHS[1])
+                texts[path] += [raw_generate(llama, p, gen, reuse=reuse, group=group)
+                                for p in prompts[part]]
+                key = (label, key_path)
                 seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - t0
             llama.reset()
             t0 = time.perf_counter()
@@ -152,6 +169,10 @@ def main() -> None:
         parsed = [task.parse(t, template) for t in texts["reset"]]
         same_eval = sum(a == b for a, b in zip(parsed, predictions, strict=True))
         same_warm = sum(a == b for a, b in zip(predictions, warm.predictions, strict=True))
+        if args.whole_batches:
+            same_batches = sum(a == b for a, b in zip(texts["reset"], texts["batches"],
+                                                      strict=True))
+            notes.append(f"{label}: whole-batch reuse == raw reset on {same_batches}/{n}")
         notes.append(f"{label}: raw reuse == raw reset on {same_raw}/{n}; evaluator (cold) == "
                      f"raw reset parsed on {same_eval}/{n}; warm == cold on {same_warm}/{n}")
 

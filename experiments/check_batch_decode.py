@@ -34,7 +34,7 @@ def main() -> None:
     prompt = llama.tokenize(b"Rewrite the text below as a poem about the sea and its moods.")
     extra = llama.tokenize(b" The waves roll in and out, forever and ever more", add_bos=False)
     print(f"machine: {describe()}; load average {loadavg()}")
-    for b in (2, 4, 8):
+    for b in (2, 3, 4, 8):
         steps = extra[:b]
         single = batched = 0.0
         for _ in range(3):

@@ -157,24 +157,33 @@ def messages_to_prompt(messages: list[dict[str, Any]]) -> str:
     return "\n\n".join(str(m.get("content", "")) for m in messages)
 
 
+ROW_GROUP = 32
+"""Kept prefixes are a multiple of this many tokens: see :func:`reusable_prefix`."""
+
+_prefilled: dict[int, int] = {}  # id(llama) -> how many leading rows the last prefill evaluated
+
+
 def reusable_prefix(llama: Any, tokens: list[int]) -> int:
     """How many leading ``tokens`` can keep the KV state the previous prompt left (0: none).
 
-    The tokens ``tokens`` shares with what the context holds, rounded down to a whole
-    number of llama.cpp batches (``n_batch``, 512), never the last one. A prompt is
-    evaluated in batches of ``n_batch`` tokens from its start, and a batch's results
-    depend on which tokens it holds: keeping whole batches, the rest is evaluated in the
-    very batches a fresh evaluation would use, so the logits, and greedy and seeded
-    outputs, are those of the reset-per-prompt engine bit for bit (a cut inside a batch
-    changed 14-28% of greedy outputs in ``experiments/bench_evaluator.py``). A template's
-    instruction and demos are shared by all its examples, so a few-shot template keeps
-    all but the last partial batch of them.
+    The tokens ``tokens`` shares with the previous prompt's prefill (never its generated
+    tokens, never the last of ``tokens``), rounded down to a multiple of
+    :data:`ROW_GROUP`. The CPU kernels multiply the repacked Q4_K weights by the batch's
+    rows in groups of 4 from the batch's first row and by a leftover row alone, and the
+    two give different floating-point results; batches start at multiples of 512, so a
+    cut at a multiple of 4 puts every later row in the same kind of group as a fresh
+    evaluation does, and the logits, greedy and seeded outputs are those of the
+    reset-per-prompt engine bit for bit (a cut at any token changed 14-28% of greedy
+    outputs; ``experiments/check_prefix_reuse.py`` compares both ways). 32 covers any
+    row group up to 32. A template's instruction and demos are shared by all its
+    examples, so every example after the first evaluates little more than its own
+    inputs.
     """
-    n_batch = int(getattr(llama, "n_batch", 512) or 512)
-    held = list(llama.input_ids[: llama.n_tokens])
+    rows = min(int(llama.n_tokens), _prefilled.get(id(llama), 0))
+    held = list(llama.input_ids[:rows])
     n = min(len(held), len(tokens) - 1)
     common = next((i for i in range(n) if held[i] != tokens[i]), n)
-    return common // n_batch * n_batch
+    return common // ROW_GROUP * ROW_GROUP
 
 
 def _reuse_default() -> bool:
@@ -186,13 +195,15 @@ def _prefill(llama: Any, tokens: list[int], *, reuse: bool) -> int:
 
     With ``reuse``, the context is cut back to :func:`reusable_prefix` (the next
     evaluation removes the cache past it); otherwise, or when nothing is reusable, it is
-    cleared. The caller evaluates ``tokens`` from the returned position on.
+    cleared. The caller evaluates ``tokens`` from the returned position on, as one
+    prefill (what :func:`reusable_prefix` may keep next time).
     """
     keep = reusable_prefix(llama, tokens) if reuse else 0
     if keep:
         llama.n_tokens = keep
     else:
         llama.reset()
+    _prefilled[id(llama)] = len(tokens)
     return keep
 
 
@@ -209,10 +220,10 @@ def generate(
 ) -> dict[str, Any]:
     """Run one generation; returns text and token counts.
 
-    Base models: the whole batches of the prompt that the previous prompt left in the
-    KV cache are kept rather than evaluated again (``reuse``, see :func:`reusable_prefix`;
-    default on, off with ``PROMPTOPT_PREFIX_REUSE=0``); the rest is evaluated in the
-    batches a fresh evaluation uses, so outputs are those of the reset-per-prompt engine.
+    Base models: the prefix the prompt shares with the previous one (to a multiple of
+    :data:`ROW_GROUP` tokens) keeps its KV state rather than being evaluated again
+    (``reuse``, see :func:`reusable_prefix`; default on, off with
+    ``PROMPTOPT_PREFIX_REUSE=0``); outputs are those of the reset-per-prompt engine.
     Chat models are evaluated from scratch each time (llama.cpp applies their template).
 
     Prompts are decoded one at a time, not several sequences in one llama.cpp batch:
@@ -233,6 +244,7 @@ def generate(
     if is_chat_model(name):
         with _run_lock:  # one llama.cpp context: one generation at a time
             llama.reset()
+            _prefilled.pop(id(llama), None)
             out = llama.create_chat_completion(messages=messages, **params)
         text = out["choices"][0]["message"]["content"] or ""
     else:

@@ -74,8 +74,9 @@ def _recovery_prompts(n_demos: int, n: int, text_tokens: int = 60) -> list[str]:
 
 @pytest.mark.parametrize("n_demos", [0, 4])
 def test_prefix_reuse_keeps_greedy_outputs(n_demos, monkeypatch):
-    """Outputs equal those of the reset-per-prompt engine; a 4-demo template (a prefix of
-    more than one 512-token batch) is not evaluated again from one example to the next."""
+    """Outputs equal those of the reset-per-prompt engine, and each example after the
+    evaluates only what follows the prefix it shares with the one before (to a multiple
+    of ROW_GROUP tokens): the instruction, zero-shot; instruction and demos, 4-demo."""
     from promptopt.llm import _embedded as embedded
 
     llama = embedded.load("gemma-3-270m")
@@ -95,10 +96,13 @@ def test_prefix_reuse_keeps_greedy_outputs(n_demos, monkeypatch):
     fresh_tokens = sum(evaluated)
     reused = outputs(True)
     assert reused == fresh and any(t.strip() for t in fresh)
-    if n_demos:
-        prefix = len(llama.tokenize(prompts[0][: prompts[0].rfind("Original text:")].encode()))
-        assert prefix > 512
-        assert fresh_tokens - sum(evaluated) >= 2 * 512  # examples 2 and 3 kept a batch
+    tokens = [llama.tokenize(p.encode(), add_bos=True) for p in prompts]
+    previous = tokens[-1:] + tokens[:-1]  # the first reuses the last fresh prompt
+    shared = [next(i for i, (a, b) in enumerate(zip(x, y, strict=False)) if a != b)
+              for x, y in zip(previous, tokens, strict=True)]
+    kept = sum(s // embedded.ROW_GROUP * embedded.ROW_GROUP for s in shared)
+    assert kept >= 3 * (512 if n_demos else embedded.ROW_GROUP)
+    assert fresh_tokens - sum(evaluated) == kept
 
 
 def test_label_logprobs_same_with_prefix_reuse(monkeypatch):

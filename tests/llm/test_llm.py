@@ -151,3 +151,29 @@ def test_a_server_that_never_answers_is_a_timeout_error():
         for conn in held:
             conn.close()
         server.close()
+
+
+class _HeldContext:
+    """What reusable_prefix reads of a llama.cpp context: the tokens it holds."""
+
+    def __init__(self, held: list[int]):
+        self.input_ids = held
+        self.n_tokens = len(held)
+
+
+def test_reusable_prefix_keeps_whole_row_groups_of_the_last_prefill_only():
+    from promptopt.llm import _embedded as embedded
+
+    group = embedded.ROW_GROUP
+    prompt = list(range(1000, 1000 + 3 * group + 5))
+    llama = _HeldContext(prompt + [7, 8, 9])  # the prompt, then three generated tokens
+    embedded._prefilled.pop(id(llama), None)
+    assert embedded.reusable_prefix(llama, prompt) == 0  # no prefill recorded: nothing kept
+    embedded._prefilled[id(llama)] = len(prompt)
+    other = prompt[: 2 * group + 3] + [1, 2, 3]
+    assert embedded.reusable_prefix(llama, other) == 2 * group  # shared 2 groups + 3
+    assert embedded.reusable_prefix(llama, prompt) == 3 * group  # never the last token
+    # the generated tokens were decoded one row at a time: never kept
+    assert embedded.reusable_prefix(llama, prompt + [7, 8, 9, 10]) == 3 * group
+    assert embedded.reusable_prefix(llama, [5] + prompt) == 0
+    embedded._prefilled.pop(id(llama), None)
