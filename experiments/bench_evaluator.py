@@ -13,7 +13,7 @@ search's validation split, sets how often):
 1. raw reset loop: ``llama.reset()`` and ``create_completion`` on the whole prompt, as
    the engine ran before prefix reuse (the baseline of every ratio);
 2. raw reuse loop: the same calls, keeping the prefix that the previous prompt left in
-   the KV cache and shares with this one, to a multiple of 32 tokens (what the engine
+   the KV cache and shares with this one, to a multiple of 4 tokens (what the engine
    does now); and (``--whole-batches``) keeping only whole 512-token batches of it (the
    engine's first rule);
 3. promptopt's evaluator with an empty disk cache (LiteLLM, cache, cleaning, scoring);

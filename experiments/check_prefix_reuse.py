@@ -6,7 +6,8 @@ Renders the prompt-recovery task's starting template (zero-shot) and the same
 template with 4 demos on test examples ``offset .. offset+n``, and generates each
 prompt three ways on the embedded model: the reset-per-prompt path written out here
 (cache reset, whole prompt), the engine with reuse off (the same) and the engine keeping
-the whole batches the previous prompt left (``reusable_prefix``). Prints the
+the prefix it shares with the previous prompt, to a multiple of 4 tokens
+(``reusable_prefix``). Prints the
 mismatches and the seconds of each path, and appends one JSON line per example to
 ``--out`` so that runs in chunks add up.
 """

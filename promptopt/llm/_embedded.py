@@ -157,8 +157,9 @@ def messages_to_prompt(messages: list[dict[str, Any]]) -> str:
     return "\n\n".join(str(m.get("content", "")) for m in messages)
 
 
-ROW_GROUP = 32
-"""Kept prefixes are a multiple of this many tokens: see :func:`reusable_prefix`."""
+ROW_GROUP = 4
+"""Kept prefixes are a multiple of this many tokens (the CPU kernels' row group): see
+:func:`reusable_prefix`."""
 
 _prefilled: dict[int, int] = {}  # id(llama) -> how many leading rows the last prefill evaluated
 
@@ -168,16 +169,17 @@ def reusable_prefix(llama: Any, tokens: list[int]) -> int:
 
     The tokens ``tokens`` shares with the previous prompt's prefill (never its generated
     tokens, never the last of ``tokens``), rounded down to a multiple of
-    :data:`ROW_GROUP`. The CPU kernels multiply the repacked Q4_K weights by the batch's
-    rows in groups of 4 from the batch's first row and by a leftover row alone, and the
-    two give different floating-point results; batches start at multiples of 512, so a
-    cut at a multiple of 4 puts every later row in the same kind of group as a fresh
-    evaluation does, and the logits, greedy and seeded outputs are those of the
-    reset-per-prompt engine bit for bit (a cut at any token changed 14-28% of greedy
-    outputs; ``experiments/check_prefix_reuse.py`` compares both ways). 32 covers any
-    row group up to 32. A template's instruction and demos are shared by all its
-    examples, so every example after the first evaluates little more than its own
-    inputs.
+    :data:`ROW_GROUP`. The CPU kernels multiply the repacked Q4_K weights by a batch's
+    rows in groups of 4 from the batch's first row, and by the rows left over one at a
+    time, and the two ways round differently. Batches start at multiples of 512 (a
+    fresh evaluation) or at the cut, so a cut at a multiple of 4 puts every row in the
+    same kind of group as a fresh evaluation does, and the logits, greedy and seeded
+    outputs are those of the reset-per-prompt engine bit for bit (measured: identical
+    last-token logits for cuts at every multiple of 4 tried, different ones for some
+    cuts elsewhere; 200 of 200 outputs identical in ``experiments/bench_evaluator.py``;
+    a cut at any token changed 14-28% of them). A template's instruction and demos are
+    shared by all its examples, so every example after the first evaluates little more
+    than its own inputs.
     """
     rows = min(int(llama.n_tokens), _prefilled.get(id(llama), 0))
     held = list(llama.input_ids[:rows])

@@ -165,13 +165,13 @@ def test_reusable_prefix_keeps_whole_row_groups_of_the_last_prefill_only():
     from promptopt.llm import _embedded as embedded
 
     group = embedded.ROW_GROUP
-    prompt = list(range(1000, 1000 + 3 * group + 5))
+    prompt = list(range(1000, 1000 + 3 * group + 1))
     llama = _HeldContext(prompt + [7, 8, 9])  # the prompt, then three generated tokens
     embedded._prefilled.pop(id(llama), None)
     assert embedded.reusable_prefix(llama, prompt) == 0  # no prefill recorded: nothing kept
     embedded._prefilled[id(llama)] = len(prompt)
-    other = prompt[: 2 * group + 3] + [1, 2, 3]
-    assert embedded.reusable_prefix(llama, other) == 2 * group  # shared 2 groups + 3
+    other = prompt[: 2 * group + 1] + [1, 2, 3]
+    assert embedded.reusable_prefix(llama, other) == 2 * group  # shared 2 groups + 1
     assert embedded.reusable_prefix(llama, prompt) == 3 * group  # never the last token
     # the generated tokens were decoded one row at a time: never kept
     assert embedded.reusable_prefix(llama, prompt + [7, 8, 9, 10]) == 3 * group
