@@ -24,6 +24,8 @@ from promptopt.tasks import Task
 from promptopt.template import Template
 
 MAX_INSTRUCTION_CHARS = 1500
+MAX_PREFIX_CHARS = 80
+"""The longest answer prefix :meth:`SearchContext.accept_prefix` takes (a few words)."""
 PROPOSER_MAX_TOKENS = 160
 
 
@@ -168,6 +170,8 @@ class SearchContext:
         self.rejected: Counter[str] = Counter()
         self.proposed = 0
         self._seen: set[str] = {_normalize(start.instruction)}
+        self._seen_prefixed: set[tuple[str, str]] = {
+            (_normalize(start.instruction), _normalize(start.answer_prefix))}
         self._proposal_calls = 0
         self.shared = shared
         self._batch_rng = self.rng if batch_seed is None else random.Random(batch_seed)
@@ -338,6 +342,35 @@ class SearchContext:
             return None
         self._seen.add(_normalize(text))
         return (base or self.start).replace(instruction=text)
+
+    def accept_prefix(self, prefix: str, base: Template, *,
+                      truncated: bool = False) -> Template | None:
+        """Turn a proposed answer prefix into ``base`` with it, or count why it is rejected.
+
+        Rejected: empty, cut off by the proposer's token limit, longer than
+        :data:`MAX_PREFIX_CHARS` or more than one line ("prefix too long"), ``base``'s
+        own prefix again ("echo of parent"), or the same instruction and prefix as a
+        template proposed before in this run ("duplicate").
+        """
+        self.proposed += 1
+        text = (prefix or "").strip().strip("\"'`").strip()
+        key = (_normalize(base.instruction), _normalize(text))
+        reason = None
+        if not text:
+            reason = "empty"
+        elif truncated:
+            reason = "truncated"
+        elif len(text) > MAX_PREFIX_CHARS or "\n" in text:
+            reason = "prefix too long"
+        elif key[1] == _normalize(base.answer_prefix):
+            reason = "echo of parent"
+        elif key in self._seen_prefixed:
+            reason = "duplicate"
+        if reason:
+            self.rejected[reason] += 1
+            return None
+        self._seen_prefixed.add(key)
+        return base.replace(answer_prefix=text)
 
     @property
     def task_words(self) -> frozenset[str]:

@@ -26,12 +26,16 @@ Budget: the engine stops when the budget cannot pay for another minibatch evalua
 and a proposal, or when an evaluation or proposal finds it exhausted; ``max_metric_calls``
 (the package's own stopper, in example evaluations) may stop it earlier.
 
-Left out: the candidate has one component, the instruction (demos, prefix and suffix
-are inherited), so the package's merge, which recombines components of two programs,
-finds nothing to combine unless two candidates differ in more than one component; it
-is exposed but does not fire here. No multi-objective frontiers other than the
-package's ``frontier_type`` options, one reflection prompt for every component, no run directory
-(promptopt's study is the record), no wandb/mlflow.
+Components: a candidate holds the template's instruction and, where the task lets the
+answer start with chosen words (prompt recovery does: ``Rewrite this text`` ...), its
+answer prefix; demos and suffix are inherited from the start. Each iteration reflects
+on one component in turn (the package's ``module_selector``, ``"round_robin"``) or on
+all of them (``"all"``); the instruction with the package's reflection prompt, the
+answer prefix with one of ours (:data:`PREFIX_PROMPT`). The package's merge
+recombines the components of two descendants of a common ancestor.
+
+Left out: no multi-objective frontiers other than the package's ``frontier_type``
+options, no run directory (promptopt's study is the record), no wandb/mlflow.
 """
 
 from __future__ import annotations
@@ -49,7 +53,24 @@ from promptopt.registry import optimizers
 from promptopt.template import Template
 
 COMPONENT = "instruction"
+PREFIX = "answer_prefix"
+COMPONENTS = (COMPONENT, PREFIX)
 REFLECTION_MAX_TOKENS = 300
+PREFIX_PROMPT = """An assistant answers the tasks below, and every answer of it starts with the \
+same opening words, written for it; the assistant goes on from them. Its opening words now:
+```
+<curr_param>
+```
+
+The tasks, the assistant's answers (opening words included) and feedback on each answer:
+<side_info>
+
+Write new opening words for every answer, so that the answers come closer to what the \
+feedback asks for. They must fit every task above: a few words on one line, from which the \
+assistant goes on. Write only the words, within ``` blocks."""
+"""The reflection prompt for the answer prefix (``<curr_param>``: the parent's prefix,
+or a note that there is none; ``<side_info>``: the minibatch, as for the instruction)."""
+NO_PREFIX = "(none: the answer starts right after the task's cue)"
 _FENCE = re.compile(r"^```[^\n]*\n?")
 
 
@@ -79,19 +100,24 @@ class _Silent:
 
 
 class PromptoptAdapter:
-    """A ``gepa`` adapter over a :class:`SearchContext` (one component: the instruction).
+    """A ``gepa`` adapter over a :class:`SearchContext`.
 
-    Keeps the template and parents of every accepted candidate, so evaluations are
-    recorded with their lineage.
+    A candidate is a dict of ``components`` (the instruction, and the answer prefix
+    when the task has one) over the starting template. Keeps the template and parents
+    of every accepted candidate, so evaluations are recorded with their lineage.
     """
 
-    def __init__(self, ctx: SearchContext, *, max_tokens: int = REFLECTION_MAX_TOKENS,
-                 prompt_template: str | None = None) -> None:
+    def __init__(self, ctx: SearchContext, *, components: Sequence[str] = (COMPONENT,),
+                 max_tokens: int = REFLECTION_MAX_TOKENS,
+                 prompt_template: str | Mapping[str, str] | None = None) -> None:
         self.ctx = ctx
+        self.components = tuple(components)
         self.max_tokens = max_tokens
         self.prompt_template = prompt_template
-        self.templates: dict[str, Template] = {ctx.start.instruction: ctx.start}
-        self.parents: dict[str, list[str]] = {ctx.start.instruction: []}
+        self.templates: dict[tuple[str, ...], Template] = {}
+        self.parents: dict[tuple[str, ...], list[str]] = {}
+        self.seed_candidate = self.candidate(ctx.start)
+        self._known(ctx.start, [])
         self.exhausted = False
         self.failure: Exception | None = None
         """An error of the proposer (e.g. an outage) that the engine would swallow; the
@@ -99,12 +125,24 @@ class PromptoptAdapter:
         with any other method, instead of going on to the final choice."""
         self.prompts: list[str] = []
 
+    def candidate(self, template: Template) -> dict[str, str]:
+        """``template``'s components as the engine's candidate."""
+        return {name: str(getattr(template, name)) for name in self.components}
+
+    def _key(self, candidate: Mapping[str, str]) -> tuple[str, ...]:
+        return tuple(candidate[name] for name in self.components)
+
+    def _known(self, template: Template, parents: list[str]) -> None:
+        key = self._key(self.candidate(template))
+        self.templates[key] = template
+        self.parents[key] = parents
+
     def _template(self, candidate: Mapping[str, str]) -> Template:
-        text = candidate[COMPONENT]
-        if text not in self.templates:  # a merge of known candidates
-            self.templates[text] = self.ctx.start.replace(instruction=text)
-            self.parents[text] = []
-        return self.templates[text]
+        key = self._key(candidate)
+        if key not in self.templates:  # a merge of known candidates
+            self._known(self.ctx.start.replace(**{n: candidate[n] for n in self.components}),
+                        [])
+        return self.templates[key]
 
     def evaluate(self, batch: list[Example], candidate: dict[str, str],
                  capture_traces: bool = False) -> Any:
@@ -112,7 +150,7 @@ class PromptoptAdapter:
         from gepa.core.adapter import EvaluationBatch
 
         template = self._template(candidate)
-        ev = self.ctx.evaluate(template, batch, parents=self.parents[template.instruction],
+        ev = self.ctx.evaluate(template, batch, parents=self.parents[self._key(candidate)],
                                meta={"kind": "gepa"})
         predictions = list(ev.predictions) if not ev.failed else [""] * len(batch)
         scores = [float(s) for s in ev.scores] if not ev.failed else [0.0] * len(batch)
@@ -141,15 +179,28 @@ class PromptoptAdapter:
             })
         return {name: records for name in components_to_update}
 
-    def reflection_prompt(self, instruction: str, records: Sequence[Mapping[str, Any]]) -> str:
-        """The package's reflection prompt (its default template, or
-        ``prompt_template``), ending inside an opened ````` block."""
+    def _prompt_template(self, component: str) -> str | None:
+        custom = self.prompt_template
+        if isinstance(custom, Mapping):
+            custom = custom.get(component)
+        if custom is None and component == PREFIX:
+            return PREFIX_PROMPT
+        return custom
+
+    def reflection_prompt(self, text: str, records: Sequence[Mapping[str, Any]],
+                          component: str = COMPONENT) -> str:
+        """The reflection prompt for ``component`` (whose current value is ``text``):
+        the package's default template for the instruction, :data:`PREFIX_PROMPT` for
+        the answer prefix, or the ``prompt_template`` given; it ends inside an opened
+        ````` block."""
         from gepa.strategies.instruction_proposal import InstructionProposalSignature
 
+        if component == PREFIX and not text.strip():
+            text = NO_PREFIX
         prompt = InstructionProposalSignature.prompt_renderer({
-            "current_instruction_doc": instruction,
+            "current_instruction_doc": text,
             "dataset_with_feedback": list(records),
-            "prompt_template": self.prompt_template,
+            "prompt_template": self._prompt_template(component),
         })
         return f"{prompt}\n\n```\n"
 
@@ -159,29 +210,38 @@ class PromptoptAdapter:
         reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]],
         components_to_update: list[str],
     ) -> dict[str, str]:
-        """Ask the proposer for a new instruction; ``{}`` (no child) when it is unusable."""
+        """Ask the proposer for each component to update; ``{}`` (no child) when none of
+        the answers is usable."""
         parent = self._template(candidate)
-        prompt = self.reflection_prompt(parent.instruction, reflective_dataset[COMPONENT])
-        self.prompts.append(prompt)
-        if not self.ctx.can_afford(1):
-            self.exhausted = True
+        child = parent
+        for component in components_to_update:
+            prompt = self.reflection_prompt(candidate[component], reflective_dataset[component],
+                                            component)
+            self.prompts.append(prompt)
+            if not self.ctx.can_afford(1):
+                self.exhausted = True
+                break
+            try:
+                raw = self.ctx.propose(prompt, n=1, max_tokens=self.max_tokens, stop=["```"])[0]
+            except BudgetExhausted:
+                self.exhausted = True
+                break
+            except PromptoptError as exc:
+                self.failure = exc
+                break
+            text, closed = read_fenced(raw)
+            cut = not closed and looks_truncated(raw, self.max_tokens)
+            if component == PREFIX:
+                first = next((line for line in text.splitlines() if line.strip()), "")
+                changed = self.ctx.accept_prefix(first, child, truncated=cut)
+            else:
+                changed = self.ctx.accept(text, child, truncated=cut)
+            child = changed or child
+        if child is parent or self.exhausted or self.failure is not None:
             return {}
-        try:
-            raw = self.ctx.propose(prompt, n=1, max_tokens=self.max_tokens, stop=["```"])[0]
-        except BudgetExhausted:
-            self.exhausted = True
-            return {}
-        except PromptoptError as exc:
-            self.failure = exc
-            return {}
-        text, closed = read_fenced(raw)
-        cut = not closed and looks_truncated(raw, self.max_tokens)
-        child = self.ctx.accept(text, parent, truncated=cut)
-        if child is None:
-            return {}
-        self.templates[child.instruction] = child
-        self.parents[child.instruction] = [parent.id]
-        return {COMPONENT: child.instruction}
+        self._known(child, [parent.id])
+        return {name: value for name, value in self.candidate(child).items()
+                if value != candidate[name]}
 
 
 @optimizers.register("gepa")
@@ -207,7 +267,14 @@ class GEPA(Optimizer):
         max_tokens: Proposer tokens per reflection answer.
         reflection_prompt_template: The reflection prompt, with ``<curr_param>`` (the
             parent's instruction) and ``<side_info>`` (the minibatch's inputs, outputs
-            and feedback) where the package puts them (None: the package's own).
+            and feedback) where the package puts them; one text for every component, or
+            a dict by component (None, or a component left out: the package's own for
+            the instruction, :data:`PREFIX_PROMPT` for the answer prefix).
+        components: The template's parts GEPA evolves: ``"instruction"`` and
+            ``"answer_prefix"`` (None: both where the task offers answer prefixes,
+            the instruction alone otherwise).
+        module_selector: Which components one reflection updates: ``"round_robin"``
+            (one, in turn) or ``"all"``.
     """
 
     def __init__(
@@ -225,7 +292,9 @@ class GEPA(Optimizer):
         acceptance_criterion: str = "strict_improvement",
         max_metric_calls: int | None = None,
         max_tokens: int = REFLECTION_MAX_TOKENS,
-        reflection_prompt_template: str | None = None,
+        reflection_prompt_template: str | dict[str, str] | None = None,
+        components: list[str] | None = None,
+        module_selector: str = "round_robin",
     ) -> None:
         self.pareto_size = pareto_size
         self.candidate_selection_strategy = candidate_selection_strategy
@@ -240,6 +309,8 @@ class GEPA(Optimizer):
         self.max_metric_calls = max_metric_calls
         self.max_tokens = max_tokens
         self.reflection_prompt_template = reflection_prompt_template
+        self.components = components
+        self.module_selector = module_selector
 
     def validate(self) -> None:
         """Check the settings."""
@@ -259,10 +330,32 @@ class GEPA(Optimizer):
                     "acceptance_criterion", "must be strict_improvement or improvement_or_equal")
         self._check(self.frontier_type in ("instance", "objective", "hybrid", "cartesian"),
                     "frontier_type", "must be instance, objective, hybrid or cartesian")
-        template = self.reflection_prompt_template
-        self._check(template is None or (isinstance(template, str) and all(
-            p in template for p in ("<curr_param>", "<side_info>"))),
-            "reflection_prompt_template", "must be text holding <curr_param> and <side_info>")
+        given = self.reflection_prompt_template
+        templates: list[Any] = []
+        if isinstance(given, dict):
+            self._check(set(given) <= set(COMPONENTS), "reflection_prompt_template",
+                        f"keys must be among {', '.join(COMPONENTS)}")
+            templates = list(given.values())
+        elif given is not None:
+            templates = [given]
+        self._check(all(isinstance(t, str) and "<curr_param>" in t and "<side_info>" in t
+                        for t in templates),
+                    "reflection_prompt_template",
+                    "must be text holding <curr_param> and <side_info> (or a dict of such)")
+        components = self.components
+        self._check(components is None or (
+            isinstance(components, (list, tuple)) and len(components) > 0
+            and len(set(components)) == len(components) and set(components) <= set(COMPONENTS)),
+            "components", f"must be a list of distinct names among {', '.join(COMPONENTS)}")
+        self._check(self.module_selector in ("round_robin", "all"), "module_selector",
+                    "must be round_robin or all")
+
+    def evolved(self, ctx: SearchContext) -> list[str]:
+        """The components this run evolves (see ``components``)."""
+        if self.components is not None:
+            return list(self.components)
+        offers_prefix = any(p.strip() for p in getattr(ctx.task, "answer_prefixes", ("",)))
+        return list(COMPONENTS) if offers_prefix else [COMPONENT]
 
     def split(self, ctx: SearchContext) -> tuple[list[Example], list[Example]]:
         """The Pareto set and the reflection set, both from the train split (seeded)."""
@@ -280,7 +373,7 @@ class GEPA(Optimizer):
         import gepa
 
         pareto, feedback = self.split(ctx)
-        adapter = PromptoptAdapter(ctx, max_tokens=self.max_tokens,
+        adapter = PromptoptAdapter(ctx, components=self.evolved(ctx), max_tokens=self.max_tokens,
                                    prompt_template=self.reflection_prompt_template)
         self.adapter_ = adapter
         need = 2 * self.reflection_minibatch_size + 1  # parent, proposal, child
@@ -295,10 +388,10 @@ class GEPA(Optimizer):
                 "candidate_selection_strategy", "frontier_type", "skip_perfect_score",
                 "reflection_minibatch_size", "perfect_score", "use_merge",
                 "max_merge_invocations", "merge_val_overlap_floor", "acceptance_criterion",
-                "max_metric_calls")
+                "max_metric_calls", "module_selector")
         }
         result: Any = gepa.optimize(
-            seed_candidate={COMPONENT: ctx.start.instruction},
+            seed_candidate=adapter.seed_candidate,
             trainset=feedback,
             valset=pareto,
             adapter=cast(Any, adapter),
@@ -314,10 +407,11 @@ class GEPA(Optimizer):
         if adapter.exhausted or not ctx.can_afford(need):
             raise BudgetExhausted("gepa: the budget cannot pay for another iteration")
 
-    def pareto_front(self) -> list[str]:
-        """Instructions best on at least one Pareto-set example in the last run."""
+    def pareto_front(self) -> list[dict[str, str]]:
+        """Candidates (component -> text) best on at least one Pareto-set example in
+        the last run."""
         result = self.result_
         front: set[int] = set()
         for best in result.per_val_instance_best_candidates.values():
             front |= set(best)
-        return [result.candidates[i][COMPONENT] for i in sorted(front)]
+        return [dict(result.candidates[i]) for i in sorted(front)]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import inspect
+from typing import Any, cast
 
 import pytest
 
 from promptopt.errors import ConfigError
 from promptopt.optimizers import GEPA, SearchContext
-from promptopt.optimizers._gepa import read_fenced
+from promptopt.optimizers._gepa import NO_PREFIX, read_fenced
 from promptopt.testing import FakeSetup, default_reply
 
 PLAN_B = "Use plan B: name the rewrite in the words of the true prompt."
@@ -46,7 +47,7 @@ def _targets_by_text(setup: FakeSetup) -> dict[str, str]:
 def test_pareto_selection_keeps_a_candidate_best_on_one_example_only(strategy):
     setup = FakeSetup(budget=None, train=12, val=4)
     gepa_opt = GEPA(pareto_size=4, reflection_minibatch_size=2, max_metric_calls=60,
-                    candidate_selection_strategy=strategy)
+                    candidate_selection_strategy=strategy, components=["instruction"])
     ctx = SearchContext(task=setup.task, evaluator=setup.evaluator, proposer=setup.proposer,
                         start=setup.task.start_template(), seed=0)
     pareto, _ = gepa_opt.split(ctx)
@@ -73,7 +74,8 @@ def test_pareto_selection_keeps_a_candidate_best_on_one_example_only(strategy):
     scores = {c["instruction"]: s for c, s in zip(result.candidates, result.val_aggregate_scores,
                                                    strict=True)}
     assert PLAN_B in scores and scores[PLAN_B] < scores[start]  # worse on average...
-    assert PLAN_B in gepa_opt.pareto_front()  # ...but best on one example: kept
+    front = [c["instruction"] for c in gepa_opt.pareto_front()]
+    assert PLAN_B in front  # ...but best on one example: kept
     # and it is chosen as a parent again (its instruction is reflected on).
     parents = [p for p in gepa_opt.adapter_.prompts if f"```\n{PLAN_B}\n```" in p]
     assert bool(parents) == (strategy == "pareto")  # "current_best" never picks it
@@ -128,7 +130,8 @@ def test_unusable_reflections_are_counted_and_never_evaluated(answer, reason):
     setup = FakeSetup(budget=60, proposer_replies=lambda prompt, params: text)
     result = setup.optimize(GEPA(), seed=0)
     assert result.rejected.get(reason, 0) >= 1
-    assert {e.template.instruction for e in setup.evaluator.history} == {start}
+    start_id = setup.task.start_template().id
+    assert {e.template.id for e in setup.evaluator.history} == {start_id}
 
 
 def test_each_child_records_its_parent():
@@ -172,6 +175,96 @@ def test_error_reports_carry_the_tasks_feedback():
     ev = setup.evaluator.evaluate(setup.task.start_template(), "train", examples=batch)
     report = error_report(setup.task, batch, ev, 2)
     assert report.count("Feedback: Predicted prompt:") == 2 and "True prompt:" in report
+
+
+def _by_component(prefix_answer: str, instruction_answer: str):
+    """A proposer that answers the answer-prefix reflection and the instruction one
+    differently, and the prompts it was sent."""
+    seen: list[str] = []
+
+    def proposer(prompt: str, params: dict) -> str:
+        seen.append(prompt)
+        if "opening words" in prompt:
+            return f"{prefix_answer} {len(seen)}\n```"
+        return f"{instruction_answer}, version {len(seen)}.\n```"
+
+    return proposer, seen
+
+
+def test_the_answer_prefix_is_a_second_component_with_its_own_reflection_prompt():
+    proposer, seen = _by_component("Rewrite this text as", "Name the rewrite in one sentence")
+    setup = FakeSetup(budget=90, proposer_replies=proposer)
+    gepa_opt = GEPA()
+    setup.optimize(gepa_opt, seed=0)
+    kinds = ["prefix" if "opening words" in p else "instruction" for p in seen]
+    assert kinds[:2] == ["instruction", "prefix"]  # round robin over the two components
+    assert NO_PREFIX in seen[kinds.index("prefix")]  # the start has no answer prefix
+    assert "True prompt:" in seen[kinds.index("prefix")]  # with the minibatch's feedback
+    start = setup.task.start_template()
+    prefixed = [e for e in setup.evaluator.history if e.split == "train"
+                and e.template.answer_prefix.startswith("Rewrite this text as")]
+    assert prefixed, "a proposed prefix was evaluated"
+    assert all(e.template.demos == start.demos and e.parents for e in prefixed)
+    assert all(e.predictions[0].startswith("Rewrite this text as") for e in prefixed)
+    assert all(set(c) == {"instruction", "answer_prefix"} for c in gepa_opt.pareto_front())
+
+
+def test_module_selector_all_updates_both_components_in_one_child():
+    proposer, seen = _by_component("Rewrite this", "Name the rewrite in one sentence")
+    setup = FakeSetup(budget=60, proposer_replies=proposer)
+    setup.optimize(GEPA(module_selector="all"), seed=0)
+    start = setup.task.start_template()
+    children = [e.template for e in setup.evaluator.history if e.template.id != start.id]
+    assert children and all(t.answer_prefix.startswith("Rewrite this")
+                            and t.instruction != start.instruction for t in children)
+
+
+def test_components_are_the_instruction_alone_where_the_task_has_no_answer_prefixes():
+    from types import SimpleNamespace
+
+    def ctx(prefixes):
+        return cast(Any, SimpleNamespace(task=SimpleNamespace(answer_prefixes=prefixes)))
+
+    assert GEPA().evolved(ctx(("",))) == ["instruction"]
+    assert GEPA().evolved(ctx(("", "Rewrite"))) == ["instruction", "answer_prefix"]
+    assert GEPA(components=["answer_prefix"]).evolved(ctx(("",))) == ["answer_prefix"]
+    proposer, seen = _by_component("Rewrite this", "Name the rewrite in one sentence")
+    setup = FakeSetup(budget=60, proposer_replies=proposer)
+    setup.optimize(GEPA(components=["instruction"]), seed=0)
+    assert seen and not any("opening words" in p for p in seen)
+    assert {e.template.answer_prefix for e in setup.evaluator.history} == {""}
+
+
+@pytest.mark.parametrize(("settings", "name"), [
+    ({"components": ["instruction", "demos"]}, "components"),
+    ({"components": []}, "components"),
+    ({"components": ["instruction", "instruction"]}, "components"),
+    ({"module_selector": "random"}, "module_selector"),
+    ({"reflection_prompt_template": {"suffix": "<curr_param> <side_info>"}},
+     "reflection_prompt_template"),
+    ({"reflection_prompt_template": {"answer_prefix": "no placeholders"}},
+     "reflection_prompt_template"),
+])
+def test_bad_component_settings_are_refused(settings, name):
+    with pytest.raises(ConfigError, match=name):
+        GEPA(**settings).validate()
+
+
+def test_accept_prefix_counts_unusable_prefixes():
+    setup = FakeSetup()
+    ctx = SearchContext(task=setup.task, evaluator=setup.evaluator, proposer=setup.proposer,
+                        start=setup.task.start_template(), seed=0)
+    start = ctx.start
+    assert ctx.accept_prefix("", start) is None
+    assert ctx.accept_prefix("Rewrite", start, truncated=True) is None
+    assert ctx.accept_prefix("word " * 30, start) is None
+    assert ctx.accept_prefix(start.answer_prefix or " ", start) is None
+    child = ctx.accept_prefix("'Rewrite this text'", start)
+    assert child is not None and child.answer_prefix == "Rewrite this text"
+    assert child.instruction == start.instruction
+    assert ctx.accept_prefix("rewrite  this text", start) is None  # same template again
+    assert ctx.rejected == {"empty": 2, "truncated": 1, "prefix too long": 1, "duplicate": 1}
+    assert ctx.proposed == 6
 
 
 @pytest.mark.embedded
