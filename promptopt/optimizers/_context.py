@@ -26,6 +26,8 @@ from promptopt.template import Template
 MAX_INSTRUCTION_CHARS = 1500
 MAX_PREFIX_CHARS = 80
 """The longest answer prefix :meth:`SearchContext.accept_prefix` takes (a few words)."""
+MIN_PREFIX_ECHO_CHARS = 12
+"""A proposed prefix this long or longer that the asking prompt's wording holds is an echo."""
 PROPOSER_MAX_TOKENS = 160
 
 
@@ -343,14 +345,15 @@ class SearchContext:
         self._seen.add(_normalize(text))
         return (base or self.start).replace(instruction=text)
 
-    def accept_prefix(self, prefix: str, base: Template, *,
-                      truncated: bool = False) -> Template | None:
+    def accept_prefix(self, prefix: str, base: Template, *, truncated: bool = False,
+                      frame: str = "") -> Template | None:
         """Turn a proposed answer prefix into ``base`` with it, or count why it is rejected.
 
         Rejected: empty, cut off by the proposer's token limit, longer than
         :data:`MAX_PREFIX_CHARS` or more than one line ("prefix too long"), ``base``'s
-        own prefix again ("echo of parent"), or the same instruction and prefix as a
-        template proposed before in this run ("duplicate").
+        own prefix again ("echo of parent"), words of ``frame`` (the fixed wording of the
+        prompt that asked for it: "echo of prompt"), or the same instruction and prefix
+        as a template proposed before in this run ("duplicate").
         """
         self.proposed += 1
         text = (prefix or "").strip().strip("\"'`").strip()
@@ -364,6 +367,8 @@ class SearchContext:
             reason = "prefix too long"
         elif key[1] == _normalize(base.answer_prefix):
             reason = "echo of parent"
+        elif len(key[1]) >= MIN_PREFIX_ECHO_CHARS and key[1] in _normalize(frame):
+            reason = "echo of prompt"
         elif key in self._seen_prefixed:
             reason = "duplicate"
         if reason:

@@ -56,8 +56,8 @@ COMPONENT = "instruction"
 PREFIX = "answer_prefix"
 COMPONENTS = (COMPONENT, PREFIX)
 REFLECTION_MAX_TOKENS = 300
-PREFIX_PROMPT = """An assistant answers the tasks below, and every answer of it starts with the \
-same opening words, written for it; the assistant goes on from them. Its opening words now:
+PREFIX_PROMPT = """Every answer of an assistant starts with the same opening words, written \
+for it, and the assistant goes on from them. Its opening words now (empty: none):
 ```
 <curr_param>
 ```
@@ -65,12 +65,11 @@ same opening words, written for it; the assistant goes on from them. Its opening
 The tasks, the assistant's answers (opening words included) and feedback on each answer:
 <side_info>
 
-Write new opening words for every answer, so that the answers come closer to what the \
-feedback asks for. They must fit every task above: a few words on one line, from which the \
-assistant goes on. Write only the words, within ``` blocks."""
-"""The reflection prompt for the answer prefix (``<curr_param>``: the parent's prefix,
-or a note that there is none; ``<side_info>``: the minibatch, as for the instruction)."""
-NO_PREFIX = "(none: the answer starts right after the task's cue)"
+New opening words for every answer: a few words on one line that the correct answers \
+in the feedback start with, or that bring the answers closer to them. Only the words, \
+within ``` blocks."""
+"""The reflection prompt for the answer prefix (``<curr_param>``: the parent's prefix;
+``<side_info>``: the minibatch, as for the instruction)."""
 _FENCE = re.compile(r"^```[^\n]*\n?")
 
 
@@ -195,8 +194,6 @@ class PromptoptAdapter:
         ````` block."""
         from gepa.strategies.instruction_proposal import InstructionProposalSignature
 
-        if component == PREFIX and not text.strip():
-            text = NO_PREFIX
         prompt = InstructionProposalSignature.prompt_renderer({
             "current_instruction_doc": text,
             "dataset_with_feedback": list(records),
@@ -233,7 +230,8 @@ class PromptoptAdapter:
             cut = not closed and looks_truncated(raw, self.max_tokens)
             if component == PREFIX:
                 first = next((line for line in text.splitlines() if line.strip()), "")
-                changed = self.ctx.accept_prefix(first, child, truncated=cut)
+                frame = self._prompt_template(PREFIX) or ""
+                changed = self.ctx.accept_prefix(first, child, truncated=cut, frame=frame)
             else:
                 changed = self.ctx.accept(text, child, truncated=cut)
             child = changed or child

@@ -9,7 +9,7 @@ import pytest
 
 from promptopt.errors import ConfigError
 from promptopt.optimizers import GEPA, SearchContext
-from promptopt.optimizers._gepa import NO_PREFIX, read_fenced
+from promptopt.optimizers._gepa import PREFIX_PROMPT, read_fenced
 from promptopt.testing import FakeSetup, default_reply
 
 PLAN_B = "Use plan B: name the rewrite in the words of the true prompt."
@@ -198,7 +198,7 @@ def test_the_answer_prefix_is_a_second_component_with_its_own_reflection_prompt(
     setup.optimize(gepa_opt, seed=0)
     kinds = ["prefix" if "opening words" in p else "instruction" for p in seen]
     assert kinds[:2] == ["instruction", "prefix"]  # round robin over the two components
-    assert NO_PREFIX in seen[kinds.index("prefix")]  # the start has no answer prefix
+    assert "(empty: none):\n```\n\n```" in seen[kinds.index("prefix")]  # the start has none
     assert "True prompt:" in seen[kinds.index("prefix")]  # with the minibatch's feedback
     start = setup.task.start_template()
     prefixed = [e for e in setup.evaluator.history if e.split == "train"
@@ -263,8 +263,11 @@ def test_accept_prefix_counts_unusable_prefixes():
     assert child is not None and child.answer_prefix == "Rewrite this text"
     assert child.instruction == start.instruction
     assert ctx.accept_prefix("rewrite  this text", start) is None  # same template again
-    assert ctx.rejected == {"empty": 2, "truncated": 1, "prefix too long": 1, "duplicate": 1}
-    assert ctx.proposed == 6
+    assert ctx.accept_prefix("the same opening words", start, frame=PREFIX_PROMPT) is None
+    assert ctx.accept_prefix("Rewrite it", start, frame=PREFIX_PROMPT) is not None
+    assert ctx.rejected == {"empty": 2, "truncated": 1, "prefix too long": 1, "duplicate": 1,
+                            "echo of prompt": 1}
+    assert ctx.proposed == 8
 
 
 @pytest.mark.embedded
