@@ -171,15 +171,17 @@ def reusable_prefix(llama: Any, tokens: list[int]) -> int:
     tokens, never the last of ``tokens``), rounded down to a multiple of
     :data:`ROW_GROUP`. The CPU kernels multiply the repacked Q4_K weights by a batch's
     rows in groups of 4 from the batch's first row, and by the rows left over one at a
-    time, and the two ways round differently. Batches start at multiples of 512 (a
-    fresh evaluation) or at the cut, so a cut at a multiple of 4 puts every row in the
-    same kind of group as a fresh evaluation does, and the logits, greedy and seeded
-    outputs are those of the reset-per-prompt engine bit for bit (measured: identical
-    last-token logits for cuts at every multiple of 4 tried, different ones for some
-    cuts elsewhere; 200 of 200 outputs identical in ``experiments/bench_evaluator.py``;
-    a cut at any token changed 14-28% of them). A template's instruction and demos are
-    shared by all its examples, so every example after the first evaluates little more
-    than its own inputs.
+    time, and the two ways round differently: a cut at a multiple of 4 puts every row
+    in the same kind of group as a fresh evaluation does. And a batch that runs across
+    a multiple of ``n_batch`` (512, where a fresh evaluation starts a new batch) changed
+    the logits too, so :func:`_prefill` ends the cut's batch there. Both together give
+    the logits, greedy and seeded outputs of the reset-per-prompt engine bit for bit
+    (measured: 200 of 200 outputs in ``experiments/bench_evaluator.py``, every output
+    of a quality-benchmark run; a cut at any token changed 14-28% of the outputs, a
+    batch across 512 8 of 12 last-token logits tried, and one of 288 outputs in a
+    ``tpe`` run, until _prefill ended the batch there). A template's
+    instruction and demos are shared by all its examples, so every example after the
+    first evaluates little more than its own inputs.
     """
     rows = min(int(llama.n_tokens), _prefilled.get(id(llama), 0))
     held = list(llama.input_ids[:rows])
@@ -196,16 +198,26 @@ def _prefill(llama: Any, tokens: list[int], *, reuse: bool) -> int:
     """Make ``llama`` ready to evaluate ``tokens``; returns how many it holds already.
 
     With ``reuse``, the context is cut back to :func:`reusable_prefix` (the next
-    evaluation removes the cache past it); otherwise, or when nothing is reusable, it is
-    cleared. The caller evaluates ``tokens`` from the returned position on, as one
-    prefill (what :func:`reusable_prefix` may keep next time).
+    evaluation removes the cache past it), and when the prompt goes on past the end of
+    the ``n_batch`` batch the cut falls in, the rest of that batch is evaluated here,
+    alone; otherwise, or when nothing is reusable, the context is cleared. The caller
+    evaluates ``tokens`` from the returned position on (in ``n_batch`` batches, which
+    then start where a fresh evaluation starts them).
     """
     keep = reusable_prefix(llama, tokens) if reuse else 0
-    if keep:
-        llama.n_tokens = keep
-    else:
-        llama.reset()
     _prefilled[id(llama)] = len(tokens)
+    if not keep:
+        llama.reset()
+        return 0
+    llama.n_tokens = keep
+    n_batch = int(getattr(llama, "n_batch", 512) or 512)
+    edge = (keep // n_batch + 1) * n_batch
+    if keep % n_batch and len(tokens) > edge:
+        # the rest of keep's batch alone, so that later batches start where a fresh
+        # evaluation starts them: a batch across that boundary changed the logits
+        # (tests/llm/test_embedded.py, test_prefix_reuse_across_a_batch_boundary_...)
+        llama.eval(tokens[keep:edge])
+        return edge
     return keep
 
 

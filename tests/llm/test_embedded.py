@@ -105,6 +105,44 @@ def test_prefix_reuse_keeps_greedy_outputs(n_demos, monkeypatch):
     assert fresh_tokens - sum(evaluated) == kept
 
 
+def test_prefix_reuse_across_a_batch_boundary_keeps_the_logits(monkeypatch):
+    """Prompts that share a short prefix and run past 512 tokens: the kept prefix ends
+    inside the first batch, and the rest must still be evaluated in the batches a fresh
+    evaluation uses (a batch across token 512 changed about two thirds of such logits)."""
+    import random
+
+    from promptopt.data import load_examples, sample_path
+    from promptopt.llm import _embedded as embedded
+    from promptopt.tasks import PromptRecoveryTask
+
+    llama = embedded.load("gemma-3-270m")
+    words = " ".join(e.inputs["original_text"] for e in load_examples(
+        sample_path(), input_fields=PromptRecoveryTask.input_fields,
+        target_field="rewrite_prompt")).split()
+    rng = random.Random(0)
+
+    def text(n_tokens: int) -> str:
+        out = ""
+        while len(llama.tokenize(out.encode(), add_bos=False)) < n_tokens:
+            out += " " + " ".join(rng.choice(words) for _ in range(20))
+        return out
+
+    shared = "Rewrite prompts." + text(100)
+    messages = [[{"role": "user", "content": shared + text(420) + " Label:"}] for _ in range(4)]
+    assert all(512 < len(llama.tokenize(m[0]["content"].encode())) < 700 for m in messages)
+    labels = ["A", "B"]
+    monkeypatch.setenv("PROMPTOPT_PREFIX_REUSE", "0")
+    fresh = [embedded.label_logprobs("gemma-3-270m", m, labels) for m in messages]
+    monkeypatch.setenv("PROMPTOPT_PREFIX_REUSE", "1")
+    evaluated: list[int] = []
+    real_eval = llama.eval
+    monkeypatch.setattr(llama, "eval", lambda toks: (evaluated.append(len(toks)),
+                                                     real_eval(toks))[1])
+    reused = [embedded.label_logprobs("gemma-3-270m", m, labels) for m in messages]
+    assert reused == fresh
+    assert len(evaluated) > len(messages)  # the kept prefix's batch ended on its own
+
+
 def test_label_logprobs_same_with_prefix_reuse(monkeypatch):
     from promptopt.llm import _embedded as embedded
 
