@@ -121,6 +121,11 @@ def _normalize(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def _unquote(text: str | None) -> str:
+    """A proposal without surrounding blanks and quotes."""
+    return (text or "").strip().strip("\"'`").strip()
+
+
 MIN_ECHO_CHARS = 40
 """A proposal this long or longer that the meta-prompt already holds is an echo."""
 _SENTENCE_END = re.compile(r"""[.!?:;)\]"'`*>]\s*$""")
@@ -317,7 +322,7 @@ class SearchContext:
         examples and instructions it shows), ``""`` if none.
         """
         self.proposed += 1
-        text = (instruction or "").strip().strip("\"'`").strip()
+        text = _unquote(instruction)
         norm = _normalize(text)
         sources = self._echo_sources if echo_of is None else [_normalize(e) for e in echo_of]
         reason = None
@@ -356,7 +361,7 @@ class SearchContext:
         as a template proposed before in this run ("duplicate").
         """
         self.proposed += 1
-        text = (prefix or "").strip().strip("\"'`").strip()
+        text = _unquote(prefix)
         key = (_normalize(base.instruction), _normalize(text))
         reason = None
         if not text:
