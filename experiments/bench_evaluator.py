@@ -119,6 +119,8 @@ def main() -> None:
     parser.add_argument("--whole-batches", action="store_true",
                         help="also time reuse of whole 512-token batches only")
     parser.add_argument("--no-server", action="store_true", help="skip the server path")
+    parser.add_argument("--few-shot-only", action="store_true",
+                        help="time the few-shot template only (no zero-shot rows)")
     args = parser.parse_args()
 
     n, splits, scorer, task, llama, _ = evaluation_setup(args.data, args.model, n=args.n,
@@ -134,7 +136,10 @@ def main() -> None:
     seconds: dict[tuple[str, str], float] = {}
     notes: list[str] = []
     tmp = tempfile.mkdtemp(prefix="bench-evaluator-")
-    for label, template in (("zero-shot", zero), (f"{args.demos}-demo", few)):
+    templates = [("zero-shot", zero), (f"{args.demos}-demo", few)]
+    if args.few_shot_only:
+        templates = templates[1:]
+    for label, template in templates:
         prompts = [embedded.messages_to_prompt(task.render(template, e, chat=False))
                    for e in splits.test]
         texts: dict[str, list[str]] = {"reset": [], "reuse": [], "batches": []}
@@ -181,7 +186,7 @@ def main() -> None:
         proc = start_server(embedded.gguf_path(args.model), port, Path(tmp) / "server.log")
         os.environ.setdefault("OPENAI_API_KEY", "sk-local")
         try:
-            for label, template in (("zero-shot", zero), (f"{args.demos}-demo", few)):
+            for label, template in templates:
                 llm = LLM("openai/gemma", api_base=f"http://127.0.0.1:{port}/v1", cache=None,
                           concurrency=1)
                 t0 = time.perf_counter()
@@ -193,7 +198,7 @@ def main() -> None:
 
     print(f"load average after: {loadavg()}")
     print(f"{'template':<12}{'path':<28}{'seconds':>9}{'ex/s':>8}{'x raw reset':>13}")
-    for label in ("zero-shot", f"{args.demos}-demo"):
+    for label, _ in templates:
         base = seconds[(label, PATHS[0])]
         for path in PATHS:
             if (label, path) in seconds:
