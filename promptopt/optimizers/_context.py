@@ -128,6 +128,23 @@ def _unquote(text: str | None) -> str:
 
 MIN_ECHO_CHARS = 40
 """A proposal this long or longer that the meta-prompt already holds is an echo."""
+COPIED_CHARS = 40
+"""Letters and digits in a row of an example's input text that a proposal may not copy
+(checked at every ``COPIED_CHARS // 2``-th place, so any copied passage of
+``1.5 * COPIED_CHARS`` or more is found, however it was spaced or punctuated)."""
+
+
+def _letters(text: str) -> str:
+    return "".join(c for c in text.lower() if c.isalnum())
+
+
+def copies_text(proposal: str, texts: Sequence[str]) -> bool:
+    """Whether ``proposal`` holds a passage of one of ``texts`` (already :func:`_letters`):
+    :data:`COPIED_CHARS` letters and digits in a row, starting at a multiple of half that."""
+    letters = _letters(proposal)
+    step = COPIED_CHARS // 2
+    pieces = {letters[i:i + COPIED_CHARS] for i in range(0, len(letters) - COPIED_CHARS + 1, step)}
+    return any(piece in text for piece in pieces for text in texts)
 _SENTENCE_END = re.compile(r"""[.!?:;)\]"'`*>]\s*$""")
 
 
@@ -185,6 +202,7 @@ class SearchContext:
         self._shown: set[Any] = set()
         self._task_words: frozenset[str] | None = None
         self._echo_sources: list[str] = []
+        self._example_texts: list[str] | None = None
         self._max_tokens: int | None = None
         self.selection: Selection = Selection()
         """The run's final-choice settings (set by :meth:`Optimizer.optimize`)."""
@@ -198,6 +216,16 @@ class SearchContext:
     def val(self) -> list[Example]:
         """The validation split."""
         return self.task.examples("val")
+
+    @property
+    def example_texts(self) -> list[str]:
+        """The train examples' input texts, letters and digits only (see :func:`copies_text`)."""
+        if self._example_texts is None:
+            self._example_texts = [
+                _letters(value) for e in self.train for value in e.inputs.values()
+                if len(_letters(value)) >= COPIED_CHARS
+            ]
+        return self._example_texts
 
     @property
     def echo_labels(self) -> list[str]:
@@ -312,14 +340,15 @@ class SearchContext:
         Rejected: empty, cut off by the proposer's token limit (``truncated``, see
         :func:`looks_truncated`), absurdly long, an echo (the ``base`` instruction
         again, or a long passage of the meta-prompt or of ``echo_of``: by default
-        the last prompt sent by :meth:`propose`, which holds the shown examples), a
-        duplicate of anything seen in this run, unusable for the task (e.g. broken
-        placeholders), or holding no task content (``"no task content (praises
-        itself)"``, ``"(echoes the meta-prompt)"``, ``"(fits any task)"``; see
-        :func:`~promptopt.optimizers._content.content_problem`). ``base`` supplies the
-        demos, prefix and suffix (default: the starting template); ``frame`` is the
-        fixed wording of the meta-prompt that asked for the proposal (without the
-        examples and instructions it shows), ``""`` if none.
+        the last prompt sent by :meth:`propose`, which holds the shown examples; or a
+        passage of a train example's input text, even sewn in among other words: "echo
+        of an example"), a duplicate of anything seen in this run, unusable for the
+        task (e.g. broken placeholders), or holding no task content (``"no task
+        content (praises itself)"``, ``"(echoes the meta-prompt)"``, ``"(fits any
+        task)"``; see :func:`~promptopt.optimizers._content.content_problem`). ``base``
+        supplies the demos, prefix and suffix (default: the starting template);
+        ``frame`` is the fixed wording of the meta-prompt that asked for the proposal
+        (without the examples and instructions it shows), ``""`` if none.
         """
         self.proposed += 1
         text = _unquote(instruction)
@@ -338,6 +367,8 @@ class SearchContext:
             reason = "duplicate"
         elif len(norm) >= MIN_ECHO_CHARS and any(norm in src for src in sources):
             reason = "echo of prompt"
+        elif copies_text(text, self.example_texts):
+            reason = "echo of an example"
         elif self.task.validate_instruction(text):
             reason = "invalid for task"
         else:

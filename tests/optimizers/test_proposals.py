@@ -92,3 +92,17 @@ def test_accept_answers_counts_answers_without_a_proposal():
     assert [t.instruction for t in ctx.accept_answers(["Original text: x"], echo_labels=())] == [
         "Original text: x"
     ]
+
+
+def test_accept_rejects_a_passage_of_an_example_sewn_into_other_words():
+    # The shape a 270M proposer gave protegi: a train example's text, then feedback lines.
+    ctx = _ctx()
+    original = max((e.inputs["original_text"] for e in ctx.train), key=len)
+    assert len(original) >= 80
+    passage = " ".join(original.split()[:12]).upper().replace(" ", "  ")  # respaced, recased
+    stitched = f"{passage}; True prompt: Make it formal; Similarity: 0.00"
+    assert ctx.accept(stitched) is None
+    assert ctx.rejected == {"echo of an example": 1}
+    kept = ctx.accept(f'Say how "{original.split()[0]}" was rewritten, in one sentence.')
+    assert kept is not None  # a word or two of an example is no echo
+    assert ctx.rejected == {"echo of an example": 1}
