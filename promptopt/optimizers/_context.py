@@ -145,6 +145,8 @@ def copies_text(proposal: str, texts: Sequence[str]) -> bool:
     step = COPIED_CHARS // 2
     pieces = {letters[i:i + COPIED_CHARS] for i in range(0, len(letters) - COPIED_CHARS + 1, step)}
     return any(piece in text for piece in pieces for text in texts)
+
+
 _SENTENCE_END = re.compile(r"""[.!?:;)\]"'`*>]\s*$""")
 
 
@@ -221,10 +223,8 @@ class SearchContext:
     def example_texts(self) -> list[str]:
         """The train examples' input texts, letters and digits only (see :func:`copies_text`)."""
         if self._example_texts is None:
-            self._example_texts = [
-                _letters(value) for e in self.train for value in e.inputs.values()
-                if len(_letters(value)) >= COPIED_CHARS
-            ]
+            letters = (_letters(value) for e in self.train for value in e.inputs.values())
+            self._example_texts = [text for text in letters if len(text) >= COPIED_CHARS]
         return self._example_texts
 
     @property
