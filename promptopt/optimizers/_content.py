@@ -1,6 +1,7 @@
 """A cheap check that a proposed instruction says something about the task.
 
-Weak proposers often answer the meta-prompt instead of the task: they praise the
+Weak proposers often answer the meta-prompt instead of the task: they reply to it as
+an assistant ("Certainly, I'd be happy to help ... Please provide the details"), praise the
 instruction ("Your new instruction is very effective and it will make a difference
 in every way possible."), repeat the meta-prompt's own wording ("concise, effective
 and generally applicable"), or write an instruction that would fit any task. Such a
@@ -57,6 +58,20 @@ PRAISE = re.compile(
 )
 """An answer that talks about the instruction's own merit or score."""
 
+REPLY = re.compile(
+    r"^\W*(?:certainly|sure|of course|absolutely|gladly|okay|ok)\b[\s,!.]"
+    r"|^\W*here(?:'s| is| are) (?:a|an|the|my|your|one|some)\b[^.:\n]*"
+    r"\b(?:instruction|prompt|version|answer)s?\b"
+    r"|\bi(?:'d| would| am|'m|'ll| will| can)\s+(?:be\s+)?(?:happy|glad|delighted)\s+to\b"
+    r"|\b(?:i|we) can help\b|\bhappy to help\b|\bas an ai\b|^\W*i(?:'m| am) sorry\b"
+    r"|\b(?:please|could you|can you)\s+(?:please\s+)?(?:provide|share|give|send)\s+"
+    r"(?:(?:me|us)\s+)?(?:with\s+)?(?:the\s+|more\s+|some\s+|any\s+)?"
+    r"(?:details|information|context)\b",
+    re.IGNORECASE,
+)
+"""An assistant's reply to the asker ("Certainly, I'd be happy to help you write ...",
+"Please provide the details of the task") rather than an instruction."""
+
 ECHO_SHARE = 0.6
 """Share of an answer's words taken from the meta-prompt's fixed wording above which,
 with little else, it only echoes the meta-prompt."""
@@ -82,8 +97,11 @@ def content_problem(
             :func:`task_words`.
 
     Returns:
-        ``"praises itself"``, ``"echoes the meta-prompt"``, ``"fits any task"``, or None.
+        ``"replies to the asker"``, ``"praises itself"``, ``"echoes the meta-prompt"``,
+        ``"fits any task"``, or None.
     """
+    if REPLY.search(text):
+        return "replies to the asker"
     if PRAISE.search(text):
         return "praises itself"
     keep = set(protected)

@@ -16,6 +16,7 @@ PRAISE = ("Your new instruction is very effective and it will make a difference 
 PLAIN = [
     "Rewrite the text as a formal business email",
     "Summarize the text.",
+    "Please provide the prompt that was used to rewrite the text, in one sentence.",
     "Answer the question.",
     "Translate the sentence into French.",
     "Guess the prompt that turned the original text into the rewritten one.",
@@ -43,6 +44,18 @@ def _task_instructions() -> list[tuple[frozenset[str], str]]:
 def test_the_self_praising_answer_is_rejected():
     assert content_problem(PRAISE) == "praises itself"
     assert content_problem(PRAISE, frame=FRAME) == "praises itself"
+
+
+@pytest.mark.parametrize("text", [
+    "Certainly, I'd be happy to help you write a new instruction for the assistant. Please "
+    "provide the details of the task.",
+    "Sure! Here is an improved instruction: rewrite the text.",
+    "Here is the new instruction for the assistant",
+    "I'm sorry, I cannot see the original text.",
+    "Could you please provide more details about the task?",
+])
+def test_an_assistants_reply_to_the_asker_is_rejected(text):
+    assert content_problem(text) == "replies to the asker"
 
 
 @pytest.mark.parametrize("text", [
