@@ -13,7 +13,7 @@ This module runs the ``gepa`` package's own engine (:func:`gepa.optimize`) throu
 :class:`GEPAAdapter` whose ``evaluate`` is :meth:`SearchContext.evaluate` (so the
 budget, cache, tracker, resume and workers apply, and every candidate is recorded with
 its parent) and whose ``propose_new_texts`` asks the proposer (:meth:`SearchContext.
-propose`) with the package's reflection prompt; an unusable proposal (empty, cut off,
+propose`) with a reflection prompt of ours (:data:`INSTRUCTION_PROMPT`); an unusable proposal (empty, cut off,
 an echo, a duplicate, invalid for the task) is rejected and counted by
 :meth:`SearchContext.accept`, never evaluated.
 
@@ -30,8 +30,9 @@ Components: a candidate holds the template's instruction and, where the task let
 answer start with chosen words (prompt recovery does: ``Rewrite this text`` ...), its
 answer prefix; demos and suffix are inherited from the start. Each iteration reflects
 on one component in turn (the package's ``module_selector``, ``"round_robin"``) or on
-all of them (``"all"``); the instruction with the package's reflection prompt, the
-answer prefix with one of ours (:data:`PREFIX_PROMPT`). The package's merge
+all of them (``"all"``); the instruction with :data:`INSTRUCTION_PROMPT`, the answer
+prefix with :data:`PREFIX_PROMPT`. A chat-model proposer is asked for a ````` block; a
+base model's prompt ends inside one, which it continues. The package's merge
 recombines the components of two descendants of a common ancestor.
 
 Left out: no multi-objective frontiers other than the package's ``frontier_type``
@@ -56,6 +57,26 @@ COMPONENT = "instruction"
 PREFIX = "answer_prefix"
 COMPONENTS = (COMPONENT, PREFIX)
 REFLECTION_MAX_TOKENS = 300
+INSTRUCTION_PROMPT = """An assistant was given this instruction:
+```
+<curr_param>
+```
+
+Below are examples it worked on: what it read (Inputs), what it answered (Generated \
+Outputs), and feedback that compares its answer with the correct answer.
+
+<side_info>
+
+Write a better instruction for the assistant, so that its answers come closer to the \
+correct answers in the feedback. Say what a good answer looks like (its wording, length \
+and form, as in the correct answers) and what to look for in the inputs. Write it for \
+any input of this kind, not for these examples alone. Reply with the new instruction \
+only, inside ``` blocks."""
+"""The reflection prompt for the instruction (``<curr_param>``: the parent's instruction;
+``<side_info>``: the minibatch's inputs, outputs and feedback, rendered by the package).
+Shorter and more direct than the package's own (which a 1.5B instruct model answered
+with "Certainly, I'd be happy to help ... Please provide the details of the task"): it
+says what the feedback is for and asks for the instruction alone."""
 PREFIX_PROMPT = """Every answer of an assistant starts with the same opening words, written \
 for it, and the assistant goes on from them. Its opening words now (empty: none):
 ```
@@ -70,20 +91,28 @@ in the feedback start with, or that bring the answers closer to them. Only the w
 within ``` blocks."""
 """The reflection prompt for the answer prefix (``<curr_param>``: the parent's prefix;
 ``<side_info>``: the minibatch, as for the instruction)."""
+PROMPTS = {COMPONENT: INSTRUCTION_PROMPT, PREFIX: PREFIX_PROMPT}
 _FENCE = re.compile(r"^```[^\n]*\n?")
+_OPENING = re.compile(r"```[^\n`]*\n")
 
 
-def read_fenced(raw: str) -> tuple[str, bool]:
-    """The instruction in a reflection answer, and whether its block was closed.
+def read_fenced(raw: str, *, opened: bool = True) -> tuple[str, bool]:
+    """The text in a reflection answer's ````` block, and whether the block was closed.
 
-    The reflection prompt ends inside an opened ````` block, so a base model continues
-    with the instruction and may close the block; a chat model may open its own
-    block first. Returns the text up to the closing fence (or the end).
+    ``opened``: the prompt ended inside an opened block (as for a base model, which
+    continues with the text and may close the block). Else (a chat model, asked for a
+    block) the answer's first block is read, after any preamble ("Here it is:"); an
+    answer with no block at all is taken whole. An answer that opens a block of its own
+    first is read from inside it either way.
     """
     text = (raw or "").lstrip()
-    opened = _FENCE.match(text)
-    if opened:
-        text = text[opened.end():]
+    start = _FENCE.match(text)
+    if start is None and not opened:
+        start = _OPENING.search(text)
+        if start is None:
+            return text.strip(), False
+    if start is not None:
+        text = text[start.end():]
     body, sep, _ = text.partition("```")
     return body.strip(), bool(sep)
 
@@ -182,16 +211,15 @@ class PromptoptAdapter:
         custom = self.prompt_template
         if isinstance(custom, Mapping):
             custom = custom.get(component)
-        if custom is None and component == PREFIX:
-            return PREFIX_PROMPT
-        return custom
+        return PROMPTS[component] if custom is None else custom
 
     def reflection_prompt(self, text: str, records: Sequence[Mapping[str, Any]],
-                          component: str = COMPONENT) -> str:
+                          component: str = COMPONENT, *, open_block: bool = True) -> str:
         """The reflection prompt for ``component`` (whose current value is ``text``):
-        the package's default template for the instruction, :data:`PREFIX_PROMPT` for
-        the answer prefix, or the ``prompt_template`` given; it ends inside an opened
-        ````` block."""
+        :data:`INSTRUCTION_PROMPT` for the instruction, :data:`PREFIX_PROMPT` for the
+        answer prefix, or the ``prompt_template`` given, filled in by the package's
+        renderer. With ``open_block`` (a base-model proposer, which continues the text)
+        it ends inside an opened ````` block; a chat model is asked for the block."""
         from gepa.strategies.instruction_proposal import InstructionProposalSignature
 
         prompt = InstructionProposalSignature.prompt_renderer({
@@ -199,7 +227,7 @@ class PromptoptAdapter:
             "dataset_with_feedback": list(records),
             "prompt_template": self._prompt_template(component),
         })
-        return f"{prompt}\n\n```\n"
+        return f"{prompt}\n\n```\n" if open_block else str(prompt)
 
     def propose_new_texts(
         self,
@@ -211,29 +239,32 @@ class PromptoptAdapter:
         the answers is usable."""
         parent = self._template(candidate)
         child = parent
+        chat = self.ctx.proposer.is_chat  # a chat model answers; a base model continues
         for component in components_to_update:
             prompt = self.reflection_prompt(candidate[component], reflective_dataset[component],
-                                            component)
+                                            component, open_block=not chat)
             self.prompts.append(prompt)
             if not self.ctx.can_afford(1):
                 self.exhausted = True
                 break
             try:
-                raw = self.ctx.propose(prompt, n=1, max_tokens=self.max_tokens, stop=["```"])[0]
+                # a chat model opens its block with ``` first: no stop sequence for it
+                raw = self.ctx.propose(prompt, n=1, max_tokens=self.max_tokens,
+                                       stop=None if chat else ["```"])[0]
             except BudgetExhausted:
                 self.exhausted = True
                 break
             except PromptoptError as exc:
                 self.failure = exc
                 break
-            text, closed = read_fenced(raw)
+            text, closed = read_fenced(raw, opened=not chat)
             cut = not closed and looks_truncated(raw, self.max_tokens)
+            frame = self._prompt_template(component)
             if component == PREFIX:
                 first = next((line for line in text.splitlines() if line.strip()), "")
-                frame = self._prompt_template(PREFIX) or ""
                 changed = self.ctx.accept_prefix(first, child, truncated=cut, frame=frame)
             else:
-                changed = self.ctx.accept(text, child, truncated=cut)
+                changed = self.ctx.accept(text, child, truncated=cut, frame=frame)
             child = changed or child
         if child is parent or self.exhausted or self.failure is not None:
             return {}
@@ -266,8 +297,8 @@ class GEPA(Optimizer):
         reflection_prompt_template: The reflection prompt, with ``<curr_param>`` (the
             parent's instruction) and ``<side_info>`` (the minibatch's inputs, outputs
             and feedback) where the package puts them; one text for every component, or
-            a dict by component (None, or a component left out: the package's own for
-            the instruction, :data:`PREFIX_PROMPT` for the answer prefix).
+            a dict by component (None, or a component left out: :data:`INSTRUCTION_PROMPT`
+            for the instruction, :data:`PREFIX_PROMPT` for the answer prefix).
         components: The template's parts GEPA evolves: ``"instruction"`` and
             ``"answer_prefix"`` (None: both where the task offers answer prefixes,
             the instruction alone otherwise).

@@ -78,6 +78,8 @@ class FakeLLM:
         label_scores: ``fn(prompt, labels) -> {label: logprob}`` answering
             :meth:`LLM.label_logprobs <promptopt.llm.LLM.label_logprobs>` (default
             :func:`default_label_logprobs`); such calls are recorded too.
+        chat: Whether it stands for a chat model (``LLM.is_chat``): callers that render
+            or ask differently for chat models take that path.
     """
 
     def __init__(
@@ -87,8 +89,10 @@ class FakeLLM:
         name: str | None = None,
         fail_first: int = 0,
         label_scores: LabelScores | None = None,
+        chat: bool = False,
     ) -> None:
         self.name = name or f"fake-{next(_counter)}"
+        self.chat = chat
         if replies is None:
             self._reply: Reply = default_reply
         elif callable(replies):
@@ -178,6 +182,7 @@ class FakeSetup:
         fake_name: Name of the recovery FakeLLM (the same name in two setups means
             the same model string, so they share cache entries).
         label_scores: Scripted label log-probs of the recovery LLM (see :class:`FakeLLM`).
+        proposer_chat: The proposer (given ``proposer_replies``) stands for a chat model.
     """
 
     def __init__(
@@ -196,6 +201,7 @@ class FakeSetup:
         method: str = "test",
         fake_name: str | None = None,
         label_scores: LabelScores | None = None,
+        proposer_chat: bool = False,
     ) -> None:
         from promptopt.data import sample_path
         from promptopt.evaluator import Evaluator
@@ -209,7 +215,8 @@ class FakeSetup:
                                  val=val, test=test, seed=0)
         self.task = task
         self.fake = FakeLLM(replies, name=fake_name, label_scores=label_scores)
-        self.proposer_fake = self.fake if proposer_replies is None else FakeLLM(proposer_replies)
+        self.proposer_fake = (self.fake if proposer_replies is None
+                              else FakeLLM(proposer_replies, chat=proposer_chat))
         cache = DiskCache(cache_dir, "llm") if cache_dir else None
         self.budget, usage = Budget(budget), Usage()
         self.llm = LLM(self.fake.model, cache=cache, budget=self.budget, usage=usage)
@@ -230,4 +237,5 @@ class FakeSetup:
         return optimizer.optimize(self.task, self.evaluator, self.proposer, seed=seed)
 
 
-register_provider("fake", fake_generate, label_logprobs=fake_label_logprobs)
+register_provider("fake", fake_generate, label_logprobs=fake_label_logprobs,
+                  is_chat=lambda name: _fake(name).chat)

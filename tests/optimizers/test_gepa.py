@@ -35,6 +35,33 @@ def test_read_fenced():
     assert read_fenced("Say it briefly.\n```") == ("Say it briefly.", True)
     assert read_fenced("```text\nSay it.\n```\nmore") == ("Say it.", True)
     assert read_fenced("Say it and then") == ("Say it and then", False)
+    # a chat model's answer to a prompt that did not open the block
+    chat = "Here is a better one:\n```\nSay it.\n```\nHope this helps."
+    assert read_fenced(chat, opened=False) == ("Say it.", True)
+    assert read_fenced(chat) == ("Here is a better one:", True)  # a base model's continuation
+    assert read_fenced("Say it plainly.", opened=False) == ("Say it plainly.", False)
+
+
+def test_a_chat_proposer_is_asked_for_a_block_and_its_reply_to_the_asker_is_rejected():
+    seen: list[tuple[str, Any]] = []
+    answers = iter(["Certainly, I'd be happy to help you write a new instruction for the "
+                    "assistant. Please provide the details of the task.",
+                    "Here is the improved instruction:\n```\nName the change of tone in one "
+                    "short sentence that starts with Rewrite.\n```\nI hope this helps!"])
+
+    def proposer(prompt: str, params: dict) -> str:
+        seen.append((prompt, params.get("stop")))
+        return next(answers, "Name the rewrite in a few words, as a command.")
+
+    setup = FakeSetup(budget=40, proposer_replies=proposer, proposer_chat=True)
+    gepa_opt = GEPA(components=["instruction"])
+    result = setup.optimize(gepa_opt, seed=0)
+    assert len(seen) >= 2
+    assert all(not p.endswith("```\n") and stop is None for p, stop in seen)
+    assert "Reply with the new instruction only, inside ``` blocks." in seen[0][0]
+    assert result.rejected.get("no task content (replies to the asker)") == 1
+    wanted = "Name the change of tone in one short sentence that starts with Rewrite."
+    assert any(wanted in p for p in setup.fake.prompts())  # evaluated by the task model
 
 
 def _targets_by_text(setup: FakeSetup) -> dict[str, str]:
@@ -58,7 +85,7 @@ def test_pareto_selection_keeps_a_candidate_best_on_one_example_only(strategy):
     proposals = iter([PLAN_B] + [f"Try variant {i} of the rewrite." for i in range(1, 50)])
 
     def replies(prompt: str, params: dict) -> str:
-        if "Provide the new instructions within" in prompt:
+        if "Reply with the new instruction only" in prompt:
             return next(proposals) + "\n```"
         key = next((k for k in targets if k in prompt), None)
         if PLAN_B in prompt:
