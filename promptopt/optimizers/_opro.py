@@ -23,6 +23,11 @@ Left out, or changed to fit small budgets:
 - Several workers on one study (``promptopt run --study NAME`` started N times) share
   one trajectory: each step, the instructions other workers scored on the same
   minibatch join this worker's history (the paper runs one process).
+- With ``show_answers`` (default), the exemplars come from the scored minibatch and each
+  shows, beside the correct answer, what the best instruction so far answered and its
+  score on that example (no extra call: those predictions exist). The paper shows the
+  correct answers alone; a small proposer shown only those drifted toward long
+  step-by-step instructions that did not change the answers' form.
 - Answers are read as continuations of the meta-prompt's final ``<INS>`` (weak base
   models rarely repeat the opening tag; see ``read_proposal`` in ``_base``): one
   instruction per sample, and answers that only echo an exemplar are counted as
@@ -31,9 +36,11 @@ Left out, or changed to fit small budgets:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from promptopt.data import Example
 from promptopt.errors import BudgetExhausted
+from promptopt.evaluator import Evaluation
 from promptopt.optimizers._base import Optimizer
 from promptopt.optimizers._context import SearchContext
 from promptopt.registry import optimizers
@@ -54,6 +61,8 @@ class OPRO(Optimizer):
         num_exemplars: Task exemplars shown in each meta-prompt (resampled per step).
         minibatch_size: Train examples each candidate is scored on (one fixed random
             sample per run; the whole train split if it is smaller).
+        show_answers: Show, with each exemplar (then drawn from the minibatch), the best
+            instruction's answer and its score beside the correct answer.
     """
 
     def __init__(
@@ -65,6 +74,7 @@ class OPRO(Optimizer):
         max_history: int = 20,
         num_exemplars: int = 2,
         minibatch_size: int = 4,
+        show_answers: bool = True,
     ) -> None:
         self.max_steps = max_steps
         self.proposals_per_step = proposals_per_step
@@ -72,6 +82,7 @@ class OPRO(Optimizer):
         self.max_history = max_history
         self.num_exemplars = num_exemplars
         self.minibatch_size = minibatch_size
+        self.show_answers = show_answers
 
     def validate(self) -> None:
         """Check the settings."""
@@ -114,7 +125,9 @@ class OPRO(Optimizer):
         if exemplars:
             parts.append(
                 "Below are some examples of the problem. <INS> marks where the instruction "
-                "goes; the last line is the correct answer."
+                "goes; then come the inputs and the correct answer"
+                + (", and what the best instruction so far answered, with its score."
+                   if self.show_answers else ".")
             )
             for i, exemplar in enumerate(exemplars, 1):
                 parts.append(f"Example {i}:\n<{TAG}>\n{exemplar}")
@@ -133,6 +146,28 @@ class OPRO(Optimizer):
         parts.append(f"New instruction: <{TAG}>")
         return "\n\n".join(parts)
 
+    def _exemplars(self, ctx: SearchContext, batch: Sequence[Example],
+                   evaluations: Mapping[str, Evaluation],
+                   history: Sequence[tuple[str, float]]) -> list[str]:
+        """The step's exemplars: without :attr:`show_answers`, train examples with their
+        correct answers; with it, minibatch examples, each also with the best
+        instruction's answer to it and that answer's score (0-100)."""
+        if not self.show_answers:
+            k = min(self.num_exemplars, len(ctx.train))
+            return [ctx.task.format_example(e) for e in ctx.rng.sample(ctx.train, k)]
+        k = min(self.num_exemplars, len(batch))
+        chosen = sorted(ctx.rng.sample(range(len(batch)), k))
+        best = self.trajectory(history)[-1][0] if history else None
+        ev = evaluations.get(best) if best is not None else None
+        out = []
+        for i in chosen:
+            text = ctx.task.format_example(batch[i])
+            if ev is not None:
+                text += (f"\nAnswer of the best instruction so far: {ev.predictions[i]}"
+                         f"\nIts score: {round(float(ev.scores[i]) * 100)}")
+            out.append(text)
+        return out
+
     def _affordable(self, ctx: SearchContext, per_candidate: int) -> int:
         """Proposals this step can pay for, each with its evaluation."""
         n = self.proposals_per_step
@@ -145,8 +180,10 @@ class OPRO(Optimizer):
         batch = ctx.minibatch(self.minibatch_size)
         start_eval = ctx.evaluate(ctx.start, batch, meta={"step": 0})
         history: list[tuple[str, float]] = []  # failed evaluations stay out of the trajectory
+        evaluations: dict[str, Evaluation] = {}  # instruction -> its evaluation on batch
         if not start_eval.failed:
             history.append((ctx.start.instruction, start_eval.score))
+            evaluations[ctx.start.instruction] = start_eval
         ids: dict[str, str] = {ctx.start.instruction: ctx.start.id}
         for step in range(1, self.max_steps + 1):
             for other in ctx.others(batch):  # other workers' candidates on the same batch
@@ -156,8 +193,7 @@ class OPRO(Optimizer):
             n = self._affordable(ctx, len(batch))
             if n == 0:
                 raise BudgetExhausted(f"opro: no budget left for step {step}")
-            k = min(self.num_exemplars, len(ctx.train))
-            exemplars = [ctx.task.format_example(e) for e in ctx.rng.sample(ctx.train, k)]
+            exemplars = self._exemplars(ctx, batch, evaluations, history)
             prompt = self.build_meta_prompt(history, exemplars)
             parents = [ids[text] for text, _ in self.trajectory(history)]
             raw = ctx.propose(prompt, n=n, temperature=self.temperature, stop=[f"</{TAG}>"])
@@ -166,4 +202,5 @@ class OPRO(Optimizer):
                 ev = ctx.evaluate(template, batch, parents=parents, meta={"step": step})
                 if not ev.failed:
                     history.append((template.instruction, ev.score))
+                    evaluations[template.instruction] = ev
                     ids[template.instruction] = template.id
