@@ -49,7 +49,14 @@ from promptopt.runs._spec import shared_settings
 from promptopt.runs._state import check_new
 from promptopt.scoring import GainInterval
 from promptopt.template import Template
-from promptopt.tracking import StudyAttrs, Tracker, import_optuna, open_storage, storage_errors
+from promptopt.tracking import (
+    StudyAttrs,
+    Tracker,
+    create_study,
+    import_optuna,
+    open_storage,
+    storage_errors,
+)
 
 REGISTRATION_ATTR = "promptopt_worker"
 """User attribute that marks a worker's registration trial."""
@@ -127,7 +134,7 @@ def _create(store: Any, storage: str, study: str) -> bool | None:
         if study in optuna.get_all_study_names(store):
             return None
         try:
-            optuna.create_study(storage=store, study_name=study, direction="maximize")
+            create_study(store, study)
         except optuna.exceptions.DuplicatedStudyError:
             return False
     return True

@@ -4,6 +4,8 @@ from promptopt.tracking._artifacts import artifact_dir
 from promptopt.tracking._attrs import StudyAttrs
 from promptopt.tracking._params import evaluation_trials, is_evaluation, is_objective
 from promptopt.tracking._storage import (
+    OBJECTIVE_NAME,
+    create_study,
     display_url,
     engine_url,
     find_study,
@@ -16,9 +18,11 @@ from promptopt.tracking._storage import (
 from promptopt.tracking._tracker import Tracker
 
 __all__ = [
+    "OBJECTIVE_NAME",
     "StudyAttrs",
     "Tracker",
     "artifact_dir",
+    "create_study",
     "display_url",
     "engine_url",
     "evaluation_trials",

@@ -102,6 +102,25 @@ def import_optuna() -> Any:
     return optuna
 
 
+OBJECTIVE_NAME = "validation score"
+"""The study's objective as optuna-dashboard names it (the validation split's mean score)."""
+
+
+def create_study(store: Any, study_name: str, *, load_if_exists: bool = False) -> Any:
+    """Create (or with ``load_if_exists`` open) a run's study: maximized, its objective
+    named :data:`OBJECTIVE_NAME` (optuna-dashboard shows that, not "Objective 0")."""
+    import warnings
+
+    optuna = import_optuna()
+    study = optuna.create_study(storage=store, study_name=study_name, direction="maximize",
+                                load_if_exists=load_if_exists)
+    if study.metric_names is None:
+        with warnings.catch_warnings():  # set_metric_names is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([OBJECTIVE_NAME])
+    return study
+
+
 def display_url(url: str) -> str:
     """``url`` with its password hidden, for messages."""
     return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", url)

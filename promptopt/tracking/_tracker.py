@@ -38,6 +38,7 @@ from promptopt.tracking._params import (
     trial_params,
 )
 from promptopt.tracking._storage import (
+    create_study,
     import_optuna,
     load_study,
     open_storage,
@@ -103,16 +104,12 @@ class Tracker:
         """Number of the last trial recorded or replayed here (see ``promptopt.runs``)."""
         self.artifact_dir = Path(artifacts) if artifacts is not None else artifact_dir(storage)
         """Where the predictions' artifacts go (None: not uploaded)."""
-        optuna = import_optuna()
         if resume:
             self.study = load_study(storage, study_name)
         else:
             store = open_storage(storage)
             with storage_errors(storage, f"create study {study_name!r}"):
-                self.study = optuna.create_study(
-                    storage=store, study_name=study_name, direction="maximize",
-                    load_if_exists=True,
-                )
+                self.study = create_study(store, study_name, load_if_exists=True)
         self._numbers: dict[str, list[int]] = {}  # template id -> its trials' numbers
         self._templates: dict[str, dict[str, Any]] = {}
         self._lineage: dict[str, list[str]] = {}  # template id -> parents first recorded

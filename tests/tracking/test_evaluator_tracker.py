@@ -49,6 +49,7 @@ def test_trials_are_written_with_json_attributes(tmp_path):
     assert study.trials[1].value == pytest.approx(attrs["score"])
     assert Template.from_dict(attrs["template"]) == child
     json.dumps(attrs)  # JSON only
+    assert study.metric_names == ["validation score"]  # the dashboard's name for the objective
 
 
 def test_secrets_are_scrubbed_from_study_attributes(tmp_path):
