@@ -54,6 +54,25 @@ def test_proposals_per_step_sampled_at_temperature():
     assert f"<INS>{start}</INS>\nScore: " in calls[0]["prompt"]
 
 
+@pytest.mark.parametrize("show", [True, False])
+def test_exemplars_show_the_best_instructions_answers_beside_the_correct_ones(show):
+    setup = FakeSetup(budget=None, replies=lambda p, params: "Make it a limerick.",
+                      proposer_replies=default_reply)
+    setup.optimize(OPRO(max_steps=2, proposals_per_step=2, minibatch_size=3, show_answers=show))
+    prompt = _meta_calls(setup.proposer_fake)[0]["prompt"]
+    ids = set(setup.evaluator.history[0].example_ids)  # the start on the minibatch
+    batch = {e.target for e in setup.task.examples("train") if e.id in ids}
+    shown = [t for t in {e.target for e in setup.task.examples("train")}
+             if f"Rewrite prompt: {t}" in prompt]
+    assert shown
+    if show:  # minibatch examples, each with the start's answer and its score
+        assert set(shown) <= batch
+        assert prompt.count("Answer of the best instruction so far: Make it a limerick.") == 2
+        assert prompt.count("\nIts score: ") == 2
+    else:
+        assert "Answer of the best instruction so far" not in prompt
+
+
 def test_lineage_and_fixed_minibatch():
     setup = FakeSetup(budget=80)
     setup.optimize(OPRO(minibatch_size=3))
