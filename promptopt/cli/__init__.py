@@ -430,7 +430,12 @@ def list_() -> None:
             table.add_row(f"[red]broken {registry.kind}[/red]", name, why)
     for name, m in EMBEDDED_MODELS.items():
         default = " (default)" if f"llamacpp/{name}" == DEFAULT_MODEL else ""
-        table.add_row("model", f"llamacpp/{name}", f"{m.description}{default} [{m.package}]")
+        table.add_row(
+            "model",
+            f"llamacpp/{name}",
+            escape(f"{m.description}{default}; {m.size_text}, {m.speed}, licence {m.licence} "
+                   f"[{m.package}]"),  # escaped: rich took "[package]" for a style tag
+        )
     out.print(table)
 
 
