@@ -28,6 +28,20 @@ def test_smollm2_chat_model_generates():
     assert llm.complete([{"role": "user", "content": "Say hello."}]).strip()
 
 
+@pytest.mark.parametrize("name", ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"])
+def test_qwen_chat_models_generate(name):
+    """The GGUFs assembled from the chunk packages load, carry a chat template, answer."""
+    from promptopt.llm._embedded import load
+
+    llm = LLM(f"llamacpp/{name}", max_tokens=8)
+    assert llm.is_chat
+    metadata = load(name).metadata
+    assert metadata["general.architecture"] == "qwen2" and "tokenizer.chat_template" in metadata
+    text = llm.complete([{"role": "user", "content": "Name one Python keyword."}])
+    assert text.strip()
+    assert llm.usage.completion_tokens > 0
+
+
 def test_sampling_is_seeded():
     llm = LLM("llamacpp/gemma-3-270m", max_tokens=12)
     msg = [{"role": "user", "content": "Once upon a time"}]
