@@ -13,8 +13,9 @@ This module runs the ``gepa`` package's own engine (:func:`gepa.optimize`) throu
 :class:`GEPAAdapter` whose ``evaluate`` is :meth:`SearchContext.evaluate` (so the
 budget, cache, tracker, resume and workers apply, and every candidate is recorded with
 its parent) and whose ``propose_new_texts`` asks the proposer (:meth:`SearchContext.
-propose`) with a reflection prompt of ours (:data:`INSTRUCTION_PROMPT`); an unusable proposal (empty, cut off,
-an echo, a duplicate, invalid for the task) is rejected and counted by
+propose`) with a reflection prompt of ours (:data:`INSTRUCTION_PROMPT`); an unusable
+proposal (empty, cut off, an echo, a duplicate, invalid for the task) is rejected and
+counted by
 :meth:`SearchContext.accept`, never evaluated.
 
 Data: GEPA's own "validation set" (the Pareto set) is drawn from promptopt's **train**
@@ -207,7 +208,7 @@ class PromptoptAdapter:
             })
         return {name: records for name in components_to_update}
 
-    def _prompt_template(self, component: str) -> str | None:
+    def _prompt_template(self, component: str) -> str:
         custom = self.prompt_template
         if isinstance(custom, Mapping):
             custom = custom.get(component)
