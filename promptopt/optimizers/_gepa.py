@@ -15,8 +15,7 @@ budget, cache, tracker, resume and workers apply, and every candidate is recorde
 its parent) and whose ``propose_new_texts`` asks the proposer (:meth:`SearchContext.
 propose`) with a reflection prompt of ours (:data:`INSTRUCTION_PROMPT`); an unusable
 proposal (empty, cut off, an echo, a duplicate, invalid for the task) is rejected and
-counted by
-:meth:`SearchContext.accept`, never evaluated.
+counted by :meth:`SearchContext.accept`, never evaluated.
 
 Data: GEPA's own "validation set" (the Pareto set) is drawn from promptopt's **train**
 split (``pareto_size`` examples, seeded); the reflection minibatches come from the rest
