@@ -28,7 +28,8 @@ Model = Annotated[
 ]
 Proposer = Annotated[
     str | None,
-    typer.Option(help="LLM that writes new instructions (default: --model)."),
+    typer.Option(help="LLM that writes new instructions (default: the embedded default "
+                 "proposer with the default --model, else --model)."),
 ]
 Start = Annotated[
     str | None,

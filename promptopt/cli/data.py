@@ -13,7 +13,7 @@ from rich.table import Table
 
 from promptopt.cli._common import err, friendly_errors, out
 from promptopt.cli._options import NoCache
-from promptopt.llm import DEFAULT_MODEL
+from promptopt.llm import DEFAULT_PROPOSER
 
 data_app = typer.Typer(
     name="data",
@@ -42,8 +42,9 @@ def generate(
         int, typer.Option("-n", "--rows", help="Rows the output should hold (existing count).")
     ] = 100,
     model: Annotated[
-        str, typer.Option(help="Rewriter LLM: a LiteLLM model string or llamacpp/<name>.")
-    ] = DEFAULT_MODEL,
+        str, typer.Option(help="Rewriter LLM: a LiteLLM model string or llamacpp/<name> "
+                          "(default: the embedded default proposer, an instruct model).")
+    ] = DEFAULT_PROPOSER,
     seed: Annotated[int, typer.Option(help="Seed of the pair order and the sampling.")] = 0,
     families: Annotated[
         str | None,

@@ -28,7 +28,7 @@ from promptopt.datagen._io import (
     load_texts,
 )
 from promptopt.errors import ConfigError
-from promptopt.llm import DEFAULT_MODEL, LLM, Budget, DiskCache, Usage
+from promptopt.llm import DEFAULT_PROPOSER, LLM, Budget, DiskCache, Usage
 from promptopt.tasks import strip_chatter, truncate_tokens
 
 DROP_REASONS = ("empty", "too_short", "copy", "repetitive", "duplicate")
@@ -85,7 +85,7 @@ class DataGenSummary:
     skipped: int = 0
     dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
     stopped: str = "done"
-    model: str = DEFAULT_MODEL
+    model: str = DEFAULT_PROPOSER
     originals: int = 0
     instructions: int | None = None
     usage: dict[str, float | int] = field(default_factory=dict)
@@ -314,7 +314,7 @@ def generate_data(
     *,
     instructions: str | Path | Sequence[str] | None = None,
     n: int = 100,
-    model: str = DEFAULT_MODEL,
+    model: str = DEFAULT_PROPOSER,
     seed: int = 0,
     families: Sequence[str] | None = None,
     temperature: float = 0.7,

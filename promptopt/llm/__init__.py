@@ -6,7 +6,13 @@ doubles) are registered by prefix with :func:`register_provider`.
 
 from promptopt.llm._cache import DiskCache, default_cache_dir, request_key
 from promptopt.llm._client import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, LLM, cut_to_max_tokens
-from promptopt.llm._embedded import DEFAULT_MODEL, EMBEDDED_MODELS, gguf_path
+from promptopt.llm._embedded import (
+    DEFAULT_MODEL,
+    DEFAULT_PROPOSER,
+    EMBEDDED_MODELS,
+    gguf_path,
+    proposer_for,
+)
 from promptopt.llm._litellm import Messages, import_litellm, response_usage
 from promptopt.llm._logprobs import FLOOR_LOGPROB, TOP_LOGPROBS, read_top_logprobs
 from promptopt.llm._providers import Provider, in_process_provider, register_provider
@@ -14,6 +20,7 @@ from promptopt.llm._usage import Budget, Usage
 
 __all__ = [
     "DEFAULT_MODEL",
+    "DEFAULT_PROPOSER",
     "DEFAULT_CONCURRENCY",
     "DEFAULT_TIMEOUT",
     "EMBEDDED_MODELS",
@@ -28,6 +35,7 @@ __all__ = [
     "cut_to_max_tokens",
     "default_cache_dir",
     "gguf_path",
+    "proposer_for",
     "import_litellm",
     "in_process_provider",
     "read_top_logprobs",

@@ -120,7 +120,19 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
     )
 }
 
-DEFAULT_MODEL = "llamacpp/gemma-3-270m"
+DEFAULT_MODEL = "llamacpp/qwen2.5-coder-0.5b"
+"""The task (recovery) model when none is given (chosen by measurement: models guide)."""
+DEFAULT_PROPOSER = "llamacpp/qwen2.5-coder-1.5b"
+"""The model that writes instructions (and data) when none is given (models guide)."""
+
+
+def proposer_for(model: str, proposer: str | None = None) -> str:
+    """The proposer a run uses: ``proposer`` when given; else :data:`DEFAULT_PROPOSER`
+    when ``model`` is the default task model; else ``model`` itself (a model the user
+    chose also writes the instructions, as before there was a default proposer)."""
+    if proposer:
+        return proposer
+    return DEFAULT_PROPOSER if model == DEFAULT_MODEL else model
 N_CTX = int(os.environ.get("PROMPTOPT_N_CTX", "2048"))
 
 _paths: dict[str, Path] = {}

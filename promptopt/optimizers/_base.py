@@ -78,6 +78,11 @@ class Optimizer(ABC):
     """How many of the best train candidates are scored on the validation split."""
     explains_start: ClassVar[bool] = True
     """Whether a result that is the start gets a line saying why (not for ``identity``)."""
+    legacy_settings: ClassVar[dict[str, Any]] = {}
+    """Settings added after the method was first released, each with the value that gives
+    the earlier behaviour: a stored run whose settings lack one resumes with that value
+    (:meth:`RunSpec.from_settings <promptopt.runs.RunSpec.from_settings>`), so it replays
+    the trials it recorded."""
 
     def get_params(self) -> dict[str, Any]:
         """The constructor settings, by name (JSON-ready)."""

@@ -57,7 +57,7 @@ COMPONENT = "instruction"
 PREFIX = "answer_prefix"
 COMPONENTS = (COMPONENT, PREFIX)
 REFLECTION_MAX_TOKENS = 300
-INSTRUCTION_PROMPT = """An assistant was given this instruction:
+INSTRUCTION_PROMPT = """<task_brief>An assistant was given this instruction:
 ```
 <curr_param>
 ```
@@ -72,8 +72,9 @@ correct answers in the feedback. Say what a good answer looks like (its wording,
 and form, as in the correct answers) and what to look for in the inputs. Write it for \
 any input of this kind, not for these examples alone. Reply with the new instruction \
 only, inside ``` blocks."""
-"""The reflection prompt for the instruction (``<curr_param>``: the parent's instruction;
-``<side_info>``: the minibatch's inputs, outputs and feedback, rendered by the package).
+"""The reflection prompt for the instruction (``<task_brief>``: what the assistant must do,
+the task's ``brief``; ``<curr_param>``: the parent's instruction; ``<side_info>``: the
+minibatch's inputs, outputs and feedback, rendered by the package).
 Shorter and more direct than the package's own (which a 1.5B instruct model answered
 with "Certainly, I'd be happy to help ... Please provide the details of the task"): it
 says what the feedback is for and asks for the instruction alone."""
@@ -227,7 +228,9 @@ class PromptoptAdapter:
             "dataset_with_feedback": list(records),
             "prompt_template": self._prompt_template(component),
         })
-        return f"{prompt}\n\n```\n" if open_block else str(prompt)
+        brief = f"About the task: {self.ctx.task.brief}\n\n" if self.ctx.task.brief else ""
+        prompt = str(prompt).replace("<task_brief>", brief)
+        return f"{prompt}\n\n```\n" if open_block else prompt
 
     def propose_new_texts(
         self,
@@ -259,7 +262,7 @@ class PromptoptAdapter:
                 break
             text, closed = read_fenced(raw, opened=not chat)
             cut = not closed and looks_truncated(raw, self.max_tokens)
-            frame = self._prompt_template(component)
+            frame = self._prompt_template(component).replace("<task_brief>", "")
             if component == PREFIX:
                 first = next((line for line in text.splitlines() if line.strip()), "")
                 changed = self.ctx.accept_prefix(first, child, truncated=cut, frame=frame)

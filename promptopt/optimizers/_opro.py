@@ -15,6 +15,9 @@ Left out, or changed to fit small budgets:
   a few evaluations; the final choice is still made on the validation split.
 - Default ``proposals_per_step`` is 4 (the paper uses 8) and the number of proposals
   is cut, each step, to what the remaining budget can also evaluate.
+- With ``task_brief`` (default), the meta-prompt says what the model must do with the
+  instruction (the task's ``brief``): a 1.5B proposer shown prompt-recovery exemplars
+  alone wrote instructions for rewriting the text rather than for naming the rewrite.
 - The exemplars come before the trajectory (the paper shows them after it), so that
   a weak base model reads the scored instructions right before it is asked for a new
   one rather than copying an exemplar. No other meta-prompt variants (instruction
@@ -63,7 +66,10 @@ class OPRO(Optimizer):
             sample per run; the whole train split if it is smaller).
         show_answers: Show, with each exemplar (then drawn from the minibatch), the best
             instruction's answer and its score beside the correct answer.
+        task_brief: Say first what the model must do (the task's ``brief``).
     """
+
+    legacy_settings = {"show_answers": False, "task_brief": False}
 
     def __init__(
         self,
@@ -75,6 +81,7 @@ class OPRO(Optimizer):
         num_exemplars: int = 2,
         minibatch_size: int = 4,
         show_answers: bool = True,
+        task_brief: bool = True,
     ) -> None:
         self.max_steps = max_steps
         self.proposals_per_step = proposals_per_step
@@ -83,6 +90,7 @@ class OPRO(Optimizer):
         self.num_exemplars = num_exemplars
         self.minibatch_size = minibatch_size
         self.show_answers = show_answers
+        self.task_brief = task_brief
 
     def validate(self) -> None:
         """Check the settings."""
@@ -108,7 +116,7 @@ class OPRO(Optimizer):
         return [item for _, item in sorted(best, key=lambda p: (p[1][1], p[0]))]
 
     def build_meta_prompt(
-        self, history: Sequence[tuple[str, float]], exemplars: Sequence[str]
+        self, history: Sequence[tuple[str, float]], exemplars: Sequence[str], brief: str = ""
     ) -> str:
         """The OPRO meta-prompt: exemplars, scored trajectory, then the request.
 
@@ -116,18 +124,20 @@ class OPRO(Optimizer):
             history: ``(instruction, score)`` pairs; scores in [0, 1] are shown as
                 integers on 0-100. Only :meth:`trajectory` of it is shown.
             exemplars: Formatted task examples (inputs and the true answer).
+            brief: What the model must do (:attr:`Task.brief`), said first; ``""``: nothing.
 
         Returns:
             Plain text ending in ``<INS>``, inviting the proposer to continue with
             the new instruction.
         """
-        parts = ["Your task is to write an instruction <INS> for a language model."]
+        parts = [" ".join(filter(None, [
+            "Your task is to write an instruction <INS> for a language model.", brief]))]
         if exemplars:
             parts.append(
                 "Below are some examples of the problem. <INS> marks where the instruction "
-                "goes; then come the inputs and the correct answer"
-                + (", and what the best instruction so far answered, with its score."
-                   if self.show_answers else ".")
+                + ("goes; then come the inputs, the correct answer, and what the best "
+                   "instruction so far answered, with its score." if self.show_answers
+                   else "goes; the last line is the correct answer.")
             )
             for i, exemplar in enumerate(exemplars, 1):
                 parts.append(f"Example {i}:\n<{TAG}>\n{exemplar}")
@@ -194,10 +204,11 @@ class OPRO(Optimizer):
             if n == 0:
                 raise BudgetExhausted(f"opro: no budget left for step {step}")
             exemplars = self._exemplars(ctx, batch, evaluations, history)
-            prompt = self.build_meta_prompt(history, exemplars)
+            brief = ctx.task.brief if self.task_brief else ""
+            prompt = self.build_meta_prompt(history, exemplars, brief)
             parents = [ids[text] for text, _ in self.trajectory(history)]
             raw = ctx.propose(prompt, n=n, temperature=self.temperature, stop=[f"</{TAG}>"])
-            frame = self.build_meta_prompt([], [])  # the wording around examples and history
+            frame = self.build_meta_prompt([], [])  # the fixed wording, without the task's
             for template in ctx.accept_answers(raw, tag=TAG, frame=frame):
                 ev = ctx.evaluate(template, batch, parents=parents, meta={"step": step})
                 if not ev.failed:

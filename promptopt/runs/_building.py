@@ -18,7 +18,7 @@ from typing import Any
 
 from promptopt.data import sample_path
 from promptopt.errors import ConfigError
-from promptopt.llm import DEFAULT_MODEL, LLM, Budget, DiskCache, Usage
+from promptopt.llm import DEFAULT_MODEL, LLM, Budget, DiskCache, Usage, proposer_for
 from promptopt.registry import tasks
 from promptopt.runs._spec import TaskSpec
 from promptopt.scoring import make_metric, make_scorer
@@ -96,6 +96,7 @@ def make_llms(
     shared_budget, usage = Budget(budget), Usage()
     recovery = LLM(model, cache=shared_cache, budget=shared_budget, usage=usage, **llm_options)
     writer = LLM(
-        proposer or model, cache=shared_cache, budget=shared_budget, usage=usage, **llm_options
+        proposer_for(model, proposer), cache=shared_cache, budget=shared_budget, usage=usage,
+        **llm_options,
     )
     return recovery, writer

@@ -126,7 +126,8 @@ def run(
         task_options: The task's options, e.g. for ``task="csv"``: ``{"inputs": ["a",
             "b"], "target": "y", "metric": "exact"}`` (a metric may be a function).
         model: Recovery LLM (LiteLLM model string); default: the embedded Gemma 3 270M.
-        proposer: LLM that writes new instructions (default: ``model``).
+        proposer: LLM that writes new instructions (default: ``DEFAULT_PROPOSER`` with
+            the default ``model``, else ``model``; see :func:`promptopt.llm.proposer_for`).
         scorer: Scorer name ("auto", "minilm", a sentence-transformers name or path).
         budget: Maximum LLM calls for the search, proposer calls included. The final
             test-split scoring of the chosen and the starting template is extra.

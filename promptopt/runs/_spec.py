@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.data import Splits
-from promptopt.errors import ConfigError, ResumeError
+from promptopt.errors import ConfigError, PromptoptError, ResumeError
 from promptopt.evaluator import DEFAULT_MAX_ERRORS
-from promptopt.llm import DEFAULT_CONCURRENCY, DEFAULT_MODEL, DEFAULT_TIMEOUT
+from promptopt.llm import DEFAULT_CONCURRENCY, DEFAULT_MODEL, DEFAULT_TIMEOUT, proposer_for
 from promptopt.optimizers import Selection
 from promptopt.tasks import Task
 from promptopt.template import Template
@@ -230,7 +230,7 @@ class RunSpec:
             "data_path": str(Path(t.data).resolve()) if t.data is not None else None,
             "data_fingerprint": data_fingerprint(task.splits),
             "model": m.model,
-            "proposer": m.proposer or m.model,
+            "proposer": proposer_for(m.model, m.proposer),
             "api_base": m.api_base,
             "max_errors": s.max_errors,
             "timeout": m.timeout,
@@ -263,7 +263,7 @@ class RunSpec:
             sizes = settings["splits"]
             return cls.from_args(
                 method=settings["method"],
-                settings=dict(settings.get("method_settings") or {}),
+                settings=_with_legacy(settings["method"], settings.get("method_settings")),
                 task=settings["task"],
                 task_options=dict(settings.get("task_options") or {}),
                 data=data,
@@ -289,6 +289,18 @@ class RunSpec:
             raise ResumeError(
                 f"the study's stored settings are incomplete (missing {exc})"
             ) from None
+
+
+def _with_legacy(method: str, stored: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A stored run's method settings, with the earlier behaviour's value of every setting
+    added since it was stored (the optimizer's ``legacy_settings``)."""
+    from promptopt.registry import optimizers
+
+    try:
+        legacy = optimizers.get(method).legacy_settings
+    except PromptoptError:  # an unknown method is reported where the run is built
+        legacy = {}
+    return {**legacy, **dict(stored or {})}
 
 
 def _scorer_option(settings: Mapping[str, Any]) -> str:

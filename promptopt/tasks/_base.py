@@ -160,6 +160,14 @@ class Task(ABC):
         """The examples of ``split`` ("train", "val" or "test")."""
         return self.splits[split]
 
+    @property
+    def brief(self) -> str:
+        """What the model must do with an instruction, in one sentence, for the prompts that
+        ask a proposer for instructions (a proposer shown examples alone misread the task)."""
+        ins = ", ".join(f.replace("_", " ") for f in self.input_fields)
+        return (f"The model reads the instruction and then one example's {ins}, and must "
+                f"answer with its {self.target_field.replace('_', ' ')}.")
+
     def start_template(self) -> Template:
         """The default starting template."""
         return Template(instruction=self.default_instruction)

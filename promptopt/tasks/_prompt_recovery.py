@@ -164,6 +164,12 @@ class PromptRecoveryTask(Task):
     instruction_pool: tuple[str, ...] = INSTRUCTION_POOL
     answer_prefixes: tuple[str, ...] = ANSWER_PREFIXES
 
+    brief: str = (  # type: ignore[assignment]
+        "The model reads the instruction, then an original text and a rewritten version of "
+        "it, and must answer with the rewrite prompt: the instruction a user gave to turn "
+        "the original text into the rewritten text (not a rewrite or a summary of the text)."
+    )
+
     def __init__(
         self,
         splits: Splits,

@@ -78,6 +78,23 @@ def test_settings_round_trip(tmp_path):
     assert again.to_settings(task, {"samples": 2}, task.start_template()) == settings
 
 
+def test_the_default_proposer_goes_with_the_default_model_only():
+    from promptopt.llm import DEFAULT_MODEL, DEFAULT_PROPOSER, proposer_for
+    from promptopt.runs._building import make_llms
+
+    assert proposer_for(DEFAULT_MODEL) == DEFAULT_PROPOSER
+    assert proposer_for("openai/gpt-4o-mini") == "openai/gpt-4o-mini"  # the user's model
+    assert proposer_for(DEFAULT_MODEL, "fake/mine") == "fake/mine"  # the user's proposer
+    _, writer = make_llms(DEFAULT_MODEL, cache=False)  # no model is loaded for this
+    assert writer.model == DEFAULT_PROPOSER
+    _, writer = make_llms("fake/x", cache=False)
+    assert writer.model == "fake/x"
+    spec = RunSpec.from_args(method="random", **SMALL)
+    task = build_task(dataclasses.replace(spec, llm=LLMSpec(model=FakeLLM().model)), Live())
+    stored = spec.to_settings(task, {}, task.start_template())
+    assert stored["proposer"] == DEFAULT_PROPOSER  # stored resolved: a resume keeps it
+
+
 def test_a_study_made_before_the_spec_resumes_to_the_uninterrupted_result(tmp_path):
     db = tmp_path / "old.db"
     shutil.copy(FIXTURE, db)
