@@ -239,9 +239,11 @@ def messages_to_prompt(messages: list[dict[str, Any]]) -> str:
     return "\n\n".join(str(m.get("content", "")) for m in messages)
 
 
-ROW_GROUP = 4
-"""Kept prefixes are a multiple of this many tokens (the CPU kernels' row group): see
-:func:`reusable_prefix`."""
+ROW_GROUP = 32
+"""Kept prefixes are a multiple of this many tokens (the CPU kernels' row groups): see
+:func:`reusable_prefix`. Gemma 3 270M needs 4; both Qwen2.5-Coder GGUFs needed 16 (a cut
+at a multiple of 4 or 8 changed seeded samples on a Xeon, AVX2 build); 32 keeps a
+margin for other weight types at the cost of at most 31 tokens evaluated again."""
 
 _prefilled: dict[int, int] = {}  # id(llama) -> how many leading rows the last prefill evaluated
 
@@ -316,11 +318,13 @@ def generate(
 ) -> dict[str, Any]:
     """Run one generation; returns text and token counts.
 
-    Base models: the prefix the prompt shares with the previous one (to a multiple of
+    The prefix the prompt shares with the previous one (to a multiple of
     :data:`ROW_GROUP` tokens) keeps its KV state rather than being evaluated again
     (``reuse``, see :func:`reusable_prefix`; default on, off with
     ``PROMPTOPT_PREFIX_REUSE=0``); outputs are those of the reset-per-prompt engine.
-    Chat models are evaluated from scratch each time (llama.cpp applies their template).
+    Base models get the messages joined as one completion prompt; chat models the GGUF's
+    chat template rendered as llama-cpp-python's chat handler renders it (so several
+    samples of one proposer prompt, or one template's examples, share their prefill).
 
     Prompts are decoded one at a time, not several sequences in one llama.cpp batch:
     that is about 2x faster per token on 2 cores, but a batch of several rows changes
@@ -338,21 +342,22 @@ def generate(
         "seed": seed if seed is not None else 0,
     }
     if is_chat_model(name):
-        with _run_lock:  # one llama.cpp context: one generation at a time
-            llama.reset()
-            _prefilled.pop(id(llama), None)
-            out = llama.create_chat_completion(messages=messages, **params)
-        text = out["choices"][0]["message"]["content"] or ""
+        # as llama-cpp-python's chat handler for the GGUF's template does it: the
+        # template's text tokenized with special tokens, no extra BOS, the end-of-turn
+        # text as a stop
+        tokens = list(llama.tokenize(_chat_prompt(llama, messages).encode("utf-8"),
+                                     add_bos=False, special=True))
+        params["stop"] = [*(stop or []), _token_text(llama, llama.token_eos())]
     else:
         prompt = messages_to_prompt(messages)
         ctx_room = N_CTX - max_tokens - 8
         tokens = list(llama.tokenize(prompt.encode("utf-8"), add_bos=True))
         if len(tokens) > ctx_room:  # keep the end: it holds the inputs and the cue
             tokens = tokens[:1] + tokens[-(ctx_room - 1) :]
-        with _run_lock:  # create_completion evaluates from what _prefill kept
-            _prefill(llama, tokens, reuse=reuse)
-            out = llama.create_completion(prompt=tokens, **params)
-        text = out["choices"][0]["text"] or ""
+    with _run_lock:  # create_completion evaluates from what _prefill kept
+        _prefill(llama, tokens, reuse=reuse)
+        out = llama.create_completion(prompt=tokens, **params)
+    text = out["choices"][0]["text"] or ""
     usage = out.get("usage", {})
     return {
         "text": text,
@@ -361,17 +366,18 @@ def generate(
     }
 
 
+def _token_text(llama: Any, token: int) -> str:
+    return llama._model.token_get_text(token) if token != -1 else ""  # type: ignore[no-any-return]
+
+
 def _chat_prompt(llama: Any, messages: list[dict[str, Any]]) -> str:
     """The GGUF's own chat template applied to ``messages``, ready for the reply."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    def text(token: int) -> str:
-        return llama._model.token_get_text(token) if token != -1 else ""
-
     formatter = Jinja2ChatFormatter(
         template=llama.metadata["tokenizer.chat_template"],
-        eos_token=text(llama.token_eos()),
-        bos_token=text(llama.token_bos()),
+        eos_token=_token_text(llama, llama.token_eos()),
+        bos_token=_token_text(llama, llama.token_bos()),
     )
     return str(formatter(messages=messages).prompt)  # type: ignore[arg-type]
 

@@ -119,6 +119,39 @@ def test_prefix_reuse_keeps_greedy_outputs(n_demos, monkeypatch):
     assert fresh_tokens - sum(evaluated) == kept
 
 
+def test_chat_model_prompts_are_those_of_the_chat_handler_and_reuse_their_prefix(monkeypatch):
+    """A chat model's outputs equal llama-cpp-python's own chat completion from a reset
+    context (greedy and sampled), and samples of one prompt evaluate it only once."""
+    from promptopt.llm import _embedded as embedded
+
+    name = "qwen2.5-coder-0.5b"
+    llama = embedded.load(name)
+    prompts = _recovery_prompts(0, 2, text_tokens=60)
+    asks = [[{"role": "system", "content": "Name the rewrite instruction in a few words."},
+             {"role": "user", "content": p}] for p in prompts]
+    settings = [(0.0, 0), (1.0, 7), (1.0, 8)]
+
+    def handler(messages, temperature, seed):
+        llama.reset()
+        embedded._prefilled.pop(id(llama), None)
+        out = llama.create_chat_completion(messages=messages, max_tokens=16,
+                                           temperature=temperature, seed=seed, top_p=0.95)
+        return out["choices"][0]["message"]["content"] or ""
+
+    expected = [handler(m, t, s) for m in asks for t, s in settings]
+    evaluated: list[int] = []
+    real_eval = llama.eval
+    monkeypatch.setattr(llama, "eval", lambda toks: (evaluated.append(len(toks)),
+                                                     real_eval(toks))[1])
+    ours = [embedded.generate(name, m, max_tokens=16, temperature=t, seed=s)["text"]
+            for m in asks for t, s in settings]
+    assert ours == expected and all(text.strip() for text in ours)
+    prompt_len = len(llama.tokenize(embedded._chat_prompt(llama, asks[1]).encode(),
+                                    add_bos=False, special=True))
+    # the second and third samples of a prompt evaluate at most a few of its tokens again
+    assert sum(evaluated) < 2 * prompt_len + 6 * 16 + 4 * embedded.ROW_GROUP
+
+
 def test_prefix_reuse_across_a_batch_boundary_keeps_the_logits(monkeypatch):
     """Prompts that share a short prefix and run past 512 tokens: the kept prefix ends
     inside the first batch, and the rest must still be evaluated in the batches a fresh

@@ -1,0 +1,43 @@
+"""Each proposing method family with the real Qwen2.5-Coder 0.5B instruct model as proposer.
+
+A few examples, a small budget: the proposer's answer must hold a usable instruction that
+the search then evaluates (a trial of a template other than the start, with a parent).
+The task model is the embedded Gemma 3 270M (the quickest to evaluate with).
+"""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+PROPOSER = "llamacpp/qwen2.5-coder-0.5b"
+SMALL = {
+    "ape": {"num_prompts": 2, "demos_per_prompt": 2, "minibatch_size": 2, "mc_rounds": 0},
+    "opro": {"proposals_per_step": 2, "minibatch_size": 2, "max_steps": 2},
+    "evoprompt-ga": {"population_size": 2, "generations": 1, "minibatch_size": 2},
+    "protegi": {"rounds": 1, "beam_size": 2, "minibatch_size": 2, "num_gradients": 1},
+    "gepa": {"pareto_size": 2, "reflection_minibatch_size": 2, "components": ["instruction"]},
+}
+
+
+@pytest.mark.embedded
+@pytest.mark.parametrize("method", sorted(SMALL))
+def test_the_real_instruct_proposer_writes_an_instruction_that_is_evaluated(
+    method, tmp_path, embedded_cache
+):
+    from promptopt.runs import run
+
+    url = f"sqlite:///{tmp_path}/p.db"
+    result = run(method, model="llamacpp/gemma-3-270m", proposer=PROPOSER, budget=24,
+                 train=6, val=2, test=2, scorer="minilm", storage=url, study="p",
+                 cache_dir=embedded_cache, settings=SMALL[method],
+                 selection={"confidence": 0.5})
+    assert result.budget_spent <= 24
+    trials = optuna.load_study(study_name="p", storage=url).trials
+    start = result.start_template.id
+    proposed = [t for t in trials if t.user_attrs["template_id"] != start
+                and t.user_attrs["parents"]]
+    assert proposed, f"no proposal of {PROPOSER} was evaluated (rejected: {result.rejected})"
+    for t in proposed:
+        text = t.user_attrs["instruction"]
+        assert text.strip() and text != result.start_template.instruction
