@@ -371,7 +371,8 @@ def _token_text(llama: Any, token: int) -> str:
 
 
 def _chat_prompt(llama: Any, messages: list[dict[str, Any]]) -> str:
-    """The GGUF's own chat template applied to ``messages``, ready for the reply."""
+    """The GGUF's own chat template applied to ``messages``, ready for the reply; when the
+    last message is the assistant's, its text follows the opened reply (to be continued)."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     formatter = Jinja2ChatFormatter(
@@ -379,7 +380,11 @@ def _chat_prompt(llama: Any, messages: list[dict[str, Any]]) -> str:
         eos_token=_token_text(llama, llama.token_eos()),
         bos_token=_token_text(llama, llama.token_bos()),
     )
-    return str(formatter(messages=messages).prompt)  # type: ignore[arg-type]
+    opened = messages[-1].get("content", "") if messages and messages[-1].get(
+        "role") == "assistant" else None
+    asked = messages[:-1] if opened is not None else messages
+    prompt = str(formatter(messages=asked).prompt)  # type: ignore[arg-type]
+    return prompt if opened is None else prompt + str(opened)
 
 
 def label_logprobs(name: str, messages: list[dict[str, Any]], labels: list[str]) -> dict[str, Any]:

@@ -257,13 +257,17 @@ class Task(ABC):
         chat: bool,
         cue: str,
         block: Callable[[dict[str, str]], str],
+        prefix: str = "",
     ) -> Messages:
         """An example's prompt from its parts, with the template's demos between them.
 
         Chat: the instruction as system message, each demo as a user turn (``block`` of
-        its inputs) and an assistant turn (its target), then the query. Base model: one
-        completion prompt of the instruction, each demo as its block followed by ``cue``
-        and its target, and the query, separated by blank lines.
+        its inputs) and an assistant turn (its target), then the query; an answer
+        ``prefix`` that ends the query is moved into an opened assistant turn (the last
+        message), which the model continues (the embedded engine continues it; other
+        providers may answer anew, and the task puts the prefix back in front). Base
+        model: one completion prompt of the instruction, each demo as its block followed
+        by ``cue`` and its target, and the query, separated by blank lines.
         """
         demos = [dict(d) for d in demos]
         if not chat:
@@ -275,7 +279,12 @@ class Task(ABC):
         for d in demos:
             messages.append({"role": "user", "content": block(d)})
             messages.append({"role": "assistant", "content": d.get(self.target_field, "")})
-        messages.append({"role": "user", "content": query})
+        prefix = prefix.strip()
+        if prefix and query.endswith(prefix):
+            messages.append({"role": "user", "content": query[: -len(prefix)].rstrip()})
+            messages.append({"role": "assistant", "content": prefix})
+        else:
+            messages.append({"role": "user", "content": query})
         return messages
 
     @abstractmethod

@@ -139,7 +139,8 @@ class CSVTask(Task):
             query = f"{self._block(values)}\n{query}"
         return self.layout(instruction, template.demos, query, chat=chat,
                            cue=f"{self.target_field}:",
-                           block=lambda d: self._block(self._inputs(d)))
+                           block=lambda d: self._block(self._inputs(d)),
+                           prefix=template.answer_prefix)
 
     def parse(self, raw: str, template: Template) -> str:
         """Strip chatter and labels; the first line or the whole answer; append the suffix."""

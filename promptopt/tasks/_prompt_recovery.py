@@ -205,7 +205,7 @@ class PromptRecoveryTask(Task):
         return self.layout(
             self._instruction(template, example), template.demos,
             self._query(template, example), chat=chat, cue=ANSWER_CUE,
-            block=lambda d: self._block(self._inputs(d)),
+            block=lambda d: self._block(self._inputs(d)), prefix=template.answer_prefix,
         )
 
     def parse(self, raw: str, template: Template) -> str:

@@ -152,6 +152,18 @@ def test_chat_model_prompts_are_those_of_the_chat_handler_and_reuse_their_prefix
     assert sum(evaluated) < 2 * prompt_len + 6 * 16 + 4 * embedded.ROW_GROUP
 
 
+def test_a_chat_model_continues_an_opened_assistant_turn():
+    from promptopt.llm import _embedded as embedded
+
+    name = "qwen2.5-coder-0.5b"
+    asked = [{"role": "user", "content": "Name a colour of the sky, in one short sentence."}]
+    opened = [*asked, {"role": "assistant", "content": "The sky is"}]
+    prompt = embedded._chat_prompt(embedded.load(name), opened)
+    assert prompt == embedded._chat_prompt(embedded.load(name), asked) + "The sky is"
+    text = embedded.generate(name, opened, max_tokens=8)["text"]
+    assert text.strip() and not text.lstrip().lower().startswith("the sky is")
+
+
 def test_prefix_reuse_across_a_batch_boundary_keeps_the_logits(monkeypatch):
     """Prompts that share a short prefix and run past 512 tokens: the kept prefix ends
     inside the first batch, and the rest must still be evaluated in the batches a fresh

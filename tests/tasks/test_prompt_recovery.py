@@ -58,8 +58,13 @@ def test_render_completion_and_chat():
     assert text.endswith("Rewrite prompt: Rewrite")
     chat = task.render(t, ex, chat=True)
     assert chat[0] == {"role": "system", "content": "Find the prompt."}
-    assert [m["role"] for m in chat] == ["system", "user", "assistant", "user"]
+    # the answer prefix opens the assistant's reply, which the model continues
+    assert [m["role"] for m in chat] == ["system", "user", "assistant", "user", "assistant"]
     assert chat[2]["content"] == "Be polite."
+    assert chat[3]["content"].endswith("Rewrite prompt:") and chat[4]["content"] == "Rewrite"
+    plain = task.render(t.replace(answer_prefix=""), ex, chat=True)
+    assert [m["role"] for m in plain] == ["system", "user", "assistant", "user"]
+    assert plain[3]["content"].endswith("Rewrite prompt:")
 
 
 def test_placeholders_fill_once_and_never_rescan_user_text():
