@@ -109,21 +109,17 @@ def read_fenced(raw: str, *, opened: bool = True) -> tuple[str, bool]:
     ``opened``: the prompt ended inside an opened block (as for a base model, which
     continues with the text and may close the block). Else (a chat model, asked for a
     block) the answer's first block is read, after any preamble ("Here it is:"); an
-    answer with no block at all is taken whole. An answer that opens a block of its own
-    first is read from inside it either way.
+    answer that opens no block is read up to a closing fence, or taken whole. An answer
+    that opens a block of its own first is read from inside it either way.
     """
     text = (raw or "").lstrip()
     inline = _INLINE.match(text) if opened else _INLINE.search(text)
     if inline and (opened or not _OPENING.search(text[: inline.start()])):
         return inline.group(1).strip(), True  # ```Rewrite``` on one line
-    start = _FENCE.match(text)
-    if start is None and not opened:
-        start = _OPENING.search(text)
-        if start is None:
-            return text.strip(), False
+    start = _FENCE.match(text) if opened else _OPENING.search(text)
     if start is not None:
         text = text[start.end():]
-    body, sep, _ = text.partition("```")
+    body, sep, _ = text.partition("```")  # no opening fence: the text up to a closing one
     return body.strip(), bool(sep)
 
 
@@ -442,7 +438,9 @@ class GEPA(Optimizer):
                                    prompt_template=self.reflection_prompt_template,
                                    temperature=self.temperature)
         self.adapter_ = adapter
-        need = 2 * self.reflection_minibatch_size + 1  # parent, proposal, child
+        # parent and child on a minibatch, the proposal, the child on the Pareto set: an
+        # iteration the budget cannot finish would end the engine without its result
+        need = 2 * self.reflection_minibatch_size + 1 + len(pareto)
 
         def out_of_budget(state: Any) -> bool:
             return adapter.exhausted or adapter.failure is not None or not ctx.can_afford(need)

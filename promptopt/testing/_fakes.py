@@ -78,8 +78,9 @@ class FakeLLM:
         label_scores: ``fn(prompt, labels) -> {label: logprob}`` answering
             :meth:`LLM.label_logprobs <promptopt.llm.LLM.label_logprobs>` (default
             :func:`default_label_logprobs`); such calls are recorded too.
-        chat: Whether it stands for a chat model (``LLM.is_chat``): callers that render
-            or ask differently for chat models take that path.
+        chat: Whether it stands for a chat model (``LLM.is_chat``; default, as for any
+            provider that does not say) or a base model: callers that render or ask
+            differently for the two take that path.
     """
 
     def __init__(
@@ -89,7 +90,7 @@ class FakeLLM:
         name: str | None = None,
         fail_first: int = 0,
         label_scores: LabelScores | None = None,
-        chat: bool = False,
+        chat: bool = True,
     ) -> None:
         self.name = name or f"fake-{next(_counter)}"
         self.chat = chat
@@ -182,7 +183,8 @@ class FakeSetup:
         fake_name: Name of the recovery FakeLLM (the same name in two setups means
             the same model string, so they share cache entries).
         label_scores: Scripted label log-probs of the recovery LLM (see :class:`FakeLLM`).
-        proposer_chat: The proposer (given ``proposer_replies``) stands for a chat model.
+        proposer_chat: Whether the proposer (given ``proposer_replies``) stands for a chat
+            model (default) or a base model.
     """
 
     def __init__(
@@ -201,7 +203,7 @@ class FakeSetup:
         method: str = "test",
         fake_name: str | None = None,
         label_scores: LabelScores | None = None,
-        proposer_chat: bool = False,
+        proposer_chat: bool = True,
     ) -> None:
         from promptopt.data import sample_path
         from promptopt.evaluator import Evaluator

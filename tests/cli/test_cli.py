@@ -212,7 +212,7 @@ def test_eval_scores_a_runs_start_and_returned_template_on_other_data(tmp_path):
 
     url = f"sqlite:///{tmp_path}/t.db"
     fake = FakeLLM(name="transfer")
-    res = run("opro", model=fake.model, budget=60, seed=1, scorer="hashing", train=8, val=4,
+    res = run("opro", model=fake.model, budget=60, seed=24, scorer="hashing", train=8, val=4,
               test=4, storage=url, study="tr", cache_dir=str(tmp_path / "c"),
               selection={"confidence": 0.5})
     assert res.template.id != res.start_template.id

@@ -59,7 +59,7 @@ def test_a_chat_proposer_is_asked_for_a_block_and_its_reply_to_the_asker_is_reje
         seen.append((prompt, params.get("stop")))
         return next(answers, "Name the rewrite in a few words, as a command.")
 
-    setup = FakeSetup(budget=40, proposer_replies=proposer, proposer_chat=True)
+    setup = FakeSetup(budget=60, proposer_replies=proposer, proposer_chat=True)
     gepa_opt = GEPA(components=["instruction"])
     result = setup.optimize(gepa_opt, seed=0)
     assert len(seen) >= 2
@@ -139,7 +139,7 @@ def test_a_custom_reflection_prompt_template_is_used_and_checked():
         return f"Name the rewrite in one short sentence, version {len(seen)}.\n```"
 
     template = "Now: <curr_param>\nResults:\n<side_info>\nA better instruction:"
-    setup = FakeSetup(budget=60, proposer_replies=proposer)
+    setup = FakeSetup(budget=60, proposer_replies=proposer, proposer_chat=False)  # a base model
     setup.optimize(GEPA(reflection_prompt_template=template), seed=0)
     assert seen and all(p.startswith("Now: ") for p in seen)
     assert "## Feedback" in seen[0] and "A better instruction:\n\n```\n" in seen[0]
