@@ -134,7 +134,7 @@ def test_dashboard_serves_the_studys_trials(tmp_path):
         _, detail = _study(base, "dash-study")
         trials = detail["trials"]
         assert len(trials) == 2
-        assert detail["metric_names"] == ["validation score"]  # not "Objective 0"
+        assert detail["objective_names"] == ["validation score"]  # not "Objective 0"
         attrs = [_shown(t) for t in trials]
         assert [a["instruction"] for a in attrs] == ["First instruction.", "Second instruction."]
         assert attrs[1]["split"] == "val" and parent.id in attrs[1]["parents"]
