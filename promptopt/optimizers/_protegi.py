@@ -99,14 +99,23 @@ def error_report(
     )
 
 
-def edit_request(task: Task, instruction: str, errors: str, gradient: str, n: int) -> str:
+def task_line(task: Task, *, brief: bool = False) -> str:
+    """The task as the gradient and edit prompts name it: its description, and with
+    ``brief`` what the model must do (:attr:`Task.brief`)."""
+    line = task.description or task.name
+    return f"{line}. {task.brief}" if brief and task.brief else line
+
+
+def edit_request(task: Task, instruction: str, errors: str, gradient: str, n: int, *,
+                 brief: bool = False) -> str:
     """The prompt that asks for ``n`` edits of ``instruction`` against one textual gradient.
 
     ``gradient`` completes "the problem with this prompt is that ...": a reason the
-    proposer wrote (ProTeGi) or a person's critique (:func:`promptopt.runs._refine`).
+    proposer wrote (ProTeGi) or a person's critique (:func:`promptopt.runs._refine`);
+    ``brief``: see :func:`task_line`.
     """
     return EDIT_PROMPT.format(
-        task=task.description or task.name, prompt=instruction, errors=errors,
+        task=task_line(task, brief=brief), prompt=instruction, errors=errors,
         gradient=gradient, n=n,
     )
 
@@ -222,7 +231,11 @@ class ProTeGi(Optimizer):
         selection_pulls: Bandit budget per selection step, in minibatch evaluations
             (UCB makes that many; successive rejects sizes its phases with it).
         ucb_c: UCB exploration weight.
+        task_brief: Name the task in the gradient and edit prompts with what the model
+            must do (the task's ``brief``) after its description.
     """
+
+    legacy_settings = {"task_brief": False}
 
     def __init__(
         self,
@@ -237,6 +250,7 @@ class ProTeGi(Optimizer):
         selector: str = "ucb",
         selection_pulls: int = 8,
         ucb_c: float = 1.0,
+        task_brief: bool = True,
     ) -> None:
         self.rounds = rounds
         self.beam_size = beam_size
@@ -248,6 +262,7 @@ class ProTeGi(Optimizer):
         self.selector = selector
         self.selection_pulls = selection_pulls
         self.ucb_c = ucb_c
+        self.task_brief = task_brief
 
     def validate(self) -> None:
         """Check the settings."""
@@ -291,7 +306,7 @@ class ProTeGi(Optimizer):
             return []
         self._round_scores[member.id] = [ev.score]
         errors = error_report(ctx.task, batch, ev, self.errors_per_gradient)
-        task = ctx.task.description or ctx.task.name
+        task = task_line(ctx.task, brief=self.task_brief)
         if not ctx.can_afford(2):
             raise BudgetExhausted("no budget left for a gradient and an edit")
         prompt = GRADIENT_PROMPT.format(
@@ -305,9 +320,8 @@ class ProTeGi(Optimizer):
             ctx.rejected["no gradient in answer"] += 1
         out: list[Template] = []
         for gradient in gradients:
-            prompt = edit_request(
-                ctx.task, member.instruction, errors, gradient, self.edits_per_gradient
-            )
+            prompt = edit_request(ctx.task, member.instruction, errors, gradient,
+                                  self.edits_per_gradient, brief=self.task_brief)
             answer = ctx.propose(prompt, n=1)[0]
             edits = accept_edits(ctx, between(answer), member, self.edits_per_gradient)
             for edit in edits:

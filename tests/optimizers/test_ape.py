@@ -43,7 +43,7 @@ def test_tidy_drops_leading_to():
 
 
 def test_generation_prompts_show_demos():
-    setup = FakeSetup(budget=None, proposer_replies=default_reply)
+    setup = FakeSetup(budget=None, proposer_replies=default_reply, proposer_chat=False)
     setup.optimize(APE(num_prompts=3, demos_per_prompt=2, mc_rounds=0))
     calls = [c for c in setup.proposer_fake.calls if c["prompt"].endswith(GEN_END)]
     assert len(calls) == 3
@@ -53,6 +53,24 @@ def test_generation_prompts_show_demos():
         assert call["prompt"].count("\nOutput: ") == 2
         assert sum(f"Output: {t}" in call["prompt"] for t in targets) == 2
         assert call["params"]["temperature"] == 0.9
+
+
+def test_a_chat_proposer_is_told_the_task_and_asked_for_the_instruction():
+    def proposer(prompt, params):
+        return "The instruction was: <INS>Name the change in a few words.</INS>"
+
+    setup = FakeSetup(budget=None, proposer_replies=proposer)  # a chat model
+    setup.optimize(APE(num_prompts=2, demos_per_prompt=2, mc_rounds=0))
+    [first, *_] = setup.proposer_fake.calls
+    assert first["prompt"].startswith("My friend reads the instruction")  # the task's brief
+    assert first["prompt"].endswith("Reply with the instruction only, between <INS> and "
+                                    "</INS>.")
+    assert "The instruction was <INS>" not in first["prompt"]
+    assert any(e.template.instruction == "Name the change in a few words."
+               for e in setup.evaluator.history)
+    setup = FakeSetup(budget=None, proposer_replies=proposer)
+    setup.optimize(APE(num_prompts=2, demos_per_prompt=2, mc_rounds=0, ask_chat=False))
+    assert setup.proposer_fake.calls[0]["prompt"].endswith("The instruction was <INS>")
 
 
 def _scripted_setup(budget=None):
@@ -70,7 +88,8 @@ def _scripted_setup(budget=None):
             return "MAGIC instruction.</INS>" if seed % 1000 == 2 else f" to do {seed}.</INS>"
         return f"Variant {params['seed']}.</INS>"
 
-    setup = FakeSetup(budget=budget, replies=recovery, proposer_replies=proposer)
+    setup = FakeSetup(budget=budget, replies=recovery, proposer_replies=proposer,
+                      proposer_chat=False)  # the paper's prompt, for a completion model
     for split in ("train", "val", "test"):
         for e in setup.task.examples(split):
             by_text[e.inputs["original_text"][:60]] = e.target
