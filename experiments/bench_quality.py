@@ -7,9 +7,9 @@
 
 Settings come from ``experiments/quality.toml`` (``[common]`` and ``[compare]``; with
 ``--quick`` also ``[quick.common]`` and ``[quick.compare]``): every registered method
-(or the listed ones), seeds 0, 1, 2, fixed train/val/test splits (split seed 0), the
-the embedded defaults (Qwen2.5-Coder 0.5B recovery model, 1.5B proposer; earlier runs: Gemma
-3 270M as both), packaged MiniLM scorer. For each
+(or the listed ones), seeds 0, 1, 2, fixed train/val/test splits (split seed 0),
+the embedded defaults (Gemma 3 270M recovery model, Qwen2.5-Coder 1.5B proposer; earlier
+runs: Gemma 3 270M as both), packaged MiniLM scorer. For each
 budget it runs ``compare`` and writes its ``report.md``, ``best_so_far.png`` and
 ``trials.csv`` under ``<out>/budget-<B>/``; the Optuna studies go to
 ``<out>/studies.db`` and the LLM and embedding caches to ``<out>/cache`` (shared by

@@ -120,7 +120,7 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
     )
 }
 
-DEFAULT_MODEL = "llamacpp/qwen2.5-coder-0.5b"
+DEFAULT_MODEL = "llamacpp/gemma-3-270m"
 """The task (recovery) model when none is given (chosen by measurement: models guide)."""
 DEFAULT_PROPOSER = "llamacpp/qwen2.5-coder-1.5b"
 """The model that writes instructions (and data) when none is given (models guide)."""
