@@ -14,8 +14,9 @@ starting template on the dev set's test split (train 100 / val 20 / test 20, spl
 
 Proposers (``--proposers``; SmolLM2-135M, Qwen 0.5B, Qwen 1.5B): a real ``promptopt.run``
 of each proposing method (``--methods``, default ape, opro, evoprompt-ga, protegi and
-gepa) at ``--budget`` calls with Gemma 3 270M as the task model (fast, so the proposer's
-answers are most of what is measured) on the same data; a proposal is unusable when
+gepa) at ``--budget`` calls with Gemma 3 270M as the task model on the same data (train
+100, but validation and test 4 each, so that the budget goes to proposals); a proposal
+is unusable when
 :meth:`SearchContext.accept` rejects it (empty, an echo, a reply to the asker, ...);
 the usable ones are the distinct templates the run evaluated besides the start. Also
 each run's peak RSS and wall time.
@@ -54,6 +55,9 @@ TASK_MODELS = "gemma-3-270m,qwen2.5-coder-0.5b,qwen2.5-coder-1.5b"
 PROPOSERS = "smollm2-135m,qwen2.5-coder-0.5b,qwen2.5-coder-1.5b"
 METHODS = "ape,opro,evoprompt-ga,protegi,gepa"
 SPLITS = {"train": 100, "val": 20, "test": 20, "split_seed": 0}
+PROPOSER_SPLITS = {"train": 100, "val": 4, "test": 4, "split_seed": 0}
+"""The proposer runs validate on 4 examples: the final choice's reserve for 20 would
+leave a budget of 80 room for one or two proposals."""
 
 
 def task_child(model: str, data: str) -> dict[str, Any]:
@@ -99,7 +103,7 @@ def proposer_child(proposer: str, method: str, data: str, budget: int,
         t0 = time.perf_counter()
         result = run(method, data=data, model="llamacpp/gemma-3-270m", proposer=proposer,
                      budget=budget, seed=0, scorer="minilm", storage=url, study="s",
-                     cache_dir=cache, skip_bad_rows=True, **SPLITS)
+                     cache_dir=cache, skip_bad_rows=True, **PROPOSER_SPLITS)
         wall = time.perf_counter() - t0
         trials = optuna.load_study(study_name="s", storage=url).trials
         ids = {t.user_attrs.get("template_id") for t in trials} - {None, result.start_template.id}
@@ -171,7 +175,7 @@ def main() -> None:
     parser.add_argument("--task-models", default=TASK_MODELS)
     parser.add_argument("--proposers", default=PROPOSERS)
     parser.add_argument("--methods", default=METHODS)
-    parser.add_argument("--budget", type=int, default=40)
+    parser.add_argument("--budget", type=int, default=80)
     parser.add_argument("--data", default=str(DEV))
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-models")
     parser.add_argument("--child", help=argparse.SUPPRESS)
