@@ -28,9 +28,10 @@ Left out, or changed to fit small budgets:
   minibatch join this worker's history (the paper runs one process).
 - With ``show_answers`` (default), the exemplars come from the scored minibatch and each
   shows, beside the correct answer, what the best instruction so far answered and its
-  score on that example (no extra call: those predictions exist). The paper shows the
-  correct answers alone; a small proposer shown only those drifted toward long
-  step-by-step instructions that did not change the answers' form.
+  score on that example (no extra call: those predictions exist), so the proposer sees
+  how the answers differ from what the metric rewards. The paper shows the correct
+  answers alone (a 1.5B proposer shown only those drifted toward long step-by-step
+  instructions); that this makes OPRO gain is not shown yet (docs/BENCHMARKS.md).
 - Answers are read as continuations of the meta-prompt's final ``<INS>`` (weak base
   models rarely repeat the opening tag; see ``read_proposal`` in ``_base``): one
   instruction per sample, and answers that only echo an exemplar are counted as
