@@ -214,20 +214,18 @@ class PromptoptAdapter:
         """Inputs, output and the task's feedback text of each minibatch example (for the
         answer prefix: each output and the correct answer alone)."""
         task = self.ctx.task
-        records = []
-        for trace in eval_batch.trajectories or []:
-            ex, prediction, score = trace["example"], trace["prediction"], trace["score"]
+
+        def record(trace: Mapping[str, Any], component: str) -> dict[str, Any]:
+            ex, prediction = trace["example"], trace["prediction"]
+            if component == PREFIX:
+                return {"Generated Outputs": prediction, "Correct answer": ex.target}
             feedback = (f"The model call failed: {trace['failed']}" if trace["failed"]
-                        else task.feedback(prediction, ex, score))
-            records.append({
-                "Inputs": task.format_example(ex, with_target=False),
-                "Generated Outputs": prediction,
-                "Feedback": feedback,
-            })
-        answers = [{"Generated Outputs": trace["prediction"],
-                    "Correct answer": trace["example"].target}
-                   for trace in eval_batch.trajectories or []]
-        return {name: answers if name == PREFIX else records for name in components_to_update}
+                        else task.feedback(prediction, ex, trace["score"]))
+            return {"Inputs": task.format_example(ex, with_target=False),
+                    "Generated Outputs": prediction, "Feedback": feedback}
+
+        traces = eval_batch.trajectories or []
+        return {name: [record(t, name) for t in traces] for name in components_to_update}
 
     def _prompt_template(self, component: str) -> str:
         custom = self.prompt_template
