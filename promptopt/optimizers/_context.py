@@ -9,6 +9,7 @@ seeds. The optimizer base (:mod:`promptopt.optimizers._base`) builds one per run
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections import Counter
@@ -122,8 +123,23 @@ def _normalize(text: str) -> str:
 
 
 def _unquote(text: str | None) -> str:
-    """A proposal without surrounding blanks and quotes."""
-    return (text or "").strip().strip("\"'`").strip()
+    """A proposal without surrounding blanks and quotes, and out of a JSON object that
+    holds it as its one text value (:func:`unwrap_json`)."""
+    return unwrap_json((text or "").strip()).strip().strip("\"'`").strip()
+
+
+def unwrap_json(text: str) -> str:
+    """The one string a JSON object holds (``{"new_instruction": "Read ..."}``: a chat
+    proposer's habit), else ``text`` as it is. An object with several text values, or
+    none, is left whole."""
+    if not (text.startswith("{") and text.endswith("}")):
+        return text
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    strings = [v for v in value.values() if isinstance(v, str)] if isinstance(value, dict) else []
+    return strings[0] if len(strings) == 1 and len(value) == 1 else text
 
 
 MIN_ECHO_CHARS = 40

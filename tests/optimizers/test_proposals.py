@@ -106,3 +106,20 @@ def test_accept_rejects_a_passage_of_an_example_sewn_into_other_words():
     kept = ctx.accept(f'Say how "{original.split()[0]}" was rewritten, in one sentence.')
     assert kept is not None  # a word or two of an example is no echo
     assert ctx.rejected == {"echo of an example": 1}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ('{"new_instruction": "State the change asked for."}', "State the change asked for."),
+        ('{"instruction": "Name the tone."}', "Name the tone."),
+        # Several values, or not JSON at all: taken as written.
+        ('{"a": "Name the tone.", "b": "Say it."}', '{"a": "Name the tone.", "b": "Say it."}'),
+        ("{Name the tone}", "{Name the tone}"),
+    ],
+)
+def test_accept_takes_the_one_text_out_of_a_json_answer(raw, expected):
+    # The 1.5B chat proposer answered gepa with such an object, which became the instruction.
+    ctx = _ctx()
+    template = ctx.accept(raw)
+    assert template is not None and template.instruction == expected
