@@ -22,9 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from promptopt.errors import UnknownModelError
 from promptopt.llm._assemble import ChunkedGGUF, assemble, models_dir
 from promptopt.llm._providers import register_provider
+from promptopt.llm._states import PrefixStates, limit_bytes, load_sequence, save_sequence
 
 
 @dataclass(frozen=True)
@@ -278,22 +281,72 @@ def _reuse_default() -> bool:
     return os.environ.get("PROMPTOPT_PREFIX_REUSE", "1") != "0"
 
 
+MIN_SAVED = 64
+"""Fewest tokens a branch point must add to what is held already to be worth saving."""
+
+_states: PrefixStates | None = None
+
+
+def prefix_states() -> PrefixStates | None:
+    """The saved states of shared prefixes (all models), or None when
+    ``PROMPTOPT_STATE_CACHE_MB`` is 0; created on first use."""
+    global _states
+    limit = limit_bytes()
+    if not limit:
+        return None
+    if _states is None or _states.limit != limit:
+        _states = PrefixStates(limit)
+    return _states
+
+
+def _eval_between(llama: Any, tokens: list[int], start: int, end: int) -> None:
+    """Evaluate ``tokens[start:end]`` after the ``start`` held ones, in batches that end
+    where a fresh evaluation ends them (at multiples of ``n_batch``)."""
+    n_batch = int(getattr(llama, "n_batch", 512) or 512)
+    while start < end:
+        stop = min(end, (start // n_batch + 1) * n_batch)
+        llama.eval(tokens[start:stop])
+        start = stop
+
+
 def _prefill(llama: Any, tokens: list[int], *, reuse: bool) -> int:
     """Make ``llama`` ready to evaluate ``tokens``; returns how many it holds already.
 
-    With ``reuse``, the context is cut back to :func:`reusable_prefix` (the next
-    evaluation removes the cache past it), and when the prompt goes on past the end of
-    the ``n_batch`` batch the cut falls in, the rest of that batch is evaluated here,
-    alone; otherwise, or when nothing is reusable, the context is cleared. The caller
-    evaluates ``tokens`` from the returned position on (in ``n_batch`` batches, which
-    then start where a fresh evaluation starts them).
+    With ``reuse``, the context keeps what it shares with the previous prompt
+    (:func:`reusable_prefix`), or, where more, the saved state of a prefix shared with
+    an earlier prompt is restored (:mod:`~promptopt.llm._states`), cut back to a
+    multiple of :data:`ROW_GROUP` tokens; a prompt that shares a longer prefix with a
+    recent one than anything held evaluates up to that branch point first and saves
+    its state there. When the prompt goes on past the end of the ``n_batch`` batch the
+    kept prefix ends in, the rest of that batch is evaluated here, alone; without reuse,
+    or when nothing is reusable, the context is cleared. The caller evaluates
+    ``tokens`` from the returned position on (in ``n_batch`` batches, which then start
+    where a fresh evaluation starts them).
     """
     keep = reusable_prefix(llama, tokens) if reuse else 0
+    states = prefix_states() if reuse else None
+    branch = 0
+    if states is not None:
+        arr = np.asarray(tokens, dtype=np.intc)
+        saved, shared = states.best(id(llama), arr)
+        shared = min(shared, len(tokens) - 1) // ROW_GROUP * ROW_GROUP
+        branch = min(states.branch(id(llama), arr), len(tokens) - 1) // ROW_GROUP * ROW_GROUP
+        if saved is not None and shared > keep:
+            load_sequence(llama, saved.data, saved.tokens, shared)
+            states.use(id(llama), saved)
+            keep = shared
+        branch = max(branch, shared)
     _prefilled[id(llama)] = len(tokens)
     if not keep:
         llama.reset()
+    else:
+        llama.n_tokens = keep
+    if states is not None and branch - keep >= MIN_SAVED:
+        _eval_between(llama, tokens, keep, branch)
+        states.put(id(llama), tokens[:branch], save_sequence(llama))
+        keep = branch
+    if not keep:
         return 0
-    llama.n_tokens = keep
     n_batch = int(getattr(llama, "n_batch", 512) or 512)
     edge = (keep // n_batch + 1) * n_batch
     if keep % n_batch and len(tokens) > edge:
