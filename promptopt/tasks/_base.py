@@ -52,6 +52,19 @@ def truncate_tokens(text: str, max_tokens: int) -> str:
     return text
 
 
+POSITIONS = ("before", "after")
+"""Where a task may put the instruction (``instruction_at``)."""
+
+
+def check_position(value: str) -> str:
+    """``value`` if it is one of :data:`POSITIONS`, else a ConfigError naming them."""
+    if value not in POSITIONS:
+        raise ConfigError(
+            f"instruction_at must be one of {', '.join(POSITIONS)}, not {value!r}"
+        )
+    return value
+
+
 class Task(ABC):
     """Base class of tasks; subclasses set the class attributes and rendering.
 
@@ -80,6 +93,9 @@ class Task(ABC):
     """Whether targets are free text, so a demo sharing a scored example's answer leaks it
     (False for a fixed label set)."""
     sample: ClassVar[str] = SAMPLE_PROMPT_RECOVERY
+    instruction_at: str = "before"
+    """Where the instruction goes: ``"before"`` the example's inputs or ``"after"`` them
+    (see :meth:`layout`); tasks that offer the choice take it as an option."""
     """The bundled dataset (in ``promptopt/resources``) used when no data file is given."""
 
     def __init__(self, splits: Splits, *, scorer: Any) -> None:
@@ -261,6 +277,10 @@ class Task(ABC):
     ) -> Messages:
         """An example's prompt from its parts, with the template's demos between them.
 
+        With :attr:`instruction_at` ``"after"``, the instruction goes between the
+        query's inputs and its ``cue`` instead (no system message), so that prompts for
+        one example share their start whatever the instruction; a query of the cue
+        alone (the instruction holds the inputs) keeps the instruction first.
         Chat: the instruction as system message, each demo as a user turn (``block`` of
         its inputs) and an assistant turn (its target), then the query; an answer
         ``prefix`` that ends the query is moved into an opened assistant turn (the last
@@ -270,12 +290,17 @@ class Task(ABC):
         by ``cue`` and its target, and the query, separated by blank lines.
         """
         demos = [dict(d) for d in demos]
+        cut = query.rfind(cue)
+        if self.instruction_at == "after" and instruction and cut > 0:
+            # the example's inputs first, the same for every candidate instruction
+            query = f"{query[:cut].rstrip()}\n\n{instruction}\n{query[cut:]}"
+            instruction = ""
         if not chat:
-            parts = [instruction]
+            parts = [instruction] if instruction else []
             parts += [f"{block(d)}\n{cue} {d.get(self.target_field, '')}" for d in demos]
             parts.append(query)
             return [{"role": "user", "content": "\n\n".join(parts)}]
-        messages = [{"role": "system", "content": instruction}]
+        messages = [{"role": "system", "content": instruction}] if instruction else []
         for d in demos:
             messages.append({"role": "user", "content": block(d)})
             messages.append({"role": "assistant", "content": d.get(self.target_field, "")})

@@ -13,7 +13,7 @@ from typing import Any
 
 from promptopt.data import Example, Splits
 from promptopt.registry import tasks
-from promptopt.tasks._base import Messages, Task, truncate_tokens
+from promptopt.tasks._base import Messages, Task, check_position, truncate_tokens
 from promptopt.template import Template
 
 DEFAULT_PREDICTION = "Rewrite this text in a different style."
@@ -40,6 +40,17 @@ INSTRUCTION_POOL: tuple[str, ...] = (
 
 ANSWER_PREFIXES: tuple[str, ...] = ("", "Rewrite", "Rewrite this text", "Convert this text into")
 """Answer prefixes for the prompt-recovery task (``tpe`` chooses from them)."""
+
+AFTER_INSTRUCTION = (
+    "Above is an original text and a rewritten version of it. Write the one-sentence "
+    "instruction that was given to turn the original text into the rewritten text."
+)
+"""The starting instruction when it follows the texts (``instruction_at="after"``)."""
+AFTER_BRIEF = (
+    "The model reads an original text and a rewritten version of it, then the "
+    "instruction, and must answer with the rewrite prompt: the instruction a user gave to "
+    "turn the original text into the rewritten text (not a rewrite or a summary of the text)."
+)
 
 _LABEL = re.compile(
     r"^\s*(?:\*\*|__)?\s*(?:the\s+)?(?:rewrite\s+prompt|recovered\s+prompt|prompt|instruction|"
@@ -148,6 +159,11 @@ class PromptRecoveryTask(Task):
         scorer: The SCS scorer.
         max_text_tokens: Each input text is cut to about this many tokens.
         default_prediction: Used whenever cleaning leaves nothing.
+        instruction_at: ``"before"`` the texts (the instruction first) or ``"after"``
+            them (in the same user turn for a chat model), so that every candidate's
+            prompt for one example starts with the same tokens and the embedded engine
+            restores their saved state (:mod:`promptopt.llm._states`); the starting
+            instruction then says "Above" rather than "Below".
     """
 
     input_fields: tuple[str, ...] = ("original_text", "rewritten_text")
@@ -177,10 +193,15 @@ class PromptRecoveryTask(Task):
         scorer: Any,
         max_text_tokens: int = 200,
         default_prediction: str = DEFAULT_PREDICTION,
+        instruction_at: str = "before",
     ) -> None:
         super().__init__(splits, scorer=scorer)
         self.max_text_tokens = max_text_tokens
         self.default_prediction = default_prediction
+        self.instruction_at = check_position(instruction_at)
+        if instruction_at == "after":
+            self.default_instruction = AFTER_INSTRUCTION
+            self.brief = AFTER_BRIEF
 
     def _inputs(self, fields: dict[str, str]) -> dict[str, str]:
         return {k: truncate_tokens(fields[k], self.max_text_tokens) for k in self.input_fields}

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from promptopt.data import Example, Splits
+from promptopt.errors import ConfigError
 from promptopt.scoring import HashingScorer
 from promptopt.tasks import (
     DEFAULT_PREDICTION,
@@ -65,6 +66,30 @@ def test_render_completion_and_chat():
     plain = task.render(t.replace(answer_prefix=""), ex, chat=True)
     assert [m["role"] for m in plain] == ["system", "user", "assistant", "user"]
     assert plain[3]["content"].endswith("Rewrite prompt:")
+
+
+def test_instruction_after_the_texts_keeps_each_example_s_start_the_same():
+    task, ex = _task(instruction_at="after")
+    assert task.start_template().instruction.startswith("Above is")
+    assert "then the instruction" in task.brief
+    a, b = Template("Find the prompt."), Template("Name the change.", answer_prefix="Rewrite")
+    [base_a], [base_b] = task.render(a, ex, chat=False), task.render(b, ex, chat=False)
+    assert base_a["content"] == (
+        "Original text: The cat sat.\nRewritten text: A feline rested.\n\n"
+        "Find the prompt.\nRewrite prompt:")
+    assert base_b["content"].endswith("Name the change.\nRewrite prompt: Rewrite")
+    chat_a, chat_b = task.render(a, ex, chat=True), task.render(b, ex, chat=True)
+    assert [m["role"] for m in chat_a] == ["user"]  # no system message: the same for all
+    assert chat_a[0]["content"] == base_a["content"]
+    assert [m["role"] for m in chat_b] == ["user", "assistant"]
+    assert chat_b[0]["content"].endswith("Name the change.\nRewrite prompt:")
+    shared = "Original text: The cat sat.\nRewritten text: A feline rested.\n\n"
+    assert chat_a[0]["content"].startswith(shared) and chat_b[0]["content"].startswith(shared)
+    # an instruction that holds the texts itself stays first
+    [own] = task.render(Template("Text: {original_text} -> {rewritten_text}"), ex, chat=False)
+    assert own["content"].startswith("Text: The cat sat.")
+    with pytest.raises(ConfigError, match="instruction_at must be one of before, after"):
+        _task(instruction_at="middle")
 
 
 def test_placeholders_fill_once_and_never_rescan_user_text():
