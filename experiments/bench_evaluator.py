@@ -29,6 +29,25 @@ request overhead, not generation).
 Prints seconds, examples/s and time as a ratio to the raw reset loop for each path and
 template, and whether the outputs are identical: raw reuse vs raw reset (generated
 text), the evaluator's predictions vs the raw reset loop's parsed texts.
+
+The search case (``--search``): what a search does, ``--candidates`` instructions
+(default 30: the task's pool and variants of it) each evaluated greedily on the same
+``--n`` examples (default 20, a validation split), candidate after candidate, through
+the engine (``generate``), on four paths interleaved candidate by candidate:
+
+1. reset loop: every prompt evaluated from an emptied context (instruction after the
+   texts; the reference for outputs);
+2. today's engine: the instruction before the texts, prefix reuse, no saved states
+   (``PROMPTOPT_STATE_CACHE_MB=0``), as searches ran before;
+3. the same with the instruction after the texts (the layout alone);
+4. the new engine: instruction after the texts, saved example states.
+
+    flock /tmp/cpu.lock .venv/bin/python -W ignore experiments/bench_evaluator.py \
+        --search --model qwen2.5-coder-1.5b
+
+Prints seconds and seconds per evaluation of each path, the ratio to today's engine,
+how many outputs equal the reset loop's, the store's saves, hits, evictions and peak
+bytes against its limit, and the process's peak RSS.
 """
 
 from __future__ import annotations
@@ -108,6 +127,62 @@ def start_server(gguf: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
             time.sleep(0.5)
 
 
+SEARCH_PATHS = ("reset loop", "today's engine (instruction first)",
+                "prefix reuse, instruction after", "saved example states, instruction after")
+VARIANTS = ("", " Answer in one sentence.", " Name the tone and the form.", " Start with a verb.")
+
+
+def search_case(args: argparse.Namespace) -> None:
+    """The ``--search`` case (module docstring)."""
+    import resource
+
+    from promptopt.tasks import PromptRecoveryTask
+
+    n, splits, scorer, _, _, _ = evaluation_setup(args.data, args.model, n=args.n, train=1)
+    before = PromptRecoveryTask(splits, scorer=scorer)
+    after = PromptRecoveryTask(splits, scorer=scorer, instruction_at="after")
+    pool = [f"{ins}{extra}" for extra in VARIANTS for ins in before.instruction_pool]
+    candidates = [Template(ins) for ins in pool[: args.candidates]]
+    name = args.model
+    chat = embedded.is_chat_model(name)
+    gen = before.generation
+    limit = embedded.limit_bytes() or 384 * 1024 * 1024
+    print(f"search case: {len(candidates)} candidates x {n} examples, model llamacpp/{name} "
+          f"({'chat' if chat else 'base'}), state store limit {limit / 2**20:.0f} MiB")
+
+    def run(task: PromptRecoveryTask, template: Template, *, reuse: bool,
+            states: bool) -> list[str]:
+        os.environ["PROMPTOPT_STATE_CACHE_MB"] = str(limit / 2**20 if states else 0)
+        return [embedded.generate(name, task.render(template, e, chat=chat), reuse=reuse,
+                                  max_tokens=gen["max_tokens"], stop=gen["stop"])["text"]
+                for e in splits.test]
+
+    paths = [(SEARCH_PATHS[0], after, False, False), (SEARCH_PATHS[1], before, True, False),
+             (SEARCH_PATHS[2], after, True, False), (SEARCH_PATHS[3], after, True, True)]
+    seconds = dict.fromkeys(SEARCH_PATHS, 0.0)
+    outputs: dict[str, list[str]] = {p: [] for p in SEARCH_PATHS}
+    for i, template in enumerate(candidates):
+        for label, task, reuse, states in paths:
+            t0 = time.perf_counter()
+            outputs[label] += run(task, template, reuse=reuse, states=states)
+            seconds[label] += time.perf_counter() - t0
+        print(f"  candidate {i + 1}/{len(candidates)}: " + ", ".join(
+            f"{s:.0f} s" for s in seconds.values()), flush=True)
+    store = embedded._states
+    total = len(candidates) * n
+    base = seconds[SEARCH_PATHS[1]]
+    print(f"load average after: {loadavg()}")
+    print(f"{'path':<44}{'seconds':>9}{'s/eval':>8}{'x today':>9}{'== reset':>10}")
+    for label in SEARCH_PATHS:
+        same = sum(a == b for a, b in zip(outputs[label], outputs[SEARCH_PATHS[0]], strict=True))
+        print(f"{label:<44}{seconds[label]:>9.1f}{seconds[label] / total:>8.2f}"
+              f"{base / seconds[label]:>9.2f}{same:>6}/{total}")
+    if store is not None:
+        print(f"store: {store.saves} saves, {store.hits} hits, {store.evictions} evictions, "
+              f"peak {store.peak_bytes / 2**20:.1f} MiB of {store.limit / 2**20:.0f} MiB")
+    print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=200, help="examples per template")
@@ -121,7 +196,13 @@ def main() -> None:
     parser.add_argument("--no-server", action="store_true", help="skip the server path")
     parser.add_argument("--few-shot-only", action="store_true",
                         help="time the few-shot template only (no zero-shot rows)")
+    parser.add_argument("--search", action="store_true",
+                        help="the search case: --candidates instructions x --n examples")
+    parser.add_argument("--candidates", type=int, default=30)
     args = parser.parse_args()
+    if args.search:
+        search_case(args)
+        return
 
     n, splits, scorer, task, llama, _ = evaluation_setup(args.data, args.model, n=args.n,
                                                       train=args.demos)
