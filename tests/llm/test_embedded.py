@@ -94,6 +94,9 @@ def test_prefix_reuse_keeps_greedy_outputs(n_demos, monkeypatch):
     from promptopt.llm import _embedded as embedded
 
     llama = embedded.load("gemma-3-270m")
+    # the previous prompt's prefix alone (saved states, tests/llm/test_states.py, would
+    # restore more where earlier tests left prompts that share these)
+    monkeypatch.setenv("PROMPTOPT_STATE_CACHE_MB", "0")
     evaluated: list[int] = []
     real_eval = llama.eval
     monkeypatch.setattr(llama, "eval", lambda toks: (evaluated.append(len(toks)),
