@@ -120,12 +120,6 @@ class PrefixStates:
             self.evictions += 1
         self.peak_bytes = max(self.peak_bytes, self.bytes)
 
-    def forget(self, model: int) -> None:
-        """Drop ``model``'s states and recent prompts (e.g. when it is unloaded)."""
-        for key in [k for k in self._saved if k[0] == model]:
-            self.bytes -= len(self._saved.pop(key).data)
-        self._recent.pop(model, None)
-
     def __len__(self) -> int:
         return len(self._saved)
 
