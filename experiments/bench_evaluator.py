@@ -74,6 +74,7 @@ from _machine import loadavg  # noqa: E402
 from promptopt.evaluator import Evaluator  # noqa: E402
 from promptopt.llm import LLM, DiskCache  # noqa: E402
 from promptopt.llm import _embedded as embedded  # noqa: E402
+from promptopt.llm._states import DEFAULT_LIMIT_MB  # noqa: E402
 from promptopt.template import Template, make_demo  # noqa: E402
 
 PATHS = ("raw reset loop", "raw reuse loop", "evaluator, cold cache", "evaluator, warm cache",
@@ -146,7 +147,7 @@ def search_case(args: argparse.Namespace) -> None:
     name = args.model
     chat = embedded.is_chat_model(name)
     gen = before.generation
-    limit = embedded.limit_bytes() or 384 * 1024 * 1024
+    limit = embedded.limit_bytes() or DEFAULT_LIMIT_MB * 1024 * 1024
     print(f"search case: {len(candidates)} candidates x {n} examples, model llamacpp/{name} "
           f"({'chat' if chat else 'base'}), state store limit {limit / 2**20:.0f} MiB")
 

@@ -335,7 +335,6 @@ def _prefill(llama: Any, tokens: list[int], *, reuse: bool) -> int:
             load_sequence(llama, saved.data, saved.tokens, shared)
             states.use(id(llama), saved)
             keep = shared
-        branch = max(branch, shared)
     _prefilled[id(llama)] = len(tokens)
     if not keep:
         llama.reset()
@@ -353,7 +352,7 @@ def _prefill(llama: Any, tokens: list[int], *, reuse: bool) -> int:
         # the rest of keep's batch alone, so that later batches start where a fresh
         # evaluation starts them: a batch across that boundary changed the logits
         # (tests/llm/test_embedded.py, test_prefix_reuse_across_a_batch_boundary_...)
-        llama.eval(tokens[keep:edge])
+        _eval_between(llama, tokens, keep, edge)
         return edge
     return keep
 

@@ -138,8 +138,11 @@ def unwrap_json(text: str) -> str:
         value = json.loads(text)
     except ValueError:
         return text
-    strings = [v for v in value.values() if isinstance(v, str)] if isinstance(value, dict) else []
-    return strings[0] if len(strings) == 1 and len(value) == 1 else text
+    if isinstance(value, dict) and len(value) == 1:
+        (only,) = value.values()
+        if isinstance(only, str):
+            return only
+    return text
 
 
 MIN_ECHO_CHARS = 40

@@ -93,10 +93,10 @@ class Task(ABC):
     """Whether targets are free text, so a demo sharing a scored example's answer leaks it
     (False for a fixed label set)."""
     sample: ClassVar[str] = SAMPLE_PROMPT_RECOVERY
+    """The bundled dataset (in ``promptopt/resources``) used when no data file is given."""
     instruction_at: str = "before"
     """Where the instruction goes: ``"before"`` the example's inputs or ``"after"`` them
     (see :meth:`layout`); tasks that offer the choice take it as an option."""
-    """The bundled dataset (in ``promptopt/resources``) used when no data file is given."""
 
     def __init__(self, splits: Splits, *, scorer: Any) -> None:
         self.splits = splits
@@ -290,8 +290,8 @@ class Task(ABC):
         by ``cue`` and its target, and the query, separated by blank lines.
         """
         demos = [dict(d) for d in demos]
-        cut = query.rfind(cue)
-        if self.instruction_at == "after" and instruction and cut > 0:
+        cut = query.rfind(cue) if self.instruction_at == "after" and instruction else 0
+        if cut > 0:
             # the example's inputs first, the same for every candidate instruction
             query = f"{query[:cut].rstrip()}\n\n{instruction}\n{query[cut:]}"
             instruction = ""
