@@ -98,9 +98,12 @@ class APE(Optimizer):
             completion model to continue, made the 0.5B and 1.5B Qwen instruct models
             repeat a demo's text), and say first what the model must do (the task's
             ``brief``).
+        opening: Build proposals on the start opened with the word most training
+            answers begin with, where the task offers answer prefixes and the start has
+            none (:meth:`SearchContext.open_answers`).
     """
 
-    legacy_settings = {"ask_chat": False}
+    legacy_settings = {"ask_chat": False, "opening": False}
 
     def __init__(
         self,
@@ -115,6 +118,7 @@ class APE(Optimizer):
         mc_top_k: int = 2,
         mc_variants: int = 1,
         ask_chat: bool = True,
+        opening: bool = True,
     ) -> None:
         self.num_prompts = num_prompts
         self.demos_per_prompt = demos_per_prompt
@@ -126,6 +130,7 @@ class APE(Optimizer):
         self.mc_top_k = mc_top_k
         self.mc_variants = mc_variants
         self.ask_chat = ask_chat
+        self.opening = opening
 
     def validate(self) -> None:
         """Check the settings."""
@@ -229,7 +234,7 @@ class APE(Optimizer):
 
     def search(self, ctx: SearchContext) -> None:
         """Generate, select with UCB, then resample the best and select again."""
-        pool = [_Arm(ctx.start, stage="start", round=0)]
+        pool = [_Arm(ctx.base, stage="start", round=0)]
         self._generate(ctx, pool)
         self._bandit(ctx, pool, 0)
         for rnd in range(1, self.mc_rounds + 1):

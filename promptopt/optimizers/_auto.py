@@ -40,7 +40,7 @@ from promptopt.llm import Budget
 from promptopt.optimizers._base import Optimizer, OptimizeResult
 from promptopt.optimizers._context import SearchContext
 from promptopt.optimizers._lane import Allowance, Lane, ReplayLLM
-from promptopt.optimizers._selection import Selection
+from promptopt.optimizers._selection import Choice, Selection, choose_final
 from promptopt.registry import optimizers
 from promptopt.tasks import Task
 from promptopt.template import Template
@@ -257,6 +257,21 @@ class Auto(Optimizer):
         parts = [f"round {r}: " + ", ".join(v) for r, v in rounds.items()]
         return f"auto: {'; '.join(parts)}; winner {winner}"
 
+    def choose(
+        self,
+        ctx: SearchContext,
+        finalists: Sequence[Template],
+        selection: Selection,
+        *,
+        finalist_meta: dict[str, Any] | None = None,
+        parents: Sequence[str] = (),
+    ) -> Choice:
+        """The shared choice, its correction counting every template the contestants
+        compared on validation: each finalist is the best of its run's."""
+        return choose_final(ctx.evaluator, ctx.start, finalists, ctx.val, selection,
+                            seed=ctx.seed, finalist_meta=finalist_meta, parents=parents,
+                            compared=getattr(self, "compared_", 0))
+
     def select_final(
         self,
         ctx: SearchContext,
@@ -273,9 +288,11 @@ class Auto(Optimizer):
         lanes: list[Lane] = getattr(self, "lanes_", [])
         n_val = len(ctx.val)
         finalists: list[Template] = []
+        self.compared_ = 0
         for lane in lanes:
             val = [e for e in lane.history if e.split == "val" and not e.failed
                    and e.n == n_val and e.template.id != ctx.start.id]
+            self.compared_ += len({e.template.id for e in val})
             if val:
                 best = max(val, key=lambda e: e.score)
                 if best.template not in finalists:

@@ -78,6 +78,10 @@ class Optimizer(ABC):
     """How many of the best train candidates are scored on the validation split."""
     explains_start: ClassVar[bool] = True
     """Whether a result that is the start gets a line saying why (not for ``identity``)."""
+    opening: bool = False
+    """Whether proposals build on the start opened with the word most training answers
+    begin with (:meth:`SearchContext.open_answers`); the proposing methods' ``opening``
+    setting."""
     legacy_settings: ClassVar[dict[str, Any]] = {}
     """Settings added after the method was first released, each with the value that gives
     the earlier behaviour: a stored run whose settings lack one resumes with that value
@@ -156,6 +160,7 @@ class Optimizer(ABC):
             task=task, evaluator=evaluator, proposer=proposer, start=start, seed=seed,
             shared=shared, batch_seed=batch_seed,
         )
+        opened = ctx.open_answers() if self.opening else ""
         first_eval = len(evaluator.history)
         ctx.selection = selection
         evaluator.trial_extras = lambda: {"rejected_so_far": dict(ctx.rejected)}
@@ -172,6 +177,8 @@ class Optimizer(ABC):
                 budget.release(held)
         result = self.select_final(ctx, evaluator.history[first_eval:], selection)
         result.stopped = stopped
+        if opened:
+            result.notes.insert(0, opened)
         if self.explains_start and result.template.id == start.id:
             result.why = why_start(ctx, result.choice, evaluator.history[first_eval:])
             result.notes.insert(0, result.why)

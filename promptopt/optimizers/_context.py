@@ -30,6 +30,29 @@ MAX_PREFIX_CHARS = 80
 MIN_PREFIX_ECHO_CHARS = 12
 """A proposed prefix this long or longer that the asking prompt's wording holds is an echo."""
 PROPOSER_MAX_TOKENS = 160
+OPENING_MIN_SHARE = 0.1
+"""The least share of the training answers that must begin with one word for
+:func:`opening_word` to name it."""
+_FIRST_WORD = re.compile(r"^[^A-Za-z]*([A-Za-z][A-Za-z-]*)")
+
+
+def opening_word(
+    answers: Sequence[str], *, min_share: float = OPENING_MIN_SHARE
+) -> tuple[str, int]:
+    """The word most of ``answers`` begin with, and how many begin with it.
+
+    Leading marks (``**``, quotes) are skipped and words compared without case; the
+    word is returned as the first answer that begins with it writes it. ``("", 0)``
+    when fewer than two answers, or fewer than ``min_share`` of them, share it.
+    """
+    firsts = [m.group(1) for a in answers if (m := _FIRST_WORD.match(a or ""))]
+    counts = Counter(w.lower() for w in firsts)
+    if not counts:
+        return "", 0
+    word, n = counts.most_common(1)[0]
+    if n < 2 or n < min_share * len(answers):
+        return "", 0
+    return next(w for w in firsts if w.lower() == word), n
 
 
 
@@ -209,6 +232,9 @@ class SearchContext:
         self.evaluator = evaluator
         self.proposer = proposer
         self.start = start
+        self.base = start
+        """The template proposals build on: the start, or the start opened with the word
+        most training answers begin with (:meth:`open_answers`)."""
         self.seed = seed
         self.rng = random.Random(seed)
         self.max_instruction_chars = max_instruction_chars
@@ -260,6 +286,26 @@ class SearchContext:
                 if sep and 0 < len(label) <= 40:
                     labels.add(label.strip() + ":")
         return sorted(labels)
+
+    def open_answers(self) -> str:
+        """Make :attr:`base` the start with an answer prefix: the word most training
+        answers begin with (:func:`opening_word`), where the task offers answer prefixes
+        and the start has none. Returns a note saying so, or ``""`` (base stays the start).
+
+        A small proposer cannot be asked for it: shown ten prompt-recovery answers, the
+        Qwen 1.5B named "1. R", "retell" or a list of words as the one most begin with.
+        """
+        offers = any(p.strip() for p in getattr(self.task, "answer_prefixes", ()))
+        if not offers or self.start.answer_prefix.strip():
+            return ""
+        answers = [e.target for e in self.train if isinstance(e.target, str)]
+        word, n = opening_word(answers)
+        if not word:
+            return ""
+        self.base = self.start.replace(answer_prefix=word)
+        self._seen_prefixed.add((_normalize(self.base.instruction), _normalize(word)))
+        return (f"proposals build on the start opened with {word!r}, the word {n} of "
+                f"{len(answers)} training answers begin with")
 
     def minibatch(self, size: int) -> list[Example]:
         """A seeded random sample of the train split (all of it if smaller)."""
@@ -365,7 +411,7 @@ class SearchContext:
         task (e.g. broken placeholders), or holding no task content (``"no task
         content (praises itself)"``, ``"(echoes the meta-prompt)"``, ``"(fits any
         task)"``; see :func:`~promptopt.optimizers._content.content_problem`). ``base``
-        supplies the demos, prefix and suffix (default: the starting template);
+        supplies the demos, prefix and suffix (default: :attr:`base`);
         ``frame`` is the fixed wording of the meta-prompt that asked for the proposal
         (without the examples and instructions it shows), ``""`` if none.
         """
@@ -398,7 +444,7 @@ class SearchContext:
             self.rejected[reason] += 1
             return None
         self._seen.add(_normalize(text))
-        return (base or self.start).replace(instruction=text)
+        return (base or self.base).replace(instruction=text)
 
     def accept_prefix(self, prefix: str, base: Template, *, truncated: bool = False,
                       frame: str = "") -> Template | None:

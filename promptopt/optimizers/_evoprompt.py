@@ -138,9 +138,13 @@ class _EvoPrompt(Optimizer):
         generations: Generations to run at most (the budget usually ends the run first).
         minibatch_size: Train examples every individual is scored on (one fixed sample).
         temperature: Sampling temperature of the proposer's evolution calls.
+        opening: Build proposals on the start opened with the word most training
+            answers begin with, where the task offers answer prefixes and the start has
+            none (:meth:`SearchContext.open_answers`).
     """
 
     op: str = ""
+    legacy_settings = {"opening": False}
 
     def __init__(
         self,
@@ -149,11 +153,13 @@ class _EvoPrompt(Optimizer):
         generations: int = 10,
         minibatch_size: int = 4,
         temperature: float = 0.7,
+        opening: bool = True,
     ) -> None:
         self.population_size = population_size
         self.generations = generations
         self.minibatch_size = minibatch_size
         self.temperature = temperature
+        self.opening = opening
 
     def validate(self) -> None:
         """Check the settings."""
@@ -184,17 +190,17 @@ class _EvoPrompt(Optimizer):
     def _initial_population(self, ctx: SearchContext, batch: list[Example]) -> list[Member]:
         """The start plus up to ``population_size - 1`` paraphrases of it."""
         start_eval = ctx.evaluate(
-            ctx.start, batch, meta={"generation": 0, "op": "start", "step": 0}
+            ctx.base, batch, meta={"generation": 0, "op": "start", "step": 0}
         )
-        population = [Member(ctx.start, start_eval)]
+        population = [Member(ctx.base, start_eval)]
         self.population_ = population
-        prompt = PARAPHRASE_PROMPT.format(prompt=ctx.start.instruction)
+        prompt = PARAPHRASE_PROMPT.format(prompt=ctx.base.instruction)
         answers = ctx.propose(
             prompt, n=self.population_size - 1, temperature=1.0, stop=[f"</{TAG}>"]
         )
-        for template in ctx.accept_answers(answers, ctx.start, tag=TAG, frame=PARAPHRASE_PROMPT):
+        for template in ctx.accept_answers(answers, ctx.base, tag=TAG, frame=PARAPHRASE_PROMPT):
             ev = ctx.evaluate(
-                template, batch, parents=[ctx.start.id],
+                template, batch, parents=[ctx.base.id],
                 meta={"generation": 0, "op": "init", "step": 0},
             )
             if not ev.failed:  # a failed candidate never joins the population

@@ -162,8 +162,8 @@ class PromptoptAdapter:
         self.prompt_template = prompt_template
         self.templates: dict[tuple[str, ...], Template] = {}
         self.parents: dict[tuple[str, ...], list[str]] = {}
-        self.seed_candidate = self.candidate(ctx.start)
-        self._known(ctx.start, [])
+        self.seed_candidate = self.candidate(ctx.base)
+        self._known(ctx.base, [])
         self.exhausted = False
         self.failure: Exception | None = None
         """An error of the proposer (e.g. an outage) that the engine would swallow; the
@@ -186,7 +186,7 @@ class PromptoptAdapter:
     def _template(self, candidate: Mapping[str, str]) -> Template:
         key = self._key(candidate)
         if key not in self.templates:  # a merge of known candidates
-            self._known(self.ctx.start.replace(**{n: candidate[n] for n in self.components}),
+            self._known(self.ctx.base.replace(**{n: candidate[n] for n in self.components}),
                         [])
         return self.templates[key]
 
@@ -329,9 +329,12 @@ class GEPA(Optimizer):
             (one, in turn) or ``"all"``.
         temperature: The reflection LM's sampling temperature (a 1.5B proposer's
             answers to the prefix question were lists of words at 1.0, fewer at 0.7).
+        opening: Build proposals on the start opened with the word most training
+            answers begin with, where the task offers answer prefixes and the start has
+            none (:meth:`SearchContext.open_answers`).
     """
 
-    legacy_settings = {"temperature": 1.0}
+    legacy_settings = {"temperature": 1.0, "opening": False}
 
     def __init__(
         self,
@@ -352,6 +355,7 @@ class GEPA(Optimizer):
         components: list[str] | None = None,
         module_selector: str = "round_robin",
         temperature: float = 0.7,
+        opening: bool = True,
     ) -> None:
         self.pareto_size = pareto_size
         self.candidate_selection_strategy = candidate_selection_strategy
@@ -369,6 +373,7 @@ class GEPA(Optimizer):
         self.components = components
         self.module_selector = module_selector
         self.temperature = temperature
+        self.opening = opening
 
     def validate(self) -> None:
         """Check the settings."""

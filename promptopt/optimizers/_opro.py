@@ -68,9 +68,12 @@ class OPRO(Optimizer):
         show_answers: Show, with each exemplar (then drawn from the minibatch), the best
             instruction's answer and its score beside the correct answer.
         task_brief: Say first what the model must do (the task's ``brief``).
+        opening: Build proposals on the start opened with the word most training
+            answers begin with, where the task offers answer prefixes and the start has
+            none (:meth:`SearchContext.open_answers`).
     """
 
-    legacy_settings = {"show_answers": False, "task_brief": False}
+    legacy_settings = {"show_answers": False, "task_brief": False, "opening": False}
 
     def __init__(
         self,
@@ -83,6 +86,7 @@ class OPRO(Optimizer):
         minibatch_size: int = 4,
         show_answers: bool = True,
         task_brief: bool = True,
+        opening: bool = True,
     ) -> None:
         self.max_steps = max_steps
         self.proposals_per_step = proposals_per_step
@@ -92,6 +96,7 @@ class OPRO(Optimizer):
         self.minibatch_size = minibatch_size
         self.show_answers = show_answers
         self.task_brief = task_brief
+        self.opening = opening
 
     def validate(self) -> None:
         """Check the settings."""
@@ -189,13 +194,13 @@ class OPRO(Optimizer):
     def search(self, ctx: SearchContext) -> None:
         """Score the start, then run meta-prompt steps until done or out of budget."""
         batch = ctx.minibatch(self.minibatch_size)
-        start_eval = ctx.evaluate(ctx.start, batch, meta={"step": 0})
+        start_eval = ctx.evaluate(ctx.base, batch, meta={"step": 0})
         history: list[tuple[str, float]] = []  # failed evaluations stay out of the trajectory
         evaluations: dict[str, Evaluation] = {}  # instruction -> its evaluation on batch
         if not start_eval.failed:
-            history.append((ctx.start.instruction, start_eval.score))
-            evaluations[ctx.start.instruction] = start_eval
-        ids: dict[str, str] = {ctx.start.instruction: ctx.start.id}
+            history.append((ctx.base.instruction, start_eval.score))
+            evaluations[ctx.base.instruction] = start_eval
+        ids: dict[str, str] = {ctx.base.instruction: ctx.base.id}
         for step in range(1, self.max_steps + 1):
             for other in ctx.others(batch):  # other workers' candidates on the same batch
                 if other.template.instruction not in ids:

@@ -233,9 +233,12 @@ class ProTeGi(Optimizer):
         ucb_c: UCB exploration weight.
         task_brief: Name the task in the gradient and edit prompts with what the model
             must do (the task's ``brief``) after its description.
+        opening: Build proposals on the start opened with the word most training
+            answers begin with, where the task offers answer prefixes and the start has
+            none (:meth:`SearchContext.open_answers`).
     """
 
-    legacy_settings = {"task_brief": False}
+    legacy_settings = {"task_brief": False, "opening": False}
 
     def __init__(
         self,
@@ -251,6 +254,7 @@ class ProTeGi(Optimizer):
         selection_pulls: int = 8,
         ucb_c: float = 1.0,
         task_brief: bool = True,
+        opening: bool = True,
     ) -> None:
         self.rounds = rounds
         self.beam_size = beam_size
@@ -263,6 +267,7 @@ class ProTeGi(Optimizer):
         self.selection_pulls = selection_pulls
         self.ucb_c = ucb_c
         self.task_brief = task_brief
+        self.opening = opening
 
     def validate(self) -> None:
         """Check the settings."""
@@ -283,9 +288,9 @@ class ProTeGi(Optimizer):
     def search(self, ctx: SearchContext) -> None:
         """Expand the beam round by round and keep the bandit's choice."""
         self._lineage: dict[str, tuple[list[str], dict[str, Any]]] = {
-            ctx.start.id: ([], {"round": 0, "kind": "start", "step": 0})
+            ctx.base.id: ([], {"round": 0, "kind": "start", "step": 0})
         }
-        self.beam_: list[Template] = [ctx.start]
+        self.beam_: list[Template] = [ctx.base]
         for r in range(1, self.rounds + 1):
             self._round_scores: dict[str, list[float]] = {}
             new: list[Template] = []

@@ -194,6 +194,7 @@ def choose_final(
     seed: int = 0,
     finalist_meta: Mapping[str, Any] | None = None,
     parents: Sequence[str] = (),
+    compared: int = 0,
 ) -> Choice:
     """Score the start and ``finalists`` on validation and choose (see the module).
 
@@ -206,6 +207,9 @@ def choose_final(
         seed: The run seed (the bootstrap's seed).
         finalist_meta: Extra trial metadata of the finalists' evaluations.
         parents: Parent ids recorded on the finalists' evaluations.
+        compared: How many templates validation already compared to pick ``finalists``
+            (each the best of its search on validation): the correction counts them all
+            when they outnumber the finalists, as a lone run counts its own finalists.
 
     Raises:
         EvaluationFailed: the start could not be scored on validation.
@@ -214,7 +218,7 @@ def choose_final(
     start_eval = evaluator.evaluate(start, "val", meta={"role": "start"})
     start_eval.require("the starting template on the validation split")
     base = list(start_eval.scores)
-    m = len(finalists)
+    m = max(len(finalists), compared)
     level = adjusted_level(selection.confidence, m)
     rank = {t.id: i for i, t in enumerate(finalists)}
     pooled: dict[str, list[float]] = {t.id: [] for t in finalists}

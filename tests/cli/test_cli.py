@@ -182,7 +182,8 @@ def test_run_shows_gains_with_intervals_and_why_the_start_came_back(tmp_path):
     fake = FakeLLM(lambda prompt, params: JUNK if "<INS>" in prompt else "Make it formal.")
     url = f"sqlite:///{tmp_path}/p.db"
     result = _invoke("run", "-m", "opro", "--model", fake.model, "--budget", 40,
-                     "--storage", url, "--study", "why", "--select", "confidence=0.8", *SMALL)
+                     "--storage", url, "--study", "why", "--select", "confidence=0.8",
+                     "--set", "opening=false", *SMALL)  # no base but the start
     assert result.exit_code == 0, result.output
     text = " ".join(result.stdout.split())
     assert "gain over the start" in text and "[80% interval]" in text
@@ -214,7 +215,7 @@ def test_eval_scores_a_runs_start_and_returned_template_on_other_data(tmp_path):
     fake = FakeLLM(name="transfer")
     res = run("opro", model=fake.model, budget=60, seed=24, scorer="hashing", train=8, val=4,
               test=4, storage=url, study="tr", cache_dir=str(tmp_path / "c"),
-              selection={"confidence": 0.5})
+              selection={"confidence": 0.5}, settings={"opening": False})
     assert res.template.id != res.start_template.id
     other = tmp_path / "other.csv"
     _other_data(other, [[f"o{i}", f"The cat number {i} sat on the mat.",

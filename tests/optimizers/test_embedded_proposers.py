@@ -38,8 +38,8 @@ def test_the_real_instruct_proposer_writes_an_instruction_that_is_evaluated(
                  selection={"confidence": 0.5})
     assert result.budget_spent <= 40
     trials = optuna.load_study(study_name="p", storage=url).trials
-    start = result.start_template.id
-    proposed = [t for t in trials if t.user_attrs["template_id"] != start]  # ape's: no parent
+    start = result.start_template.instruction  # (the base: the start opened with a word)
+    proposed = [t for t in trials if t.user_attrs["instruction"] != start]  # ape's: no parent
     assert proposed, f"no proposal of {proposer} was evaluated (rejected: {result.rejected})"
     for t in proposed:
         text = t.user_attrs["instruction"]

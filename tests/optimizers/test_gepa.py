@@ -163,8 +163,9 @@ def test_unusable_reflections_are_counted_and_never_evaluated(answer, reason):
     setup = FakeSetup(budget=60, proposer_replies=lambda prompt, params: text)
     result = setup.optimize(GEPA(), seed=0)
     assert result.rejected.get(reason, 0) >= 1
-    start_id = setup.task.start_template().id
-    assert {e.template.id for e in setup.evaluator.history} == {start_id}
+    start = setup.task.start_template()
+    base = start.replace(answer_prefix="Rewrite")  # the sample's answers' first word
+    assert {e.template.id for e in setup.evaluator.history} == {start.id, base.id}
 
 
 def test_each_child_records_its_parent():
@@ -172,8 +173,9 @@ def test_each_child_records_its_parent():
         f"Say what changed, take {params.get('seed', 0)}.\n```"))
     setup.optimize(GEPA(), seed=1)
     start = setup.task.start_template()
+    base = start.replace(answer_prefix="Rewrite")  # the seed candidate
     children = [e for e in setup.evaluator.history
-                if e.split == "train" and e.template.id != start.id]
+                if e.split == "train" and e.template.id not in (start.id, base.id)]
     assert children
     known = {e.template.id for e in setup.evaluator.history}
     for ev in children:
@@ -231,7 +233,8 @@ def test_the_answer_prefix_is_a_second_component_with_its_own_reflection_prompt(
     setup.optimize(gepa_opt, seed=0)
     kinds = ["prefix" if "opening words" in p else "instruction" for p in seen]
     assert kinds[:2] == ["instruction", "prefix"]  # round robin over the two components
-    assert "(empty: none):\n```\n\n```" in seen[kinds.index("prefix")]  # the start has none
+    # the seed: the start opened with the sample's answers' first word
+    assert "(empty: none):\n```\nRewrite\n```" in seen[kinds.index("prefix")]
     # each answer with the correct one, not the inputs nor the feedback's other labels
     assert "Correct answer" in seen[kinds.index("prefix")]
     assert "Original text:" not in seen[kinds.index("prefix")]
@@ -251,7 +254,9 @@ def test_module_selector_all_updates_both_components_in_one_child():
     setup = FakeSetup(budget=60, proposer_replies=proposer)
     setup.optimize(GEPA(module_selector="all"), seed=0)
     start = setup.task.start_template()
-    children = [e.template for e in setup.evaluator.history if e.template.id != start.id]
+    base = start.replace(answer_prefix="Rewrite")  # the seed candidate
+    children = [e.template for e in setup.evaluator.history
+                if e.template.id not in (start.id, base.id)]
     assert children and all(t.answer_prefix.startswith("Rewrite this")
                             and t.instruction != start.instruction for t in children)
 
@@ -269,7 +274,9 @@ def test_components_are_the_instruction_alone_where_the_task_has_no_answer_prefi
     setup = FakeSetup(budget=60, proposer_replies=proposer)
     setup.optimize(GEPA(components=["instruction"]), seed=0)
     assert seen and not any("opening words" in p for p in seen)
-    assert {e.template.answer_prefix for e in setup.evaluator.history} == {""}
+    # the seed's prefix (the answers' first word) on train, the start's on validation
+    assert {e.template.answer_prefix for e in setup.evaluator.history
+            if e.split == "train"} == {"Rewrite"}
 
 
 @pytest.mark.parametrize(("settings", "name"), [

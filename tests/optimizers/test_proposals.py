@@ -123,3 +123,50 @@ def test_accept_takes_the_one_text_out_of_a_json_answer(raw, expected):
     ctx = _ctx()
     template = ctx.accept(raw)
     assert template is not None and template.instruction == expected
+
+
+@pytest.mark.parametrize(
+    ("answers", "expected"),
+    [
+        (["Rewrite this.", "rewrite it as a poem", "Make it short."], ("Rewrite", 2)),
+        (["**Refine the text", "Refine it", "Make it formal"], ("Refine", 2)),
+        (["'Shorten' it", "Turn it", "shorten the text"], ("Shorten", 2)),
+        (["Rewrite this.", "Make it short.", "Turn it into a poem."], ("", 0)),  # one each
+        (["Rewrite"], ("", 0)),  # a single answer names nothing
+        (["...", ""], ("", 0)),
+    ],
+)
+def test_opening_word_is_the_first_word_most_answers_share(answers, expected):
+    from promptopt.optimizers._context import opening_word
+
+    assert opening_word(answers) == expected
+
+
+def test_opening_word_needs_its_share_of_the_answers():
+    from promptopt.optimizers._context import opening_word
+
+    answers = ["Rewrite it", "Rewrite this"] + [f"Go{chr(97 + i)} x" for i in range(20)]
+    assert opening_word(answers) == ("", 0)  # 2 of 22 < 10%
+    assert opening_word(answers, min_share=0.05) == ("Rewrite", 2)
+
+
+def test_open_answers_bases_proposals_on_the_start_with_the_answers_first_word():
+    ctx = _ctx()
+    note = ctx.open_answers()
+    assert ctx.base == ctx.start.replace(answer_prefix="Rewrite")
+    assert "'Rewrite'" in note and "of 12 training answers" in note
+    made = ctx.accept("Name the change in one sentence.")
+    assert made is not None and made.answer_prefix == "Rewrite"
+    assert ctx.accept_prefix("Rewrite", ctx.start.replace(instruction="x")) is not None
+    assert ctx.accept_prefix("Rewrite", ctx.start) is None  # the base again: a duplicate
+    assert ctx.rejected["duplicate"] == 1
+
+
+def test_open_answers_keeps_a_start_that_has_a_prefix_and_tasks_without_prefixes():
+    ctx = _ctx()
+    ctx.start = ctx.base = ctx.start.replace(answer_prefix="Make")
+    assert ctx.open_answers() == "" and ctx.base.answer_prefix == "Make"
+    plain = FakeSetup(budget=40, task="classification")
+    other = SearchContext(task=plain.task, evaluator=plain.evaluator, proposer=plain.proposer,
+                          start=plain.task.start_template(), seed=0)
+    assert other.open_answers() == "" and other.base == other.start

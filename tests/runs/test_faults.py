@@ -372,7 +372,7 @@ def test_a_cli_run_against_a_flaky_server_finishes_with_every_fault_seen(tmp_pat
             "run", "-m", "opro", "--model", "openai/fake", "--api-base", server.url,
             "--budget", "40", "--seed", "0", "--scorer", "hashing", "--train", "8",
             "--val", "4", "--test", "4", "--timeout", "1", "--storage", url, "--study", "c",
-            "--json"])
+            "--set", "opening=false", "--json"])  # answers as the server gives them
     assert result.exit_code == 0, result.output
     assert set(server.faults()) == {"ok", *FAULTS}
     out = json.loads(result.stdout)

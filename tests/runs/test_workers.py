@@ -107,10 +107,11 @@ def test_a_second_run_joins_a_live_one_and_reads_its_candidates(tmp_path):
     ones = _evaluations(url, "s", 1)
     assert len(ones) == second.trials
     assert len(set(ones)) == len(ones)
-    # The start was scored on the same minibatch by worker 0: reused, not paid again.
+    # The base (the start, opened with the answers' first word) was scored on the same
+    # minibatch by worker 0: reused, not paid again.
     start_id = first.start_template.id
-    batch_trials = [e for e in _evaluations(url, "s", 0) if e[1] == start_id and e[2] == "train"]
-    assert batch_trials and not [e for e in ones if e[1] == start_id and e[2] == "train"]
+    base_id = next(e[1] for e in _evaluations(url, "s", 0) if e[2] == "train")
+    assert not [e for e in ones if e[1] == base_id and e[2] == "train"]
     # Worker 1's meta-prompts showed worker 0's candidates, and its trials name them as parents.
     meta = [c["prompt"] for c in fake.calls[calls_before:] if "<INS>" in c["prompt"]]
     shown = {t.user_attrs["instruction"] for t in study.trials
@@ -119,7 +120,7 @@ def test_a_second_run_joins_a_live_one_and_reads_its_candidates(tmp_path):
         first.start_template.instruction})
     parents = {p for t in study.trials if t.user_attrs.get("worker") == 1
                for p in t.user_attrs.get("parents", [])}
-    assert parents & (mine - {start_id})
+    assert parents & (mine - {start_id, base_id})
     # The study's result is the pick among both workers' choices (corrected for all
     # their finalists); readers see that template.
     attrs = study.user_attrs
