@@ -19,7 +19,7 @@ from typing import Any
 from promptopt.runs._results import RunResult
 from promptopt.runs._state import check_replayable, record_stop, set_status
 from promptopt.runs._workers import Heartbeat, Member, plan_start, publish_result
-from promptopt.tracking import StudyAttrs, Tracker
+from promptopt.tracking import RunStatus, StudyAttrs, Tracker
 
 
 class RunSession:
@@ -82,7 +82,8 @@ class RunSession:
             StudyAttrs.write_settings(tracker, self.settings)
         if self.on_study is not None:
             self.on_study(self.study)
-        set_status(tracker, "running", resumed=self.resuming is not None, worker=member.index)
+        set_status(tracker, RunStatus.RUNNING, resumed=self.resuming is not None,
+                   worker=member.index)
         self._pulse = Heartbeat(tracker, member.index).start()  # liveness, for workers elsewhere
         return self
 
@@ -99,6 +100,6 @@ class RunSession:
         if self._pulse is not None:
             self._pulse.stop()
         if exc is None:
-            set_status(self.tracker, "finished", worker=self.worker.index)
+            set_status(self.tracker, RunStatus.FINISHED, worker=self.worker.index)
         else:
             record_stop(self.tracker, exc, worker=self.worker.index)

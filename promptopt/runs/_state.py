@@ -39,7 +39,14 @@ from promptopt.runs._process import is_live_here, this_process
 from promptopt.runs._spec import FIELDS, OVERRIDABLE, TASK_OPTION_FLAGS, RunSpec, option
 from promptopt.scoring import object_spec
 from promptopt.template import Template
-from promptopt.tracking import StudyAttrs, Tracker, display_url, find_study, load_study_attrs
+from promptopt.tracking import (
+    RunStatus,
+    StudyAttrs,
+    Tracker,
+    display_url,
+    find_study,
+    load_study_attrs,
+)
 
 _MISSING = object()
 
@@ -110,7 +117,7 @@ def check_new(storage: str, study: str) -> None:
     attrs, n_trials = StudyAttrs(found[0]), found[1]
     if attrs.settings is not None and n_trials:
         result = attrs.result
-        status = attrs.status or ("finished" if result is not None else "unknown")
+        status = attrs.status or (RunStatus.FINISHED if result is not None else "unknown")
         best = (
             f"; its best template ({float(result['val_score']):.4f} on validation): "
             f"{result['template'].get('instruction')!r}" if result is not None else ""
@@ -171,7 +178,7 @@ def load_for_resume(
 def check_not_running(study: str, attrs: StudyAttrs) -> None:
     """Refuse to resume a run that another live process on this machine is running."""
     detail = attrs.status_detail
-    if attrs.status == "running" and is_live_here(detail):
+    if attrs.status == RunStatus.RUNNING and is_live_here(detail):
         raise ResumeError(
             f"study {study!r} is being run by process {detail['pid']} on this machine; stop it "
             "(or wait for it) before resuming"
@@ -179,7 +186,7 @@ def check_not_running(study: str, attrs: StudyAttrs) -> None:
 
 
 def set_status(
-    tracker: Tracker, status: str, reason: str = "", *, resumed: bool = False, worker: int = 0
+    tracker: Tracker, status: RunStatus, reason: str = "", *, resumed: bool = False, worker: int = 0
 ) -> None:
     """Write the run's ``status`` and ``status_detail`` (reason, process, time, resumes).
 
@@ -211,14 +218,14 @@ def record_stop(tracker: Tracker, exc: BaseException, *, worker: int = 0) -> Non
     """
     clear_stop()  # this stop is being handled: its writes below must not raise it again
     if isinstance(exc, Interrupted):
-        status, reason = "interrupted", exc.signal_name
+        status, reason = RunStatus.INTERRUPTED, exc.signal_name
     elif isinstance(exc, KeyboardInterrupt):
-        status, reason = "interrupted", "KeyboardInterrupt (Ctrl-C)"
+        status, reason = RunStatus.INTERRUPTED, "KeyboardInterrupt (Ctrl-C)"
     elif isinstance(exc, (LLMError, StorageError)) or getattr(exc, "resumable", False):
-        status, reason = "interrupted", f"{type(exc).__name__}: {exc}"
+        status, reason = RunStatus.INTERRUPTED, f"{type(exc).__name__}: {exc}"
     else:
-        status, reason = "failed", f"{type(exc).__name__}: {exc}"
-    if status == "interrupted":
+        status, reason = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
+    if status == RunStatus.INTERRUPTED:
         with contextlib.suppress(Exception):
             exc.resume_hint = resume_command(  # type: ignore[attr-defined]
                 tracker.storage_url, tracker.study_name

@@ -50,6 +50,7 @@ from promptopt.runs._state import check_new
 from promptopt.scoring import GainInterval
 from promptopt.template import Template
 from promptopt.tracking import (
+    RunStatus,
     StudyAttrs,
     Tracker,
     create_study,
@@ -98,7 +99,7 @@ class Member:
 
 def is_alive(attrs: StudyAttrs, index: int, record: Mapping[str, Any]) -> bool:
     """Whether worker ``index`` is running now (its process here, its heartbeat elsewhere)."""
-    if record.get("status") != "running":
+    if record.get("status") != RunStatus.RUNNING:
         return False
     if on_this_host(record):
         return is_live_here(record)
@@ -267,7 +268,7 @@ def resume_member(study: str, attrs: StudyAttrs) -> Member | None:
     if not attrs.has_workers():
         return None
     records = attrs.worker_records()
-    unfinished = {k: r for k, r in records.items() if r.get("status") != "finished"}
+    unfinished = {k: r for k, r in records.items() if r.get("status") != RunStatus.FINISHED}
     if not unfinished:
         return None
     dead = sorted(k for k, r in unfinished.items() if not is_alive(attrs, k, r))

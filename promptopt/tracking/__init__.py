@@ -1,7 +1,7 @@
 """Tracking: one Optuna study per run in an RDB storage (SQLite, PostgreSQL)."""
 
 from promptopt.tracking._artifacts import artifact_dir
-from promptopt.tracking._attrs import StudyAttrs
+from promptopt.tracking._attrs import RunStatus, StudyAttrs
 from promptopt.tracking._params import evaluation_trials, is_evaluation, is_objective
 from promptopt.tracking._storage import (
     OBJECTIVE_NAME,
@@ -19,6 +19,7 @@ from promptopt.tracking._tracker import Tracker
 
 __all__ = [
     "OBJECTIVE_NAME",
+    "RunStatus",
     "StudyAttrs",
     "Tracker",
     "artifact_dir",

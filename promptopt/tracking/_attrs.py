@@ -20,7 +20,25 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
+from enum import Enum
 from typing import Any, Protocol
+
+
+class RunStatus(str, Enum):
+    """A run's (or one worker's) status on its study, stored as its value.
+
+    ``running``, then ``finished``; or ``interrupted`` (Ctrl-C, SIGTERM, an LLM provider
+    error: resumable) or ``failed`` (any other error). Equal to its value, so stored
+    statuses (plain text) compare with it.
+    """
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class _Writer(Protocol):
