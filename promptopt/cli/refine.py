@@ -12,6 +12,7 @@ from rich.text import Text
 
 from promptopt.cli._common import err, format_score, friendly_errors, out, progress, split_size
 from promptopt.cli._options import (
+    DEFAULT_BUDGET,
     Data,
     Inputs,
     Metric,
@@ -52,7 +53,9 @@ def refine_command(
     refine_study: Annotated[
         str | None, typer.Option(help="Study to record the evaluations in (default: generated).")
     ] = None,
-    budget: Annotated[int, typer.Option(help="Max LLM calls, proposer calls included.")] = 100,
+    budget: Annotated[
+        int, typer.Option(help="Max LLM calls, proposer calls included.")
+    ] = DEFAULT_BUDGET,
     seed: Annotated[int, typer.Option(help="Seed of the minibatch and the edit samples.")] = 0,
     task: Annotated[str | None, typer.Option("--task", "-t", help=f"Task {FromStudy}.")] = None,
     data: Data = None,

@@ -38,7 +38,7 @@ from promptopt.optimizers import (
 from promptopt.runs._apply import best_template
 from promptopt.runs._building import make_llms, make_task, new_study_name
 from promptopt.runs._runner import DEFAULT_STORAGE
-from promptopt.runs._spec import RunSpec, TaskSpec, default
+from promptopt.runs._spec import RunSpec, SearchSpec, TaskSpec, default
 from promptopt.template import Template
 from promptopt.tracking import StudyAttrs, Tracker, find_study, load_study_attrs
 
@@ -110,7 +110,7 @@ def refine(
     k: int = 4,
     out: str | Path | None = None,
     refine_study: str | None = None,
-    budget: int | None = 100,
+    budget: int | None = SearchSpec.budget,
     seed: int = 0,
     minibatch_size: int = 4,
     errors_shown: int = 2,

@@ -34,7 +34,7 @@ from promptopt.runs._building import DEFAULT_SPLITS, make_llms, make_task, new_s
 from promptopt.runs._results import RunResult
 from promptopt.runs._session import RunSession
 from promptopt.runs._sharing import SharedHistory
-from promptopt.runs._spec import RunSpec
+from promptopt.runs._spec import RunSpec, SearchSpec
 from promptopt.runs._state import load_for_resume
 from promptopt.runs._workers import Member, resume_member
 from promptopt.scoring import is_embedding_metric, paired_interval
@@ -94,7 +94,7 @@ def run(
     model: str = DEFAULT_MODEL,
     proposer: str | None = None,
     scorer: str | Any = "auto",
-    budget: int = 100,
+    budget: int = SearchSpec.budget,
     seed: int = 0,
     storage: str = DEFAULT_STORAGE,
     study: str | None = None,
