@@ -72,9 +72,9 @@ from _evalsetup import DEFAULT_DATA, evaluation_setup  # noqa: E402
 from _machine import loadavg  # noqa: E402
 
 from promptopt.evaluator import Evaluator  # noqa: E402
+from promptopt.llm import DEFAULT_STATE_CACHE_MB as DEFAULT_LIMIT_MB  # noqa: E402
 from promptopt.llm import LLM, DiskCache  # noqa: E402
 from promptopt.llm import _embedded as embedded  # noqa: E402
-from promptopt.llm._states import DEFAULT_LIMIT_MB  # noqa: E402
 from promptopt.template import Template, make_demo  # noqa: E402
 
 PATHS = ("raw reset loop", "raw reuse loop", "evaluator, cold cache", "evaluator, warm cache",

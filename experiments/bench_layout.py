@@ -32,8 +32,10 @@ from _evalsetup import DEFAULT_DATA  # noqa: E402
 from _machine import describe, loadavg  # noqa: E402
 
 from promptopt.runs import evaluate  # noqa: E402
-from promptopt.tasks import PromptRecoveryTask  # noqa: E402
-from promptopt.tasks._prompt_recovery import AFTER_INSTRUCTION  # noqa: E402
+from promptopt.tasks import (
+    AFTER_INSTRUCTION,  # noqa: E402
+    PromptRecoveryTask,  # noqa: E402
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "bench-layout"

@@ -24,7 +24,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from _machine import describe  # noqa: E402
 
 from promptopt.data import load_examples, sample_path, split_examples  # noqa: E402
-from promptopt.optimizers._mean_prompt import MeanPromptStep, search_mean_prompt  # noqa: E402
+from promptopt.optimizers import MeanPromptStep, search_mean_prompt  # noqa: E402
 from promptopt.scoring import SCSScorer  # noqa: E402
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "prompt_recovery_dev.csv"

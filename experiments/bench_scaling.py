@@ -100,7 +100,7 @@ def train_split(data: str, size: int) -> tuple[list[Any], int]:
 
 def child_mean_prompt(args: argparse.Namespace) -> dict[str, Any]:
     """One mean-prompt search on the train prompts."""
-    from promptopt.optimizers._mean_prompt import search_mean_prompt
+    from promptopt.optimizers import search_mean_prompt
     from promptopt.scoring import SCSScorer
 
     train, rows = train_split(args.data, args.size)
@@ -120,8 +120,7 @@ def child_opro(args: argparse.Namespace) -> dict[str, Any]:
     from promptopt.evaluator import Evaluator
     from promptopt.llm import LLM
     from promptopt.llm import _embedded as embedded
-    from promptopt.optimizers._context import SearchContext
-    from promptopt.optimizers._opro import OPRO
+    from promptopt.optimizers import OPRO, SearchContext
     from promptopt.scoring import SCSScorer
     from promptopt.tasks import PromptRecoveryTask
 

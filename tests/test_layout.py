@@ -216,3 +216,16 @@ def test_a_real_run_leaves_test_support_unimported(tmp_path, embedded_cache):
     line = next(x for x in done.stdout.splitlines() if x.startswith("LOADED"))
     assert line.startswith("LOADED [] "), line
     assert int(line.split()[2]) >= 1 and "hashing" not in line
+
+
+def test_experiments_import_only_public_names():
+    # The benchmarks use promptopt as a user would: packages and their exported names,
+    # never a private module (``promptopt.optimizers._opro``).
+    private = []
+    for path in sorted((ROOT.parent / "experiments").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            private += [f"{path.name}: {name}" for name in names if name.startswith("promptopt")
+                        and any(part.startswith("_") for part in name.split("."))]
+    assert not private, "experiments import private modules: " + ", ".join(private)

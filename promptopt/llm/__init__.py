@@ -16,12 +16,14 @@ from promptopt.llm._embedded import (
 from promptopt.llm._litellm import Messages, import_litellm, response_usage
 from promptopt.llm._logprobs import FLOOR_LOGPROB, TOP_LOGPROBS, read_top_logprobs
 from promptopt.llm._providers import Provider, in_process_provider, register_provider
+from promptopt.llm._states import DEFAULT_LIMIT_MB as DEFAULT_STATE_CACHE_MB
 from promptopt.llm._usage import Budget, Usage
 
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_PROPOSER",
     "DEFAULT_CONCURRENCY",
+    "DEFAULT_STATE_CACHE_MB",
     "DEFAULT_TIMEOUT",
     "EMBEDDED_MODELS",
     "FLOOR_LOGPROB",

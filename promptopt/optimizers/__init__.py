@@ -12,7 +12,12 @@ from promptopt.optimizers._context import SearchContext, read_proposal
 from promptopt.optimizers._dspy import DSPyBootstrap, DSPyGEPA, DSPyMIPRO
 from promptopt.optimizers._evoprompt import EvoPromptDE, EvoPromptGA
 from promptopt.optimizers._gepa import GEPA
-from promptopt.optimizers._mean_prompt import MeanPrompt, MeanPromptResult, search_mean_prompt
+from promptopt.optimizers._mean_prompt import (
+    MeanPrompt,
+    MeanPromptResult,
+    MeanPromptStep,
+    search_mean_prompt,
+)
 from promptopt.optimizers._opro import OPRO
 from promptopt.optimizers._protegi import ProTeGi, accept_edits, between, edit_request, error_report
 from promptopt.optimizers._selection import (
@@ -40,6 +45,7 @@ __all__ = [
     "Identity",
     "MeanPrompt",
     "MeanPromptResult",
+    "MeanPromptStep",
     "OPRO",
     "OptimizeResult",
     "Optimizer",

@@ -5,6 +5,7 @@ from promptopt.tasks._base import Task, truncate_tokens
 from promptopt.tasks._classification import ClassificationTask
 from promptopt.tasks._csv import CSVTask
 from promptopt.tasks._prompt_recovery import (
+    AFTER_INSTRUCTION,
     ANSWER_PREFIXES,
     DEFAULT_PREDICTION,
     INSTRUCTION_POOL,
@@ -14,6 +15,7 @@ from promptopt.tasks._prompt_recovery import (
 )
 
 __all__ = [
+    "AFTER_INSTRUCTION",
     "ANSWER_PREFIXES",
     "INSTRUCTION_POOL",
     "CSVTask",
