@@ -19,7 +19,7 @@ from promptopt.optimizers._mean_prompt import (
     search_mean_prompt,
 )
 from promptopt.optimizers._opro import OPRO
-from promptopt.optimizers._protegi import ProTeGi, accept_edits, between, edit_request, error_report
+from promptopt.optimizers._protegi import ProTeGi, edit_step, error_report
 from promptopt.optimizers._selection import (
     Choice,
     Selection,
@@ -54,13 +54,11 @@ __all__ = [
     "SearchContext",
     "Selection",
     "TPESearch",
-    "accept_edits",
-    "between",
     "choose_among_workers",
     "choose_final",
     "content_problem",
     "default_contestants",
-    "edit_request",
+    "edit_step",
     "error_report",
     "halving_rounds",
     "optimizers",

@@ -131,6 +131,18 @@ def accept_edits(
     return [t for t in accepted if t is not None]
 
 
+def edit_step(ctx: SearchContext, template: Template, errors: str, gradient: str, n: int, *,
+              brief: bool = False) -> list[Template]:
+    """ProTeGi's edit step, one proposer call: ask for ``n`` edits of ``template``'s
+    instruction that fix ``gradient`` (why it fails on ``errors``, an
+    :func:`error_report`), and accept up to ``n`` of them (:meth:`SearchContext.accept`;
+    each keeps ``template``'s other parts). ``refine`` calls it with a person's critique
+    as the gradient; ``brief``: see :func:`task_line`."""
+    prompt = edit_request(ctx.task, template.instruction, errors, gradient, n, brief=brief)
+    answer = ctx.propose(prompt, n=1)[0]
+    return accept_edits(ctx, between(answer), template, n)
+
+
 def _start(n_arms: int, initial: Sequence[Sequence[float]] | None) -> list[list[float]]:
     if initial is not None and len(initial) != n_arms:
         raise ValueError("initial must hold one list of rewards per arm")
@@ -325,10 +337,8 @@ class ProTeGi(Optimizer):
             ctx.rejected["no gradient in answer"] += 1
         out: list[Template] = []
         for gradient in gradients:
-            prompt = edit_request(ctx.task, member.instruction, errors, gradient,
-                                  self.edits_per_gradient, brief=self.task_brief)
-            answer = ctx.propose(prompt, n=1)[0]
-            edits = accept_edits(ctx, between(answer), member, self.edits_per_gradient)
+            edits = edit_step(ctx, member, errors, gradient, self.edits_per_gradient,
+                              brief=self.task_brief)
             for edit in edits:
                 meta = {"gradient": gradient, "round": r, "kind": "edit", "step": r}
                 self._lineage[edit.id] = ([member.id], meta)

@@ -9,7 +9,7 @@ lowest-scoring examples (a *textual gradient*) and then to edit the prompt again
 that reason. :func:`refine` takes the reason from a person instead: it runs the base
 template (a study's best, or a template file) on a train minibatch, shows the
 proposer its lowest-scoring examples with the critique as "the problem with this
-prompt" (ProTeGi's edit prompt, :func:`~promptopt.optimizers._protegi.edit_request`),
+prompt" (ProTeGi's edit step, :func:`~promptopt.optimizers.edit_step`),
 asks for ``k`` edited prompts, then scores the original and every edit on the
 validation split with the :class:`~promptopt.Evaluator` (budget, cache, one trial each
 in a new study) and keeps the best (ties keep the original). The study's ``result``
@@ -28,13 +28,7 @@ from typing import Any
 
 from promptopt.errors import BudgetExhausted, ConfigError
 from promptopt.evaluator import Evaluation, Evaluator
-from promptopt.optimizers import (
-    SearchContext,
-    accept_edits,
-    between,
-    edit_request,
-    error_report,
-)
+from promptopt.optimizers import SearchContext, edit_step, error_report
 from promptopt.runs._apply import best_template
 from promptopt.runs._building import make_llms, make_task, new_study_name
 from promptopt.runs._runner import DEFAULT_STORAGE
@@ -283,9 +277,7 @@ def _propose_edits(
             if len(edits) >= k:
                 break
             want = k - len(edits)
-            prompt = edit_request(ctx.task, ctx.start.instruction, errors, feedback.strip(), want)
-            answer = ctx.propose(prompt, n=1)[0]
-            edits += accept_edits(ctx, between(answer), ctx.start, want)
+            edits += edit_step(ctx, ctx.start, errors, feedback.strip(), want)
     except BudgetExhausted:
         notes.append("the budget ran out while asking for edits")
     return edits
