@@ -40,7 +40,7 @@ from promptopt.llm import Budget
 from promptopt.optimizers._base import Optimizer, OptimizeResult
 from promptopt.optimizers._context import SearchContext
 from promptopt.optimizers._lane import Allowance, Lane, ReplayLLM
-from promptopt.optimizers._selection import Choice, Selection, choose_final
+from promptopt.optimizers._selection import Selection
 from promptopt.registry import optimizers
 from promptopt.tasks import Task
 from promptopt.template import Template
@@ -257,20 +257,10 @@ class Auto(Optimizer):
         parts = [f"round {r}: " + ", ".join(v) for r, v in rounds.items()]
         return f"auto: {'; '.join(parts)}; winner {winner}"
 
-    def choose(
-        self,
-        ctx: SearchContext,
-        finalists: Sequence[Template],
-        selection: Selection,
-        *,
-        finalist_meta: dict[str, Any] | None = None,
-        parents: Sequence[str] = (),
-    ) -> Choice:
-        """The shared choice, its correction counting every template the contestants
-        compared on validation: each finalist is the best of its run's."""
-        return choose_final(ctx.evaluator, ctx.start, finalists, ctx.val, selection,
-                            seed=ctx.seed, finalist_meta=finalist_meta, parents=parents,
-                            compared=getattr(self, "compared_", 0))
+    def compared_before(self) -> int:
+        """Every template the contestants compared on validation: each finalist of the
+        shared choice is the best of its run's (set by :meth:`select_final`)."""
+        return getattr(self, "compared_", 0)
 
     def select_final(
         self,

@@ -203,7 +203,13 @@ class Optimizer(ABC):
         """Score the start and ``finalists`` on validation; keep the start unless a
         finalist's gain is credible (:func:`~promptopt.optimizers._selection.choose_final`)."""
         return choose_final(ctx.evaluator, ctx.start, finalists, ctx.val, selection,
-                            seed=ctx.seed, finalist_meta=finalist_meta, parents=parents)
+                            seed=ctx.seed, finalist_meta=finalist_meta, parents=parents,
+                            compared=self.compared_before())
+
+    def compared_before(self) -> int:
+        """How many templates validation compared to pick the finalists before the final
+        choice (0: none; ``auto``'s contestants compare their own)."""
+        return 0
 
     def select_final(
         self,

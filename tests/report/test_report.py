@@ -87,7 +87,8 @@ def _cells(section: str) -> list[list[str]]:
 
 def test_test_predictions_of_start_and_returned_worst_first_from_the_artifacts(tmp_path):
     # seed 24 of this fake finds a candidate credibly better than the start at confidence 0.5
-    url, result = _run(tmp_path, "opro", "pred", seed=24, selection={"confidence": 0.5})
+    url, result = _run(tmp_path, "opro", "pred", seed=24, selection={"confidence": 0.5},
+                       settings={"opening": False})
     assert result.template.id != result.start_template.id
     study = read_study(url, "pred")
     best, start = study.final_test(result.template.id), study.final_test(result.start_template.id)

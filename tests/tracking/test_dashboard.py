@@ -106,8 +106,10 @@ def served(tmp_path_factory) -> Iterator[SimpleNamespace]:
     folder = tmp_path_factory.mktemp("served")
     url = f"sqlite:///{folder}/run.db"
     fake = FakeLLM(name="dashboard-run")
+    # (without the answer opening: this seed's best validated finalist is then the result)
     result = run("opro", model=fake.model, budget=40, seed=0, scorer="hashing", train=8,
-                 val=4, test=4, storage=url, study="dash-run", cache_dir=str(folder / "cache"))
+                 val=4, test=4, storage=url, study="dash-run", cache_dir=str(folder / "cache"),
+                 settings={"opening": False})
     with serve(url) as base:
         study_id, detail = _study(base, "dash-run")
         trials = {t["number"]: t for t in detail["trials"]}
