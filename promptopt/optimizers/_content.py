@@ -64,13 +64,19 @@ REPLY = re.compile(
     r"\b(?:instruction|prompt|version|answer)s?\b"
     r"|\bi(?:'d| would| am|'m|'ll| will| can)\s+(?:be\s+)?(?:happy|glad|delighted)\s+to\b"
     r"|\b(?:i|we) can help\b|\bhappy to help\b|\bas an ai\b|^\W*i(?:'m| am) sorry\b"
+    r"|^\W*(?:understood|got it|noted)\b|\bthank you for (?:providing|sharing)\b"
+    r"|\bi(?:'ll| will)\s+(?:now|follow)\b|\bfor me to\b"
+    r"|\bprovid(?:e|ing)\s+(?:me\s+)?(?:with\s+)?(?:the\s+)?original text and (?:the\s+)?"
+    r"rewritten text\b"
     r"|\b(?:please|could you|can you)\s+(?:please\s+)?(?:provide|share|give|send)\s+"
     r"(?:(?:me|us)\s+)?(?:with\s+)?(?:the\s+|more\s+|some\s+|any\s+)?"
     r"(?:details|information|context)\b",
     re.IGNORECASE,
 )
 """An assistant's reply to the asker ("Certainly, I'd be happy to help you write ...",
-"Please provide the details of the task") rather than an instruction."""
+"Please provide the details of the task", "Understood. Please provide the original text
+and the rewritten text.", "Thank you for providing the prompts. I will follow ...": all
+answers of the Qwen 1.5B to EvoPrompt's and APE's prompts) rather than an instruction."""
 
 ECHO_SHARE = 0.6
 """Share of an answer's words taken from the meta-prompt's fixed wording above which,

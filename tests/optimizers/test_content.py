@@ -53,6 +53,15 @@ def test_the_self_praising_answer_is_rejected():
     "Here is the new instruction for the assistant",
     "I'm sorry, I cannot see the original text.",
     "Could you please provide more details about the task?",
+    # the 1.5B's answers that the quality benchmark of 2026-12-07 let through
+    "Understood. Please provide the original text and the rewritten text.",
+    "Please provide the original text and the rewritten text.",
+    "Transform the given text into the revised text. Thank you for providing the prompts. I "
+    "will follow the given instructions step-by-step to generate the final prompt.",
+    "Thank you for following the instruction step-by-step. I will now randomly mutate the "
+    "different parts of the given text.",
+    "Please provide the original text and the rewritten text for me to generate the "
+    "one-sentence instruction.",
 ])
 def test_an_assistants_reply_to_the_asker_is_rejected(text):
     assert content_problem(text) == "replies to the asker"
