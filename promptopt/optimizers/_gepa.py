@@ -13,7 +13,7 @@ This module runs the ``gepa`` package's own engine (:func:`gepa.optimize`) throu
 :class:`GEPAAdapter` whose ``evaluate`` is :meth:`SearchContext.evaluate` (so the
 budget, cache, tracker, resume and workers apply, and every candidate is recorded with
 its parent) and whose ``propose_new_texts`` asks the proposer (:meth:`SearchContext.
-propose`) with a reflection prompt of ours (:data:`INSTRUCTION_PROMPT`); an unusable
+propose`) with a reflection prompt of ours (:data:`ANSWERS_PROMPT`); an unusable
 proposal (empty, cut off, an echo, a duplicate, invalid for the task) is rejected and
 counted by :meth:`SearchContext.accept`, never evaluated.
 
@@ -57,7 +57,7 @@ COMPONENT = "instruction"
 PREFIX = "answer_prefix"
 COMPONENTS = (COMPONENT, PREFIX)
 REFLECTION_MAX_TOKENS = 300
-INSTRUCTION_PROMPT = """<task_brief>An assistant was given this instruction:
+FEEDBACK_PROMPT = """<task_brief>An assistant was given this instruction:
 ```
 <curr_param>
 ```
@@ -72,12 +72,38 @@ correct answers in the feedback. Say what a good answer looks like (its wording,
 and form, as in the correct answers) and what to look for in the inputs. Write it for \
 any input of this kind, not for these examples alone. Reply with the new instruction \
 only, inside ``` blocks."""
-"""The reflection prompt for the instruction (``<task_brief>``: what the assistant must do,
+"""The earlier reflection prompt for the instruction (``reflection_style="feedback"``;
+``<task_brief>``: what the assistant must do,
 the task's ``brief``; ``<curr_param>``: the parent's instruction; ``<side_info>``: the
 minibatch's inputs, outputs and feedback, rendered by the package).
 Shorter and more direct than the package's own (which a 1.5B instruct model answered
 with "Certainly, I'd be happy to help ... Please provide the details of the task"): it
 says what the feedback is for and asks for the instruction alone."""
+ANSWERS_PROMPT = """<task_brief>An assistant answers by following an instruction. Its \
+instruction now:
+```
+<curr_param>
+```
+
+Here is what it answered on some inputs, beside the correct answer and how close the two \
+are (1.00: the same):
+
+<side_info>
+
+Improve the instruction so that the assistant's answers come closer to the correct \
+answers. Keep what it asks, and add one or two sentences that say what a correct answer \
+looks like (how it begins, its length, its words), quoting one of the correct answers above \
+as an example. Reply with the whole new instruction only, inside ``` blocks."""
+"""The reflection prompt for the instruction (``reflection_style="answers"``, the default;
+``<side_info>``: each minibatch example's correct answer first, then the assistant's
+answer, its score and the inputs). Shown the feedback text after the inputs and asked for
+"a better instruction", the 1.5B proposer paraphrased the parent ("Read the instruction,
+then ...") in most reflections; shown the correct answers first and asked to say what one
+looks like, quoting one, it added sentences such as 'The instruction should start with
+"Refine the original text to ..."', which is what the metric rewards."""
+INSTRUCTION_PROMPT = ANSWERS_PROMPT
+"""The default reflection prompt for the instruction."""
+
 PREFIX_PROMPT = """Each answer of an assistant begins with opening words written for it, \
 and the assistant goes on from them. Its opening words now (empty: none):
 ```
@@ -97,7 +123,8 @@ else: the inputs and the feedback's labels say nothing about how an answer begin
 direct question a small model answers: the 1.5B answered "Rewrite" for prompt-recovery
 answers where the earlier, longer request got "No words" and "Write a one-sentence
 instruction"."""
-PROMPTS = {COMPONENT: INSTRUCTION_PROMPT, PREFIX: PREFIX_PROMPT}
+STYLES = ("answers", "feedback")
+INSTRUCTION_PROMPTS = {"answers": ANSWERS_PROMPT, "feedback": FEEDBACK_PROMPT}
 _FENCE = re.compile(r"^```[^\n]*\n?")
 _OPENING = re.compile(r"```[^\n`]*\n")
 _INLINE = re.compile(r"```([^`\n]+)```")
@@ -154,8 +181,9 @@ class PromptoptAdapter:
     def __init__(self, ctx: SearchContext, *, components: Sequence[str] = (COMPONENT,),
                  max_tokens: int = REFLECTION_MAX_TOKENS,
                  prompt_template: str | Mapping[str, str] | None = None,
-                 temperature: float = 1.0) -> None:
+                 temperature: float = 1.0, style: str = "answers") -> None:
         self.ctx = ctx
+        self.style = style
         self.temperature = temperature
         self.components = tuple(components)
         self.max_tokens = max_tokens
@@ -211,18 +239,31 @@ class PromptoptAdapter:
     def make_reflective_dataset(
         self, candidate: dict[str, str], eval_batch: Any, components_to_update: list[str]
     ) -> dict[str, list[dict[str, Any]]]:
-        """Inputs, output and the task's feedback text of each minibatch example (for the
-        answer prefix: each output and the correct answer alone)."""
+        """What each minibatch example shows the proposer. For the instruction, with
+        ``style="answers"``: the correct answer, the output, its score (with the scorer's
+        own explanation where it gives one) and the inputs; with ``"feedback"``: the
+        inputs, the output and the task's feedback text. For the answer prefix: each
+        output and the correct answer alone."""
         task = self.ctx.task
+        explain = getattr(task.scorer, "feedback", None)
 
         def record(trace: Mapping[str, Any], component: str) -> dict[str, Any]:
             ex, prediction = trace["example"], trace["prediction"]
             if component == PREFIX:
                 return {"Generated Outputs": prediction, "Correct answer": ex.target}
-            feedback = (f"The model call failed: {trace['failed']}" if trace["failed"]
-                        else task.feedback(prediction, ex, trace["score"]))
-            return {"Inputs": task.format_example(ex, with_target=False),
-                    "Generated Outputs": prediction, "Feedback": feedback}
+            failed = f"The model call failed: {trace['failed']}" if trace["failed"] else None
+            inputs = task.format_example(ex, with_target=False)
+            if self.style == "feedback":
+                return {"Inputs": inputs, "Generated Outputs": prediction,
+                        "Feedback": failed or task.feedback(prediction, ex, trace["score"])}
+            shown: dict[str, Any] = {"Correct answer": ex.target,
+                                     "Assistant's answer": prediction,
+                                     "Score": f"{trace['score']:.2f}"}
+            why = failed or (explain(prediction, ex.target) if callable(explain) else None)
+            if why:
+                shown["Feedback"] = str(why)
+            shown["Inputs"] = inputs
+            return shown
 
         traces = eval_batch.trajectories or []
         return {name: [record(t, name) for t in traces] for name in components_to_update}
@@ -231,7 +272,9 @@ class PromptoptAdapter:
         custom = self.prompt_template
         if isinstance(custom, Mapping):
             custom = custom.get(component)
-        return PROMPTS[component] if custom is None else custom
+        if custom is None:
+            return PREFIX_PROMPT if component == PREFIX else INSTRUCTION_PROMPTS[self.style]
+        return custom
 
     def reflection_prompt(self, text: str, records: Sequence[Mapping[str, Any]],
                           component: str = COMPONENT, *, open_block: bool = True) -> str:
@@ -332,9 +375,13 @@ class GEPA(Optimizer):
         opening: Build proposals on the start opened with the word most training
             answers begin with, where the task offers answer prefixes and the start has
             none (:meth:`SearchContext.open_answers`).
+        reflection_style: What an instruction reflection shows and asks: ``"answers"``
+            (the correct answers first, asked what a correct answer looks like, quoting
+            one: :data:`ANSWERS_PROMPT`) or ``"feedback"`` (the inputs, outputs and the
+            task's feedback text, asked for a better instruction: :data:`FEEDBACK_PROMPT`).
     """
 
-    legacy_settings = {"temperature": 1.0, "opening": False}
+    legacy_settings = {"temperature": 1.0, "opening": False, "reflection_style": "feedback"}
 
     def __init__(
         self,
@@ -356,6 +403,7 @@ class GEPA(Optimizer):
         module_selector: str = "round_robin",
         temperature: float = 0.7,
         opening: bool = True,
+        reflection_style: str = "answers",
     ) -> None:
         self.pareto_size = pareto_size
         self.candidate_selection_strategy = candidate_selection_strategy
@@ -374,6 +422,7 @@ class GEPA(Optimizer):
         self.module_selector = module_selector
         self.temperature = temperature
         self.opening = opening
+        self.reflection_style = reflection_style
 
     def validate(self) -> None:
         """Check the settings."""
@@ -413,6 +462,8 @@ class GEPA(Optimizer):
         self._check(self.module_selector in ("round_robin", "all"), "module_selector",
                     "must be round_robin or all")
         self._check(0.0 <= self.temperature <= 2.0, "temperature", "must be in [0, 2]")
+        self._check(self.reflection_style in STYLES, "reflection_style",
+                    "must be answers or feedback")
 
     def evolved(self, ctx: SearchContext) -> list[str]:
         """The components this run evolves (see ``components``)."""
@@ -439,7 +490,8 @@ class GEPA(Optimizer):
         pareto, feedback = self.split(ctx)
         adapter = PromptoptAdapter(ctx, components=self.evolved(ctx), max_tokens=self.max_tokens,
                                    prompt_template=self.reflection_prompt_template,
-                                   temperature=self.temperature)
+                                   temperature=self.temperature,
+                                   style=self.reflection_style)
         self.adapter_ = adapter
         # parent and child on a minibatch, the proposal, the child on the Pareto set: an
         # iteration the budget cannot finish would end the engine without its result

@@ -64,7 +64,7 @@ def test_a_chat_proposer_is_asked_for_a_block_and_its_reply_to_the_asker_is_reje
     result = setup.optimize(gepa_opt, seed=0)
     assert len(seen) >= 2
     assert all(not p.endswith("```\n") and stop is None for p, stop in seen)
-    assert "Reply with the new instruction only, inside ``` blocks." in seen[0][0]
+    assert "Reply with the whole new instruction only, inside ``` blocks." in seen[0][0]
     assert result.rejected.get("no task content (replies to the asker)") == 1
     wanted = "Name the change of tone in one short sentence that starts with Rewrite."
     assert any(wanted in p for p in setup.fake.prompts())  # evaluated by the task model
@@ -91,7 +91,7 @@ def test_pareto_selection_keeps_a_candidate_best_on_one_example_only(strategy):
     proposals = iter([PLAN_B] + [f"Try variant {i} of the rewrite." for i in range(1, 50)])
 
     def replies(prompt: str, params: dict) -> str:
-        if "Reply with the new instruction only" in prompt:
+        if "new instruction only" in prompt:
             return next(proposals) + "\n```"
         key = next((k for k in targets if k in prompt), None)
         if PLAN_B in prompt:
@@ -114,6 +114,28 @@ def test_pareto_selection_keeps_a_candidate_best_on_one_example_only(strategy):
     assert bool(parents) == (strategy == "pareto")  # "current_best" never picks it
 
 
+def test_the_correct_answers_come_first_in_the_reflection_prompt():
+    seen: list[str] = []
+
+    def proposer(prompt: str, params: dict) -> str:
+        seen.append(prompt)
+        return f"Name the rewrite in one short sentence, version {len(seen)}.\n```"
+
+    setup = FakeSetup(budget=60, proposer_replies=proposer)
+    setup.optimize(GEPA(components=["instruction"]), seed=0)
+    assert seen
+    first = seen[0]
+    assert "quoting one of the correct answers above" in first
+    truths = [e.target for e in setup.task.examples("train")]
+    shown = [t for t in truths if f"## Correct answer\n{t}" in first]
+    assert len(shown) == 3  # the reflection minibatch
+    for section in first.split("# Example ")[1:]:
+        order = [section.index(h) for h in ("## Correct answer", "## Assistant's answer",
+                                            "## Score", "## Inputs")]
+        assert order == sorted(order)
+    assert "## Feedback" not in first  # the scorer gives no explanation of its own
+
+
 def test_feedback_text_reaches_the_reflection_prompt():
     seen: list[str] = []
 
@@ -122,7 +144,7 @@ def test_feedback_text_reaches_the_reflection_prompt():
         return f"Name the rewrite in one short sentence, version {len(seen)}.\n```"
 
     setup = FakeSetup(budget=60, proposer_replies=proposer)
-    setup.optimize(GEPA(), seed=0)
+    setup.optimize(GEPA(reflection_style="feedback"), seed=0)
     assert seen
     first = seen[0]
     assert "## Feedback" in first and "True prompt:" in first and "Similarity:" in first
@@ -142,10 +164,12 @@ def test_a_custom_reflection_prompt_template_is_used_and_checked():
     setup = FakeSetup(budget=60, proposer_replies=proposer, proposer_chat=False)  # a base model
     setup.optimize(GEPA(reflection_prompt_template=template), seed=0)
     assert seen and all(p.startswith("Now: ") for p in seen)
-    assert "## Feedback" in seen[0] and "A better instruction:\n\n```\n" in seen[0]
+    assert "## Correct answer" in seen[0] and "A better instruction:\n\n```\n" in seen[0]
     assert "I provided an assistant" not in seen[0]  # the package's own template
     with pytest.raises(ConfigError, match="reflection_prompt_template"):
         GEPA(reflection_prompt_template="no placeholders").validate()
+    with pytest.raises(ConfigError, match="reflection_style"):
+        GEPA(reflection_style="chat").validate()
 
 
 @pytest.mark.parametrize(
