@@ -35,11 +35,12 @@ from promptopt.data import Example
 from promptopt.errors import BudgetExhausted
 from promptopt.evaluator import Evaluation
 from promptopt.optimizers._base import Optimizer
-from promptopt.optimizers._context import SearchContext
+from promptopt.optimizers._context import PROPOSER_MAX_TOKENS, SearchContext
 from promptopt.registry import optimizers
 from promptopt.template import Template
 
 TAG = "prompt"
+EVOLUTION_MAX_TOKENS = 400
 
 PARAPHRASE_PROMPT = (
     "Generate a variation of the following instruction while keeping the semantic "
@@ -141,10 +142,13 @@ class _EvoPrompt(Optimizer):
         opening: Build proposals on the start opened with the word most training
             answers begin with, where the task offers answer prefixes and the start has
             none (:meth:`SearchContext.open_answers`).
+        max_tokens: Proposer tokens per evolution answer. The prompts ask for the steps
+            first and the final prompt last; a 1.5B chat proposer writes every step out,
+            and at 160 tokens 10 to 24 answers a run were cut off before the final prompt.
     """
 
     op: str = ""
-    legacy_settings = {"opening": False}
+    legacy_settings = {"opening": False, "max_tokens": PROPOSER_MAX_TOKENS}
 
     def __init__(
         self,
@@ -154,12 +158,14 @@ class _EvoPrompt(Optimizer):
         minibatch_size: int = 4,
         temperature: float = 0.7,
         opening: bool = True,
+        max_tokens: int = EVOLUTION_MAX_TOKENS,
     ) -> None:
         self.population_size = population_size
         self.generations = generations
         self.minibatch_size = minibatch_size
         self.temperature = temperature
         self.opening = opening
+        self.max_tokens = max_tokens
 
     def validate(self) -> None:
         """Check the settings."""
@@ -167,6 +173,7 @@ class _EvoPrompt(Optimizer):
         self._check(self.generations >= 1, "generations", "must be at least 1")
         self._check(self.minibatch_size >= 1, "minibatch_size", "must be at least 1")
         self._check(0.0 <= self.temperature <= 2.0, "temperature", "must be in [0, 2]")
+        self._check(self.max_tokens >= 1, "max_tokens", "must be at least 1")
 
     def search(self, ctx: SearchContext) -> None:
         """Build the initial population, then evolve it generation by generation."""
@@ -196,7 +203,8 @@ class _EvoPrompt(Optimizer):
         self.population_ = population
         prompt = PARAPHRASE_PROMPT.format(prompt=ctx.base.instruction)
         answers = ctx.propose(
-            prompt, n=self.population_size - 1, temperature=1.0, stop=[f"</{TAG}>"]
+            prompt, n=self.population_size - 1, temperature=1.0, stop=[f"</{TAG}>"],
+            max_tokens=self.max_tokens,
         )
         for template in ctx.accept_answers(answers, ctx.base, tag=TAG, frame=PARAPHRASE_PROMPT):
             ev = ctx.evaluate(
@@ -222,7 +230,8 @@ class _EvoPrompt(Optimizer):
         """
         if not ctx.can_afford(1 + len(batch)):
             raise BudgetExhausted("no budget left for one more child")
-        answers = ctx.propose(prompt, n=1, temperature=self.temperature, stop=[f"</{TAG}>"])
+        answers = ctx.propose(prompt, n=1, temperature=self.temperature, stop=[f"</{TAG}>"],
+                              max_tokens=self.max_tokens)
         frame = GA_PROMPT if self.op == "ga" else DE_PROMPT
         children = ctx.accept_answers(answers, parents[0].template, tag=TAG, frame=frame)
         if not children:

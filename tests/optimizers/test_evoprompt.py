@@ -12,6 +12,7 @@ from promptopt.errors import ConfigError
 from promptopt.evaluator import Evaluation
 from promptopt.optimizers import EvoPromptDE, EvoPromptGA, SearchContext
 from promptopt.optimizers._evoprompt import (
+    EVOLUTION_MAX_TOKENS,
     TAG,
     Member,
     de_should_replace,
@@ -180,6 +181,23 @@ def test_bad_settings_are_reported_by_name(cls):
         FakeSetup().optimize(cls(population_size=1))
     with pytest.raises(ConfigError, match="temperature"):
         FakeSetup().optimize(cls(temperature=-1.0))
+
+
+@pytest.mark.parametrize("cls", [EvoPromptGA, EvoPromptDE])
+def test_an_evolution_answer_has_room_for_the_steps_and_the_final_prompt(cls):
+    asked: list[int] = []
+
+    def proposer(prompt: str, params: dict) -> str:
+        asked.append(params["max_tokens"])
+        return f"Make it formal, take {len(asked)}.</prompt>"
+
+    FakeSetup(budget=40, proposer_replies=proposer).optimize(cls())
+    assert asked and set(asked) == {EVOLUTION_MAX_TOKENS}
+    asked.clear()
+    FakeSetup(budget=40, proposer_replies=proposer).optimize(cls(max_tokens=90))
+    assert asked and set(asked) == {90}
+    with pytest.raises(ConfigError, match="max_tokens"):
+        FakeSetup().optimize(cls(max_tokens=0))
 
 
 def test_proposals_are_read_from_prompt_tags_the_meta_prompt_opened():
