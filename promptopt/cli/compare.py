@@ -6,7 +6,7 @@ The library side is :func:`promptopt.comparison._compare.compare`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -19,50 +19,18 @@ from promptopt.cli._common import (
     hint_on_error,
     out,
     parse_seeds,
-    parse_settings,
     progress,
-    split_size,
 )
-from promptopt.cli._options import (
-    DEFAULT_BUDGET,
-    DEFAULT_CONCURRENCY,
-    DEFAULT_MAX_ERRORS,
-    DEFAULT_MODEL,
-    DEFAULT_SCORER,
-    DEFAULT_SPLIT_SEED,
-    DEFAULT_TASK,
-    DEFAULT_TEST,
-    DEFAULT_TIMEOUT,
-    DEFAULT_TRAIN,
-    DEFAULT_VAL,
-    ApiBase,
-    Concurrency,
-    Data,
-    Inputs,
-    MaxErrors,
-    Metric,
-    Model,
-    NoCache,
-    Proposer,
-    Scorer,
-    Select,
-    SkipBadRows,
-    SplitSeed,
-    Start,
-    Storage,
-    Target,
-    Task,
-    TaskOption,
-    TestSize,
-    Timeout,
-    TrainSize,
-    ValSize,
-    task_options,
-)
+from promptopt.cli._options import NoCache, Storage, with_spec_options
+from promptopt.comparison import PER_RUN
 from promptopt.redact import redact
-from promptopt.runs import DEFAULT_STORAGE, TaskSpec
+from promptopt.runs import DEFAULT_STORAGE, SPEC_FIELDS
 
 
+@with_spec_options(*(name for name in SPEC_FIELDS if name not in PER_RUN),
+                   help={"budget": "Max LLM calls per run (each method and seed), proposer "
+                                   "included."},
+                   first=("methods", "seeds"))
 def compare_command(
     ctx: typer.Context,
     methods: Annotated[
@@ -70,18 +38,6 @@ def compare_command(
         typer.Option("--methods", help="Comma-separated methods, e.g. opro,ape (default: all)."),
     ] = None,
     seeds: Annotated[str, typer.Option(help="Comma-separated search seeds, e.g. 0,1,2.")] = "0",
-    task: Task = DEFAULT_TASK,
-    data: Data = None,
-    inputs: Inputs = None,
-    target: Target = None,
-    metric: Metric = None,
-    task_option: TaskOption = [],  # noqa: B006 - Typer needs a literal default
-    model: Model = DEFAULT_MODEL,
-    proposer: Proposer = None,
-    scorer: Scorer = DEFAULT_SCORER,
-    budget: Annotated[
-        int, typer.Option(help="Max LLM calls per run (each method and seed), proposer included.")
-    ] = DEFAULT_BUDGET,
     storage: Storage = DEFAULT_STORAGE,
     prefix: Annotated[
         str | None,
@@ -92,24 +48,15 @@ def compare_command(
         typer.Option("--out", help="Folder for report.md, best_so_far.png, trials.csv "
                      "(default: the prefix, compare-<timestamp>-<hex>)."),
     ] = None,
-    train: TrainSize = DEFAULT_TRAIN,
-    val: ValSize = DEFAULT_VAL,
-    test: TestSize = DEFAULT_TEST,
-    split_seed: SplitSeed = DEFAULT_SPLIT_SEED,
-    skip_bad_rows: SkipBadRows = TaskSpec.skip_bad_rows,
-    start: Start = None,
     no_cache: NoCache = False,
-    api_base: ApiBase = None,
-    max_errors: MaxErrors = DEFAULT_MAX_ERRORS,
-    timeout: Timeout = DEFAULT_TIMEOUT,
-    select: Select = [],  # noqa: B006 - Typer needs a literal default
-    concurrency: Concurrency = DEFAULT_CONCURRENCY,
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Continue the interrupted comparison --prefix with the "
                      "same options: finished runs give their stored results, an interrupted "
                      "one is replayed from the cache and continued, missing ones run."),
     ] = False,
+    *,
+    spec: dict[str, Any],
 ) -> None:
     """Run several METHODS on one task with the same settings and seeds; table, plot, report."""
     from promptopt.comparison import TABLE_COLUMNS, resolve_methods
@@ -128,23 +75,18 @@ def compare_command(
                   f"seeds {seed_list}: studies [bold]{escape(prefix)}-<method>-s<seed>[/bold] in "
                   f"{escape(redact(storage))}, files in {escape(str(folder))}")
         again = command_line(ctx, resume=True, prefix=prefix)
-        with progress(budget * len(names) * len(seed_list), "compare: LLM calls") as advance, \
+        total = spec["budget"] * len(names) * len(seed_list)
+        with progress(total, "compare: LLM calls") as advance, \
                 sigterm_as_interrupt(), hint_on_error(again):
             result = run_compare(
-                names, seeds=seed_list, task=task, data=data, model=model, proposer=proposer,
-                task_options=task_options(inputs, target, metric, task_option),
-                scorer=scorer, budget=budget, storage=storage, prefix=prefix, out_dir=folder,
-                train=split_size(train), val=split_size(val), test=split_size(test),
-                split_seed=split_seed,
-                skip_bad_rows=skip_bad_rows, start=start, cache=not no_cache,
-                api_base=api_base, max_errors=max_errors, timeout=timeout, concurrency=concurrency,
-                resume=resume, selection=parse_settings(select, "--select"),
-                on_progress=advance, on_study=lambda name: err.print(f"study [bold]{name}[/bold]"),
+                names, seeds=seed_list, storage=storage, prefix=prefix, out_dir=folder,
+                cache=not no_cache, resume=resume, on_progress=advance,
+                on_study=lambda name: err.print(f"study [bold]{name}[/bold]"), **spec,
             )
     table = Table(
         title=f"promptopt compare: {result.settings['task']}, seeds "
         f"{', '.join(map(str, result.seeds))}, "
-        f"budget {budget}, scorer {result.settings['scorer']}",
+        f"budget {spec['budget']}, scorer {result.settings['scorer']}",
         caption="scores: mean ± sd over seeds; usage: mean per run",
     )
     for i, column in enumerate(TABLE_COLUMNS):

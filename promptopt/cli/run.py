@@ -18,108 +18,32 @@ from promptopt.cli._common import (
     friendly_errors,
     metric_label,
     out,
-    parse_settings,
     progress,
-    split_size,
 )
-from promptopt.cli._options import (
-    DEFAULT_BUDGET,
-    DEFAULT_CONCURRENCY,
-    DEFAULT_MAX_ERRORS,
-    DEFAULT_METHOD,
-    DEFAULT_MODEL,
-    DEFAULT_SCORER,
-    DEFAULT_SPLIT_SEED,
-    DEFAULT_TASK,
-    DEFAULT_TEST,
-    DEFAULT_TIMEOUT,
-    DEFAULT_TRAIN,
-    DEFAULT_VAL,
-    ApiBase,
-    AsJson,
-    Budget,
-    Concurrency,
-    Data,
-    Inputs,
-    MaxErrors,
-    Method,
-    Metric,
-    Model,
-    NoCache,
-    Proposer,
-    Scorer,
-    Seed,
-    Select,
-    Settings,
-    SkipBadRows,
-    SplitSeed,
-    Start,
-    Storage,
-    Suffix,
-    Target,
-    Task,
-    TaskOption,
-    TestSize,
-    Timeout,
-    TrainSize,
-    ValSize,
-    task_options,
-)
+from promptopt.cli._options import TASK_OPTION_PARAMS, AsJson, NoCache, Storage, with_spec_options
 from promptopt.redact import redact
-from promptopt.runs import DEFAULT_STORAGE, RunResult, SearchSpec, TaskSpec
+from promptopt.runs import DEFAULT_STORAGE, SPEC_FIELDS, RunResult
 
 
+@with_spec_options("method", *(name for name in SPEC_FIELDS if name != "method"))
 def run_command(
     ctx: typer.Context,
-    method: Method = DEFAULT_METHOD,
-    task: Task = DEFAULT_TASK,
-    data: Data = None,
-    inputs: Inputs = None,
-    target: Target = None,
-    metric: Metric = None,
-    task_option: TaskOption = [],  # noqa: B006 - Typer needs a literal default
-    model: Model = DEFAULT_MODEL,
-    proposer: Proposer = None,
-    scorer: Scorer = DEFAULT_SCORER,
-    budget: Budget = DEFAULT_BUDGET,
-    seed: Seed = SearchSpec.seed,
     storage: Storage = DEFAULT_STORAGE,
     study: Annotated[str | None, typer.Option(help="Study name (default: generated).")] = None,
-    train: TrainSize = DEFAULT_TRAIN,
-    val: ValSize = DEFAULT_VAL,
-    test: TestSize = DEFAULT_TEST,
-    split_seed: SplitSeed = DEFAULT_SPLIT_SEED,
-    skip_bad_rows: SkipBadRows = TaskSpec.skip_bad_rows,
-    start: Start = None,
-    setting: Settings = [],  # noqa: B006 - Typer needs a literal default
     no_cache: NoCache = False,
-    suffix: Suffix = SearchSpec.suffix,
-    api_base: ApiBase = None,
-    max_errors: MaxErrors = DEFAULT_MAX_ERRORS,
-    timeout: Timeout = DEFAULT_TIMEOUT,
-    select: Select = [],  # noqa: B006 - Typer needs a literal default
-    concurrency: Concurrency = DEFAULT_CONCURRENCY,
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Continue the interrupted run --study with its stored "
                      "settings; recorded work is replayed from the cache and storage."),
     ] = False,
     as_json: AsJson = False,
+    *,
+    spec: dict[str, Any],
 ) -> None:
     """Search for the best template with METHOD and report its held-out test score."""
     from promptopt.runs import resume_run, sigterm_as_interrupt
     from promptopt.runs import run as run_search
 
-    options: dict[str, Any] = {
-        "method": method, "task": task, "data": data, "model": model, "proposer": proposer,
-        "scorer": scorer, "budget": budget, "seed": seed, "train": split_size(train),
-        "val": split_size(val), "test": split_size(test), "split_seed": split_seed,
-        "skip_bad_rows": skip_bad_rows, "settings": parse_settings(setting), "start": start,
-        "suffix": suffix, "api_base": api_base, "max_errors": max_errors, "timeout": timeout,
-        "concurrency": concurrency,
-        "task_options": task_options(inputs, target, metric, task_option),
-        "selection": parse_settings(select, "--select"),
-    }
     verb = "resuming study" if resume else "study"
     common: dict[str, Any] = dict(
         storage=storage, cache=not no_cache,
@@ -128,18 +52,18 @@ def run_command(
     )
     if resume and study is None:
         raise typer.BadParameter("give the --study to resume", param_hint="--resume")
+    budget = spec["budget"]
     total = None if resume and not explicit(ctx, "budget") else budget
-    label = f"{study if resume else method}: LLM calls"
+    label = f"{study if resume else spec['method']}: LLM calls"
     with friendly_errors(), sigterm_as_interrupt(), progress(total, label) as advance:
         if resume:
-            given = {k: v for k, v in options.items() if explicit(ctx, _PARAM.get(k, k))}
-            if options["task_options"]:
-                given["task_options"] = options["task_options"]
+            given = {k: v for k, v in spec.items() if k in SPEC_FIELDS and explicit(ctx, k)}
+            if spec["task_options"] or any(explicit(ctx, k) for k in TASK_OPTION_PARAMS):
+                given["task_options"] = spec["task_options"]
             result = resume_run(str(study), given=given, on_progress=advance, **common)
         else:
-            result = run_search(study=study, on_progress=advance, **options, **common)
+            result = run_search(study=study, on_progress=advance, **spec, **common)
     _show_run(result, as_json=as_json)
-
 
 
 def _show_run(result: RunResult, *, as_json: bool = False) -> None:
@@ -194,7 +118,3 @@ def _show_run(result: RunResult, *, as_json: bool = False) -> None:
     out.print(f"best template (test {label} {format_score(result.test_score)}):")
     out.print(result.template.to_json(), highlight=False, markup=False, soft_wrap=True)
 
-
-
-# run() argument -> CLI parameter, where they differ
-_PARAM = {"settings": "setting", "selection": "select"}

@@ -16,7 +16,7 @@ alone, for an embedding metric), reads every trial back from the studies and wri
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,24 +31,23 @@ from promptopt.comparison._results import (
     study_name,
 )
 from promptopt.errors import ConfigError
-from promptopt.evaluator import DEFAULT_MAX_ERRORS
-from promptopt.llm import DEFAULT_CONCURRENCY, DEFAULT_MODEL, DEFAULT_TIMEOUT
 from promptopt.registry import optimizers
 from promptopt.runs import (
-    DEFAULT_SPLITS,
     DEFAULT_STORAGE,
     Live,
     RunResult,
     RunSpec,
-    SearchSpec,
     build_task,
     execute,
     new_study_name,
+    passed_fields,
     resume_run,
+    spec_arguments,
 )
+from promptopt.runs import SPEC_FIELDS as FIELDS
+from promptopt.runs import field_default as default
 from promptopt.scoring import is_embedding_metric, make_scorer
 from promptopt.tasks import Task
-from promptopt.template import Template
 from promptopt.tracking import import_optuna, open_storage
 
 SHARED_SETTINGS = ("task", "task_options", "data", "model", "proposer", "scorer", "budget",
@@ -90,36 +89,25 @@ def runnable_methods(names: Sequence[str], task: Task, *, explicit: bool) -> lis
     return out
 
 
+PER_RUN = ("method", "seed", "settings", "suffix")
+"""Run settings a comparison does not share: its methods and seeds vary, and each method
+keeps its own settings."""
+
+
+@spec_arguments(*(name for name in FIELDS if name not in PER_RUN))
 def compare(
     methods: Sequence[str] | None = None,
     *,
     seeds: Sequence[int] = (0,),
-    task: str = "prompt-recovery",
-    data: str | Path | None = None,
-    task_options: Mapping[str, Any] | None = None,
-    model: str = DEFAULT_MODEL,
-    proposer: str | None = None,
-    scorer: str | Any = "auto",
-    budget: int = SearchSpec.budget,
     storage: str = DEFAULT_STORAGE,
     prefix: str | None = None,
     out_dir: str | Path | None = None,
-    train: int | float = DEFAULT_SPLITS["train"],
-    val: int | float = DEFAULT_SPLITS["val"],
-    test: int | float | None = DEFAULT_SPLITS["test"],
-    split_seed: int = 0,
-    skip_bad_rows: bool = False,
-    start: Template | str | None = None,
     cache: bool = True,
     cache_dir: str | None = None,
-    api_base: str | None = None,
-    max_errors: int = DEFAULT_MAX_ERRORS,
-    timeout: float = DEFAULT_TIMEOUT,
-    selection: Mapping[str, Any] | None = None,
-    concurrency: int = DEFAULT_CONCURRENCY,
     resume: bool = False,
     on_progress: Callable[[], None] | None = None,
     on_study: Callable[[str], None] | None = None,
+    **fields: Any,
 ) -> CompareResult:
     """Run several methods with the same settings and seeds; tabulate, plot and report.
 
@@ -127,11 +115,8 @@ def compare(
         methods: Registered optimizer names (default: all of them that can run on
             the task; e.g. ``mean-prompt`` needs the ``scs`` metric).
         seeds: Search seeds; every method runs once per seed.
-        task, data, task_options, model, proposer, scorer, budget, storage, train, val,
-            test, split_seed, skip_bad_rows, start, cache, cache_dir, api_base,
-            max_errors, timeout, selection, concurrency: As for
-            :func:`~promptopt.runs._runner.run`, shared by every run. The scorer is built
-            once and the same object serves every run and the baselines.
+        <run settings>
+        storage, cache, cache_dir: As for :func:`~promptopt.runs._runner.run`.
         prefix: Study-name prefix (default: generated, ``compare-<time>-<hex>``).
         resume: Continue the comparison ``prefix`` after an interruption: a run whose
             study has finished gives its stored result (no LLM call), an interrupted
@@ -142,6 +127,10 @@ def compare(
             (default: ``prefix`` in the working directory).
         on_progress: Called after every LLM request of every run.
         on_study: Called with each study's name as its run starts.
+        fields: The run settings above, shared by every run (fields of
+            :class:`~promptopt.runs.RunSpec`, as for :func:`~promptopt.runs._runner.run`).
+            The scorer is built once and the same object serves every run and the
+            baselines (``scorer`` may also be a scorer object).
 
     Raises:
         UnknownNameError: for an unknown method, before anything runs.
@@ -151,8 +140,10 @@ def compare(
             everything recorded, and ``compare(..., prefix=<prefix>, resume=True)``
             continues.
     """
+    fields = passed_fields(compare, fields)
+    scorer = fields.get("scorer", default("scorer"))
+    budget = fields.get("budget", default("budget"))
     names = resolve_methods(methods)
-    task_options = dict(task_options or {})
     seed_list = [int(s) for s in dict.fromkeys(seeds)]
     if not seed_list:
         raise ConfigError("no seeds given; e.g. --seeds 0,1,2")
@@ -160,13 +151,7 @@ def compare(
         raise ConfigError(f"budget must be a positive number of LLM calls, got {budget}")
     if resume and not prefix:
         raise ConfigError("resuming a comparison needs its study-name prefix (prefix=...)")
-    base = RunSpec.from_args(
-        task=task, data=data, task_options=task_options, model=model, proposer=proposer,
-        scorer=scorer if isinstance(scorer, str) else None, budget=budget, train=train, val=val,
-        test=test, split_seed=split_seed, skip_bad_rows=skip_bad_rows, start=start,
-        api_base=api_base, max_errors=max_errors, timeout=timeout, selection=selection,
-        concurrency=concurrency,
-    )
+    base = RunSpec.from_args(**{**fields, "scorer": scorer if isinstance(scorer, str) else None})
     base.search.final_choice()  # a bad selection setting fails before anything runs
     the_scorer = make_scorer(scorer, cache=cache, cache_dir=cache_dir)
     live = Live(scorer=the_scorer, cache=cache, cache_dir=cache_dir, on_progress=on_progress,

@@ -16,7 +16,17 @@ from promptopt.runs._runner import (
 )
 from promptopt.runs._session import RunSession
 from promptopt.runs._sharing import SharedHistory
-from promptopt.runs._spec import LLMSpec, RunSpec, SearchSpec, TaskSpec
+from promptopt.runs._spec import FIELDS as SPEC_FIELDS
+from promptopt.runs._spec import (
+    LLMSpec,
+    RunSpec,
+    SearchSpec,
+    TaskSpec,
+    passed_fields,
+    spec_arguments,
+)
+from promptopt.runs._spec import default as field_default
+from promptopt.runs._spec import option as field_option
 from promptopt.runs._state import load_for_resume, sigterm_as_interrupt
 from promptopt.runs._workers import CLAIM_ATTR, REGISTRATION_ATTR, worker_seed
 
@@ -27,6 +37,11 @@ __all__ = [
     "Live",
     "RunSession",
     "RunSpec",
+    "SPEC_FIELDS",
+    "field_default",
+    "field_option",
+    "passed_fields",
+    "spec_arguments",
     "SearchSpec",
     "TaskSpec",
     "build_task",

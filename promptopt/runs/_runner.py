@@ -22,19 +22,18 @@ import inspect
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 from promptopt.errors import ConfigError
-from promptopt.evaluator import DEFAULT_MAX_ERRORS, Evaluation, Evaluator
-from promptopt.llm import DEFAULT_CONCURRENCY, DEFAULT_MODEL, DEFAULT_TIMEOUT, LLM
+from promptopt.evaluator import Evaluation, Evaluator
+from promptopt.llm import LLM
 from promptopt.optimizers import Optimizer, OptimizeResult, search_mean_prompt
 from promptopt.registry import optimizers
-from promptopt.runs._building import DEFAULT_SPLITS, make_llms, make_task, new_study_name
+from promptopt.runs._building import make_llms, make_task, new_study_name
 from promptopt.runs._results import RunResult
 from promptopt.runs._session import RunSession
 from promptopt.runs._sharing import SharedHistory
-from promptopt.runs._spec import RunSpec, SearchSpec
+from promptopt.runs._spec import FIELDS, RunSpec, SearchSpec, default, passed_fields, spec_arguments
 from promptopt.runs._state import load_for_resume
 from promptopt.runs._workers import Member, resume_member
 from promptopt.scoring import is_embedding_metric, paired_interval
@@ -85,101 +84,49 @@ class Live:
 
 
 @_records_given
+@spec_arguments(*FIELDS)
 def run(
-    method: str = "opro",
+    method: str = SearchSpec.method,
     *,
-    task: str = "prompt-recovery",
-    data: str | Path | None = None,
-    task_options: Mapping[str, Any] | None = None,
-    model: str = DEFAULT_MODEL,
-    proposer: str | None = None,
-    scorer: str | Any = "auto",
-    budget: int = SearchSpec.budget,
-    seed: int = 0,
     storage: str = DEFAULT_STORAGE,
     study: str | None = None,
-    train: int | float = DEFAULT_SPLITS["train"],
-    val: int | float = DEFAULT_SPLITS["val"],
-    test: int | float | None = DEFAULT_SPLITS["test"],
-    split_seed: int = 0,
-    skip_bad_rows: bool = False,
-    settings: Mapping[str, Any] | None = None,
-    start: Template | str | None = None,
     cache: bool = True,
     cache_dir: str | None = None,
-    suffix: bool = False,
-    api_base: str | None = None,
-    max_errors: int = DEFAULT_MAX_ERRORS,
-    timeout: float = DEFAULT_TIMEOUT,
-    selection: Mapping[str, Any] | None = None,
-    concurrency: int = DEFAULT_CONCURRENCY,
     resume: bool = False,
     on_progress: Callable[[], None] | None = None,
     on_study: Callable[[str], None] | None = None,
+    **fields: Any,
 ) -> RunResult:
     """Optimize a template with ``method`` and report its held-out test score.
 
     Args:
         method: A registered optimizer name (``promptopt list`` shows them).
-        task: A registered task name.
-        data: Dataset file (CSV, JSONL or Parquet); default: the bundled sample.
-        task_options: The task's options, e.g. for ``task="csv"``: ``{"inputs": ["a",
-            "b"], "target": "y", "metric": "exact"}`` (a metric may be a function).
-        model: Recovery LLM (LiteLLM model string); default: the embedded Gemma 3 270M.
-        proposer: LLM that writes new instructions (default: ``DEFAULT_PROPOSER`` with
-            the default ``model``, else ``model``; see :func:`promptopt.llm.proposer_for`).
-        scorer: Scorer name ("auto", "minilm", a sentence-transformers name or path).
-        budget: Maximum LLM calls for the search, proposer calls included. The final
-            test-split scoring of the chosen and the starting template is extra.
-        seed: Search seed (same seed + cache = same result, no new calls).
+        <run settings>
         storage: Optuna storage URL.
         study: Study name (default: generated). A study that already holds a run's
             trials is refused unless ``resume`` is set, or unless a live process runs
             it with the same settings: then this run joins it as one more worker (its
             own seed stream and budget; see :mod:`promptopt.runs._workers`).
-        train, val, test: Split sizes (counts or fractions; test defaults to the rest).
-        split_seed: Seed of the data split (kept fixed across search seeds).
-        skip_bad_rows: Skip (and list in a warning) data rows with empty or non-text
-            cells or duplicate ids instead of stopping at the first.
-        settings: Optimizer settings (keyword arguments of its class).
-        start: Starting template (object, file path or instruction text).
         cache: Use the disk cache (``PROMPTOPT_CACHE_DIR``).
         cache_dir: Cache folder (overrides the environment).
-        suffix: Learn a mean-prompt string on the train split's targets (no LLM calls)
-            and append it to every prediction of the final template (the competition
-            winners' "prediction + mean prompt"); the test score without it is
-            reported too.
-        api_base: URL of the provider for both LLMs, e.g. an OpenAI-compatible
-            server (``--model openai/NAME --api-base http://host:8000/v1``).
-        max_errors: Failed evaluations the run tolerates (each recorded as a failed
-            trial with its reason; the search goes on without it); one more stops the
-            run as interrupted (:class:`~promptopt.errors.TooManyErrors`), to resume.
-        timeout: Seconds per LLM request before it times out (then it is retried).
-        selection: Settings of the final choice (:class:`~promptopt.optimizers.Selection`:
-            ``confidence``, ``val_first``, ``reserve_share``, ``resamples``); unset ones
-            default. A finalist replaces the start only when its validation gain is
-            credible at ``confidence``.
-        concurrency: LLM requests in flight at once for a remote provider (the
-            in-process model answers one at a time whatever this is).
         resume: Continue the interrupted run ``study`` in ``storage`` (see
             :func:`resume_run`): the stored settings are used; any setting passed here
             (even with its default value; None counts as not given) must agree with them.
         on_progress: Called after every LLM request (for progress bars).
         on_study: Called with the study name once it exists.
+        fields: The run settings above, each a field of :class:`RunSpec` (where its
+            default and meaning are written, and which the command line's options
+            come from). ``scorer`` may also be a scorer object.
 
     Raises:
         KeyboardInterrupt, LLMError, StorageError: the run stopped; the study is
             marked ``"interrupted"`` (where the storage still allows it) and the
             exception's ``resume_hint`` is the command that continues it.
     """
-    spec = RunSpec.from_args(
-        method=method, task=task, data=data, task_options=task_options, model=model,
-        proposer=proposer, scorer=scorer if isinstance(scorer, str) else None, budget=budget,
-        seed=seed, train=train, val=val, test=test, split_seed=split_seed,
-        skip_bad_rows=skip_bad_rows, settings=settings, start=start, suffix=suffix,
-        api_base=api_base, max_errors=max_errors, timeout=timeout, selection=selection,
-        concurrency=concurrency,
-    )
+    fields = passed_fields(run, fields)
+    scorer = fields.get("scorer", default("scorer"))
+    spec = RunSpec.from_args(**{**fields, "method": method,
+                                "scorer": scorer if isinstance(scorer, str) else None})
     live = Live(scorer=None if isinstance(scorer, str) else scorer, cache=cache,
                 cache_dir=cache_dir, on_progress=on_progress, on_study=on_study)
     if resume:

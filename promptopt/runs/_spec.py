@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
-from collections.abc import Mapping
+import textwrap
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from promptopt.data import Splits
 from promptopt.errors import ConfigError, PromptoptError, ResumeError
@@ -38,6 +40,7 @@ from promptopt.tasks import Task
 from promptopt.template import Template
 from promptopt.version import __version__
 
+F = TypeVar("F", bound=Callable[..., Any])
 BUNDLED = "bundled sample"
 """What the stored ``data`` setting says when the task's bundled sample was used."""
 
@@ -47,21 +50,29 @@ class Option:
     """What a spec field means outside Python (the metadata of every field).
 
     Attributes:
-        flag: The command-line option, for messages (``--model``).
+        flag: The command-line option (``--model``).
+        help: What the setting does: the command-line help and the library's
+            documentation of the argument of the same name.
         on_resume: ``"keep"`` (a resumed run must be given the stored value, if any) or
             ``"override"`` (a resume may change it).
         shared_as: The stored setting the workers of one study must agree on (None:
             it may differ between workers).
+        short: A one-letter command-line alias (``-m``), or None.
+        minimum: The smallest value the command line accepts, or None.
     """
 
     flag: str
+    help: str = ""
     on_resume: str = "keep"
     shared_as: str | None = None
+    short: str | None = None
+    minimum: int | None = None
 
 
-def _field(default: Any, flag: str, *, on_resume: str = "keep", shared_as: str | None = None,
-           factory: Any = None) -> Any:
-    meta = {"option": Option(flag, on_resume, shared_as)}
+def _field(default: Any, flag: str, help: str, *, on_resume: str = "keep",
+           shared_as: str | None = None, factory: Any = None, short: str | None = None,
+           minimum: int | None = None) -> Any:
+    meta = {"option": Option(flag, help, on_resume, shared_as, short, minimum)}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -71,43 +82,83 @@ def _field(default: Any, flag: str, *, on_resume: str = "keep", shared_as: str |
 class TaskSpec:
     """The task, its data and splits, and what judges its predictions."""
 
-    task: str = _field("prompt-recovery", "--task", shared_as="task")
-    data: str | None = _field(None, "--data", shared_as="data_fingerprint")
-    task_options: Mapping[str, Any] = _field(None, "--task-option", shared_as="task_options",
-                                             factory=dict)
-    scorer: str = _field("auto", "--scorer", shared_as="scorer")
-    train: int | float = _field(16, "--train", shared_as="splits")
-    val: int | float = _field(12, "--val", shared_as="splits")
-    test: int | float | None = _field(20, "--test", shared_as="splits")
-    split_seed: int = _field(0, "--split-seed", shared_as="split_seed")
-    skip_bad_rows: bool = _field(False, "--skip-bad-rows", shared_as="skip_bad_rows")
+    task: str = _field("prompt-recovery", "--task", "Registered task name.", shared_as="task",
+                       short="-t")
+    data: str | None = _field(None, "--data", "Dataset (CSV, JSONL, Parquet). Default: the "
+                              "task's bundled sample.", shared_as="data_fingerprint",
+                              short="-d")
+    task_options: Mapping[str, Any] = _field(
+        None, "--task-option", "Other task option KEY=VALUE (JSON values), repeatable, e.g. "
+        "answer=full (csv: keep the whole answer, not its first line). In Python, a dict of "
+        "the task's options, e.g. for task csv {'inputs': ['a', 'b'], 'target': 'y', "
+        "'metric': 'exact'} (a metric may be a function).",
+        shared_as="task_options", factory=dict)
+    scorer: str = _field("auto", "--scorer", "Scorer: auto, minilm, sentence-t5, a "
+                         "sentence-transformers name or path.", shared_as="scorer")
+    train: int | float = _field(16, "--train", "Train split size (count or fraction).",
+                                shared_as="splits")
+    val: int | float = _field(12, "--val", "Validation split size (count or fraction).",
+                              shared_as="splits")
+    test: int | float | None = _field(20, "--test", "Test split size (count or fraction; "
+                                      "from Python also None: the rest).",
+                                      shared_as="splits")
+    split_seed: int = _field(0, "--split-seed", "Seed of the train/val/test split (kept "
+                             "fixed across search seeds).", shared_as="split_seed")
+    skip_bad_rows: bool = _field(False, "--skip-bad-rows", "Skip data rows with empty or "
+                                 "non-text cells or duplicate ids (listed in a warning) "
+                                 "instead of stopping at the first.",
+                                 shared_as="skip_bad_rows")
 
 
 @dataclass(frozen=True, kw_only=True)
 class LLMSpec:
     """The recovery and proposer LLMs, and how they are reached."""
 
-    model: str = _field(DEFAULT_MODEL, "--model", shared_as="model")
-    proposer: str | None = _field(None, "--proposer", shared_as="proposer")
-    api_base: str | None = _field(None, "--api-base", on_resume="override")
-    timeout: float = _field(DEFAULT_TIMEOUT, "--timeout", on_resume="override")
-    concurrency: int = _field(DEFAULT_CONCURRENCY, "--concurrency", on_resume="override")
+    model: str = _field(DEFAULT_MODEL, "--model", "Recovery LLM: a LiteLLM model string "
+                        "or llamacpp/<name>.", shared_as="model")
+    proposer: str | None = _field(None, "--proposer", "LLM that writes new instructions "
+                                  "(default: the embedded default proposer with the default "
+                                  "--model, else --model).", shared_as="proposer")
+    api_base: str | None = _field(None, "--api-base", "Provider URL for both LLMs, e.g. an "
+                                  "OpenAI-compatible server (vLLM, llama.cpp) at "
+                                  "http://HOST:PORT/v1 with --model openai/NAME.",
+                                  on_resume="override")
+    timeout: float = _field(DEFAULT_TIMEOUT, "--timeout", "Seconds per LLM request before "
+                            "it times out (and is retried).", on_resume="override")
+    concurrency: int = _field(DEFAULT_CONCURRENCY, "--concurrency", "LLM requests in flight "
+                              "at once for a remote provider (the embedded model answers "
+                              "one at a time).", on_resume="override", minimum=1)
 
 
 @dataclass(frozen=True, kw_only=True)
 class SearchSpec:
     """The search: method, its settings, budget, seed, and where it starts."""
 
-    method: str = _field("opro", "--method", shared_as="method")
-    settings: Mapping[str, Any] = _field(None, "--set", shared_as="method_settings",
-                                         factory=dict)
-    budget: int = _field(100, "--budget", shared_as="budget")
-    seed: int = _field(0, "--seed")
-    start: Template | str | None = _field(None, "--start", shared_as="start_template")
-    suffix: bool = _field(False, "--suffix", shared_as="suffix")
-    max_errors: int = _field(DEFAULT_MAX_ERRORS, "--max-errors", on_resume="override")
-    selection: Mapping[str, Any] = _field(None, "--select", shared_as="selection",
-                                          factory=dict)
+    method: str = _field("opro", "--method", "Optimizer (see `promptopt list`).",
+                         shared_as="method", short="-m")
+    settings: Mapping[str, Any] = _field(None, "--set", "Optimizer setting KEY=VALUE (JSON "
+                                         "values), repeatable: the keyword arguments of "
+                                         "the optimizer's class.",
+                                         shared_as="method_settings", factory=dict)
+    budget: int = _field(100, "--budget", "Max LLM calls for the search, proposer calls "
+                         "included (the final test scoring is extra).", shared_as="budget")
+    seed: int = _field(0, "--seed", "Search seed (same seed + cache = same result, no new "
+                       "calls).")
+    start: Template | str | None = _field(None, "--start", "Starting template: a .json/.txt "
+                                          "file, the instruction itself or a Template.",
+                                          shared_as="start_template")
+    suffix: bool = _field(False, "--suffix", "Append a learned mean-prompt string to every "
+                          "prediction of the final template; reports the test score with "
+                          "and without it.", shared_as="suffix")
+    max_errors: int = _field(DEFAULT_MAX_ERRORS, "--max-errors", "Failed evaluations "
+                             "tolerated per run (each recorded as a failed trial, the search "
+                             "goes on); one more stops the run, to resume later.",
+                             on_resume="override")
+    selection: Mapping[str, Any] = _field(
+        None, "--select", "Final-choice setting KEY=VALUE, repeatable: confidence (default "
+        "0.9), val_first (grow validation from this many examples for close finalists), "
+        "reserve_share (0.5), resamples (2000). See docs/guides/methods.md.",
+        shared_as="selection", factory=dict)
 
     def final_choice(self) -> Selection:
         """The final choice's settings (:class:`~promptopt.optimizers.Selection`), validated.
@@ -309,3 +360,60 @@ def _scorer_option(settings: Mapping[str, Any]) -> str:
         return stored
     name = str(settings.get("scorer", "auto"))
     return "hashing" if name.startswith("hashing-bow") else name
+
+
+ARGUMENTS_MARK = "<run settings>"
+"""The line of a docstring's ``Args:`` that :func:`spec_arguments` replaces with the
+run settings' documentation."""
+
+
+def spec_arguments(*names: str) -> Callable[[F], F]:
+    """Declare that a function takes the spec fields ``names`` as keyword arguments.
+
+    The function receives them in its ``**fields`` (only those the caller passed); its
+    signature (``help()``, ``inspect.signature``) gains each as a keyword-only argument
+    with the field's default, and its docstring's :data:`ARGUMENTS_MARK` line becomes
+    each field's help. So a setting's default and meaning are written once, on the spec.
+    Check the fields a call passed with :func:`passed_fields`.
+    """
+
+    def decorate(fn: F) -> F:
+        signature = inspect.signature(fn)
+        params = [p for p in signature.parameters.values()
+                  if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        own = {p.name for p in params}
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default(name),
+                                   annotation=FIELDS[name].type)
+                 for name in names if name not in own]
+        keyword = [p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        positional = [p for p in params if p not in keyword]
+        fn.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=positional + added + keyword)
+        fn.spec_fields = tuple(names)  # type: ignore[attr-defined]
+        doc = fn.__doc__ or ""
+        if ARGUMENTS_MARK in doc:
+            indent = doc[: doc.index(ARGUMENTS_MARK)].rsplit("\n", 1)[-1]
+            lines = [textwrap.fill(f"{name}: {option(name).help}", 88 - len(indent),
+                                   subsequent_indent="    ")
+                     for name in names if name not in own]
+            text = "\n".join(lines).replace("\n", f"\n{indent}")
+            doc = doc.replace(ARGUMENTS_MARK, text)
+        fn.__doc__ = doc
+        return fn
+
+    return decorate
+
+
+def passed_fields(fn: Callable[..., Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec fields a call of ``fn`` (decorated with :func:`spec_arguments`) passed in
+    its ``**fields``.
+
+    Raises:
+        ConfigError: a name that is not one of ``fn``'s fields (the message lists them).
+    """
+    allowed = getattr(fn, "spec_fields", ())
+    unknown = sorted(set(fields) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{fn.__name__}() got unknown setting(s) {unknown}; valid: "
+                          f"{', '.join(allowed)}")
+    return dict(fields)

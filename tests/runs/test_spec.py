@@ -179,3 +179,39 @@ def test_parts_hold_their_own_fields():
         "skip_bad_rows"}
     assert {f.name for f in dataclasses.fields(LLMSpec)} == {
         "model", "proposer", "api_base", "timeout", "concurrency"}
+
+
+def test_each_setting_is_declared_once_on_the_spec():
+    """run(), compare() and the run and compare commands take their settings from the
+    spec fields: the same names, defaults and help."""
+    import inspect
+
+    import typer.main
+
+    from promptopt.comparison import PER_RUN, compare
+
+    for fn, names in ((run, set(FIELDS)), (compare, set(FIELDS) - set(PER_RUN))):
+        params = inspect.signature(fn).parameters
+        assert names <= set(params), fn.__name__
+        for name in names:
+            assert params[name].default == default(name), (fn.__name__, name)
+            assert option(name).help.split()[0] in (fn.__doc__ or ""), (fn.__name__, name)
+        assert not set(PER_RUN) & set(params) or fn is run
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    for command, names in (("run", set(FIELDS)), ("compare", set(FIELDS) - set(PER_RUN))):
+        params = {p.name: p for p in commands[command].params}
+        for name in names - {"task_options"}:
+            assert params[name].opts[0] == option(name).flag, (command, name)
+            if not (command == "compare" and name == "budget"):  # "per run" there
+                assert params[name].help == option(name).help, (command, name)
+        assert {"inputs", "target", "metric", "task_option"} <= set(params)
+        assert not set(PER_RUN) & set(params) or command == "run"
+
+
+def test_a_setting_a_function_does_not_take_is_named_in_the_error():
+    from promptopt.comparison import compare
+
+    with pytest.raises(ConfigError, match=r"run\(\) got unknown setting.*'budgett'.*budget"):
+        run("random", budgett=3)
+    with pytest.raises(ConfigError, match=r"compare\(\) got unknown setting.*'seed'"):
+        compare(["random"], seed=3)
