@@ -120,8 +120,9 @@ def child_opro(args: argparse.Namespace) -> dict[str, Any]:
     from promptopt.evaluator import Evaluator
     from promptopt.llm import LLM
     from promptopt.llm import _embedded as embedded
-    from promptopt.optimizers import OPRO, SearchContext
+    from promptopt.optimizers import OPRO
     from promptopt.scoring import SCSScorer
+    from promptopt.search import SearchContext
     from promptopt.tasks import PromptRecoveryTask
 
     train, rows = train_split(args.data, args.size)

@@ -21,7 +21,7 @@ from promptopt.errors import (
 )
 from promptopt.evaluator import Evaluation, Evaluator
 from promptopt.llm import LLM, Budget, DiskCache, Usage
-from promptopt.optimizers import Optimizer, OptimizeResult, SearchContext, optimizers
+from promptopt.optimizers import Optimizer, OptimizeResult, optimizers
 from promptopt.registry import Registry
 from promptopt.runs import (
     RefineResult,
@@ -36,6 +36,7 @@ from promptopt.runs import (
     run,
 )
 from promptopt.scoring import SCSScorer, make_metric, metrics
+from promptopt.search import SearchContext
 from promptopt.tasks import CSVTask, PromptRecoveryTask, Task, tasks
 from promptopt.template import Template
 from promptopt.tracking import Tracker

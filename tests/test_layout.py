@@ -24,6 +24,7 @@ TOP_LEVEL = {
 }
 SUBPACKAGES = {
     "cli", "comparison", "data", "datagen", "llm", "optimizers", "report", "resources", "runs",
+    "search",
     "scoring", "tasks", "testing", "tracking",
 }
 

@@ -140,7 +140,7 @@ def gains_table(result: CompareResult) -> str:
 
 
 def _selection_text(selection: Any) -> str:
-    from promptopt.optimizers import Selection
+    from promptopt.search import Selection
 
     chosen = Selection.from_dict(selection if isinstance(selection, dict) else None)
     grow = (f"validation grows from {chosen.val_first} examples for close finalists"

@@ -1,14 +1,14 @@
 """Optimizers (search strategies), registered by name in ``optimizers``.
 
-Each algorithm lives in its own private module; public names are re-exported here.
+The base class (:class:`Optimizer`) and one private module per algorithm; their public
+names are re-exported here. The machinery they share (the search context, proposal
+checks, the final choice, ``auto``'s lanes) is :mod:`promptopt.search`.
 """
 
 from promptopt.optimizers._ape import APE, ucb_pick
 from promptopt.optimizers._auto import Auto, default_contestants, halving_rounds
 from promptopt.optimizers._base import Optimizer, OptimizeResult
 from promptopt.optimizers._baselines import Identity, RandomSearch
-from promptopt.optimizers._content import content_problem, task_words
-from promptopt.optimizers._context import SearchContext, read_proposal
 from promptopt.optimizers._dspy import DSPyBootstrap, DSPyGEPA, DSPyMIPRO
 from promptopt.optimizers._evoprompt import EvoPromptDE, EvoPromptGA
 from promptopt.optimizers._gepa import GEPA
@@ -20,20 +20,12 @@ from promptopt.optimizers._mean_prompt import (
 )
 from promptopt.optimizers._opro import OPRO
 from promptopt.optimizers._protegi import ProTeGi, edit_step, error_report
-from promptopt.optimizers._selection import (
-    Choice,
-    Selection,
-    choose_among_workers,
-    choose_final,
-)
 from promptopt.optimizers._tpe import TPESearch
-from promptopt.optimizers._why import why_start
 from promptopt.registry import optimizers
 from promptopt.tasks import INSTRUCTION_POOL
 
 __all__ = [
     "APE",
-    "Choice",
     "Auto",
     "INSTRUCTION_POOL",
     "DSPyBootstrap",
@@ -51,20 +43,12 @@ __all__ = [
     "Optimizer",
     "ProTeGi",
     "RandomSearch",
-    "SearchContext",
-    "Selection",
     "TPESearch",
-    "choose_among_workers",
-    "choose_final",
-    "content_problem",
     "default_contestants",
     "edit_step",
     "error_report",
     "halving_rounds",
     "optimizers",
-    "read_proposal",
     "search_mean_prompt",
-    "task_words",
     "ucb_pick",
-    "why_start",
 ]

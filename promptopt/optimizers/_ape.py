@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from promptopt.data import Example
 from promptopt.errors import BudgetExhausted
 from promptopt.optimizers._base import Optimizer
-from promptopt.optimizers._context import SearchContext
 from promptopt.registry import optimizers
+from promptopt.search import SearchContext
 from promptopt.template import Template
 
 _LEADING_TO = re.compile(r"^\s*(?:<INS>\s*)?to\s+(\w)", re.IGNORECASE)

@@ -17,7 +17,7 @@ nothing more.
 
 How a contestant continues: it is run again from its start, with the same seed and its
 allowance grown by its new slice; what it paid for before is served free (see
-:mod:`promptopt.optimizers._lane`), so a rerun costs only its new requests and follows
+:mod:`promptopt.search._lane`), so a rerun costs only its new requests and follows
 the path a lone run of the method with that budget would take (exactly, for a race of
 one; evaluations another contestant paid for cost it nothing). A round's unspent calls
 go to the next rounds. Every trial is recorded under the contestant's name as its
@@ -38,10 +38,8 @@ from promptopt.errors import ConfigError
 from promptopt.evaluator import Evaluation
 from promptopt.llm import Budget
 from promptopt.optimizers._base import Optimizer, OptimizeResult
-from promptopt.optimizers._context import SearchContext
-from promptopt.optimizers._lane import Allowance, Lane, ReplayLLM
-from promptopt.optimizers._selection import Selection
 from promptopt.registry import optimizers
+from promptopt.search import Allowance, Lane, ReplayLLM, SearchContext, Selection
 from promptopt.tasks import Task
 from promptopt.template import Template
 

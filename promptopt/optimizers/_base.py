@@ -6,7 +6,7 @@ sets aside budget for the final choice on the validation split, runs the subclas
 and evaluates them on the train split), then scores the best few candidates and the
 starting template on the validation split and returns the winner. Optimizers never
 write storage; the evaluator records every evaluation. :class:`SearchContext` and the
-proposal reading live in :mod:`promptopt.optimizers._context`.
+proposal reading live in :mod:`promptopt.search._context`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,8 @@ from typing import Any, ClassVar
 from promptopt.errors import BudgetExhausted, ConfigError
 from promptopt.evaluator import Evaluation, Evaluator
 from promptopt.llm import LLM, Budget
-from promptopt.optimizers._context import History, SearchContext
-from promptopt.optimizers._selection import Choice, Selection, choose_final
-from promptopt.optimizers._why import why_start
 from promptopt.scoring import GainInterval
+from promptopt.search import Choice, History, SearchContext, Selection, choose_final, why_start
 from promptopt.tasks import Task
 from promptopt.template import Template
 
@@ -201,7 +199,7 @@ class Optimizer(ABC):
         parents: Sequence[str] = (),
     ) -> Choice:
         """Score the start and ``finalists`` on validation; keep the start unless a
-        finalist's gain is credible (:func:`~promptopt.optimizers._selection.choose_final`)."""
+        finalist's gain is credible (:func:`~promptopt.search._selection.choose_final`)."""
         return choose_final(ctx.evaluator, ctx.start, finalists, ctx.val, selection,
                             seed=ctx.seed, finalist_meta=finalist_meta, parents=parents,
                             compared=self.compared_before())

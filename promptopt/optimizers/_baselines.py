@@ -6,8 +6,8 @@ They share the optimizer contract, so they show what a real method must beat.
 from __future__ import annotations
 
 from promptopt.optimizers._base import Optimizer
-from promptopt.optimizers._context import SearchContext
 from promptopt.registry import optimizers
+from promptopt.search import SearchContext
 
 
 @optimizers.register("identity")

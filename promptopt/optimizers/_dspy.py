@@ -47,9 +47,9 @@ import math
 from typing import Any
 
 from promptopt.optimizers._base import Optimizer
-from promptopt.optimizers._context import SearchContext
 from promptopt.optimizers._dspy_bridge import Run, Stop
 from promptopt.registry import optimizers
+from promptopt.search import SearchContext
 
 _LEVELS = {"light": (6, 10), "medium": (12, 18), "heavy": (18, 27)}
 """MIPROv2 ``auto`` level -> (candidates, trials) that DSPy derives for one predictor."""

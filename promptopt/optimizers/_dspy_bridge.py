@@ -19,7 +19,7 @@ from typing import Any
 from promptopt.data import Example
 from promptopt.errors import PromptoptError
 from promptopt.llm import LLM
-from promptopt.optimizers._context import PROPOSER_MAX_TOKENS, SearchContext, read_proposal
+from promptopt.search import PROPOSER_MAX_TOKENS, SearchContext, read_proposal
 from promptopt.template import Template
 
 MARKER = re.compile(r"\[\[\s*##\s*\w+\s*##\s*\]\]")

@@ -35,8 +35,8 @@ from promptopt.data import Example
 from promptopt.errors import BudgetExhausted
 from promptopt.evaluator import Evaluation
 from promptopt.optimizers._base import Optimizer
-from promptopt.optimizers._context import PROPOSER_MAX_TOKENS, SearchContext
 from promptopt.registry import optimizers
+from promptopt.search import PROPOSER_MAX_TOKENS, SearchContext
 from promptopt.template import Template
 
 TAG = "prompt"

@@ -49,8 +49,8 @@ from typing import Any, cast
 from promptopt.data import Example
 from promptopt.errors import BudgetExhausted, ConfigError, PromptoptError
 from promptopt.optimizers._base import Optimizer
-from promptopt.optimizers._context import SearchContext, looks_truncated
 from promptopt.registry import optimizers
+from promptopt.search import SearchContext, looks_truncated
 from promptopt.template import Template
 
 COMPONENT = "instruction"

@@ -31,10 +31,9 @@ import numpy as np
 from promptopt.errors import ConfigError
 from promptopt.evaluator import Evaluation
 from promptopt.optimizers._base import Optimizer, OptimizeResult
-from promptopt.optimizers._context import SearchContext
-from promptopt.optimizers._selection import Selection
 from promptopt.registry import optimizers
 from promptopt.scoring import is_embedding_metric
+from promptopt.search import SearchContext, Selection
 from promptopt.tasks import Task
 
 _WORD = re.compile(r"[A-Za-z]+")

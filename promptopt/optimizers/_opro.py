@@ -46,8 +46,8 @@ from promptopt.data import Example
 from promptopt.errors import BudgetExhausted
 from promptopt.evaluator import Evaluation
 from promptopt.optimizers._base import Optimizer
-from promptopt.optimizers._context import SearchContext
 from promptopt.registry import optimizers
+from promptopt.search import SearchContext
 
 TAG = "INS"
 

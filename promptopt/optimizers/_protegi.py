@@ -27,8 +27,8 @@ from promptopt.data import Example
 from promptopt.errors import BudgetExhausted
 from promptopt.evaluator import Evaluation
 from promptopt.optimizers._base import Optimizer
-from promptopt.optimizers._context import SearchContext, strip_tags
 from promptopt.registry import optimizers
+from promptopt.search import SearchContext, strip_tags
 from promptopt.tasks import Task
 from promptopt.template import Template
 

@@ -25,8 +25,8 @@ from typing import Any
 
 from promptopt.errors import DataError
 from promptopt.optimizers._base import Optimizer
-from promptopt.optimizers._context import MAX_INSTRUCTION_CHARS, SearchContext
 from promptopt.registry import optimizers
+from promptopt.search import MAX_INSTRUCTION_CHARS, SearchContext
 from promptopt.tasks import (
     ANSWER_PREFIXES,  # noqa: F401 (re-exported)
     Task,

@@ -28,11 +28,12 @@ from typing import Any
 
 from promptopt.errors import BudgetExhausted, ConfigError
 from promptopt.evaluator import Evaluation, Evaluator
-from promptopt.optimizers import SearchContext, edit_step, error_report
+from promptopt.optimizers import edit_step, error_report
 from promptopt.runs._apply import best_template
 from promptopt.runs._building import make_llms, make_task, new_study_name
 from promptopt.runs._runner import DEFAULT_STORAGE
 from promptopt.runs._spec import RunSpec, SearchSpec, TaskSpec, default
+from promptopt.search import SearchContext
 from promptopt.template import Template
 from promptopt.tracking import StudyAttrs, Tracker, find_study, load_study_attrs
 

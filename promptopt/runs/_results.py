@@ -54,7 +54,7 @@ class RunResult:
     why: str = ""
     """Why the result is the starting template (one line; also in ``notes``), or ``""``."""
     final_choice: dict[str, Any] | None = None
-    """The final choice's figures (:meth:`~promptopt.optimizers.Choice.record`: level,
+    """The final choice's figures (:meth:`~promptopt.search.Choice.record`: level,
     finalists compared, per-example validation scores of the chosen template and the
     start), which several workers' results are merged by; None where not recorded."""
 

@@ -8,7 +8,7 @@ A :class:`RunSpec` holds three frozen, keyword-only parts, each field named as t
 - :class:`LLMSpec`: ``model``, ``proposer``, ``api_base``, ``timeout``, ``concurrency``;
 - :class:`SearchSpec`: ``method``, ``settings`` (the optimizer's), ``budget``, ``seed``,
   ``start``, ``suffix``, ``max_errors``, ``selection`` (the final choice's settings,
-  :class:`~promptopt.optimizers.Selection`).
+  :class:`~promptopt.search.Selection`).
 
 Each field's metadata (:class:`Option`) says how the command line spells it, whether a
 resumed run may change it (``api_base``, ``timeout``, ``concurrency``, ``max_errors``: where and how
@@ -35,7 +35,7 @@ from promptopt.data import Splits
 from promptopt.errors import ConfigError, PromptoptError, ResumeError
 from promptopt.evaluator import DEFAULT_MAX_ERRORS
 from promptopt.llm import DEFAULT_CONCURRENCY, DEFAULT_MODEL, DEFAULT_TIMEOUT, proposer_for
-from promptopt.optimizers import Selection
+from promptopt.search import Selection
 from promptopt.tasks import Task
 from promptopt.template import Template
 from promptopt.version import __version__
@@ -161,7 +161,7 @@ class SearchSpec:
         shared_as="selection", factory=dict)
 
     def final_choice(self) -> Selection:
-        """The final choice's settings (:class:`~promptopt.optimizers.Selection`), validated.
+        """The final choice's settings (:class:`~promptopt.search.Selection`), validated.
 
         Raises:
             ConfigError: an unknown or bad selection setting.

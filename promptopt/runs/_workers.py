@@ -24,7 +24,7 @@ When a worker ends it stores its own result as ``result:<k>`` and sets the study
 ``result`` to the pick among all finished workers' results, re-reading until no other
 worker's result appeared meanwhile. Each worker chose for itself with its finalists'
 comparisons corrected (Bonferroni); the pick corrects again for every worker's
-finalists together (:func:`~promptopt.optimizers.choose_among_workers`: the best worker
+finalists together (:func:`~promptopt.search.choose_among_workers`: the best worker
 whose validation gain over the start stays credible, else the starting template), so
 that N workers do not give luck N chances to replace the start. The last worker to
 finish reports the template that readers of the study
@@ -42,12 +42,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from promptopt.errors import ConfigError, ResumeError
-from promptopt.optimizers import Selection, choose_among_workers
 from promptopt.runs._process import is_live_here, is_running, on_this_host, this_process
 from promptopt.runs._results import RunResult
 from promptopt.runs._spec import shared_settings
 from promptopt.runs._state import check_new
 from promptopt.scoring import GainInterval
+from promptopt.search import Selection, choose_among_workers
 from promptopt.template import Template
 from promptopt.tracking import (
     RunStatus,

@@ -7,7 +7,8 @@ import math
 import pytest
 
 from promptopt.errors import ConfigError
-from promptopt.optimizers import APE, read_proposal, ucb_pick
+from promptopt.optimizers import APE, ucb_pick
+from promptopt.search import read_proposal
 from promptopt.testing import FakeSetup, default_reply
 
 GEN_END = "The instruction was <INS>"

@@ -292,7 +292,7 @@ def test_a_race_of_one_is_the_lone_run(name):
 
 
 def test_contestants_choose_with_the_runs_selection_settings():
-    from promptopt.optimizers import Selection
+    from promptopt.search import Selection
 
     def levels(selection):
         setup = FakeSetup(budget=120)

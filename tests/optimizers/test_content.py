@@ -6,8 +6,9 @@ import pytest
 
 import promptopt.optimizers  # noqa: F401  (registers every method)
 from promptopt.data import Splits
-from promptopt.optimizers import OPRO, SearchContext, content_problem, task_words
+from promptopt.optimizers import OPRO
 from promptopt.registry import tasks
+from promptopt.search import SearchContext, content_problem, task_words
 from promptopt.tasks import INSTRUCTION_POOL, ClassificationTask, CSVTask
 from promptopt.testing import FakeSetup
 

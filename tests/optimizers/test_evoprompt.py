@@ -10,7 +10,7 @@ import pytest
 
 from promptopt.errors import ConfigError
 from promptopt.evaluator import Evaluation
-from promptopt.optimizers import EvoPromptDE, EvoPromptGA, SearchContext
+from promptopt.optimizers import EvoPromptDE, EvoPromptGA
 from promptopt.optimizers._evoprompt import (
     EVOLUTION_MAX_TOKENS,
     TAG,
@@ -19,6 +19,7 @@ from promptopt.optimizers._evoprompt import (
     elitist,
     roulette_select,
 )
+from promptopt.search import SearchContext
 from promptopt.template import Template
 from promptopt.testing import FakeSetup
 

@@ -8,8 +8,9 @@ from typing import Any, cast
 import pytest
 
 from promptopt.errors import ConfigError
-from promptopt.optimizers import GEPA, SearchContext
+from promptopt.optimizers import GEPA
 from promptopt.optimizers._gepa import PREFIX_PROMPT, first_prefix, read_fenced
+from promptopt.search import SearchContext
 from promptopt.testing import FakeSetup, default_reply
 
 PLAN_B = "Use plan B: name the rewrite in the words of the true prompt."

@@ -7,9 +7,10 @@ import optuna
 import pytest
 
 from promptopt.data import load_examples, sample_path
-from promptopt.optimizers import MeanPrompt, SearchContext, search_mean_prompt
+from promptopt.optimizers import MeanPrompt, search_mean_prompt
 from promptopt.optimizers._mean_prompt import train_words, vocabulary_entries
 from promptopt.scoring import HashingScorer
+from promptopt.search import SearchContext
 from promptopt.testing import FakeSetup
 
 

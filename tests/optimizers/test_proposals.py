@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from promptopt.optimizers import SearchContext, read_proposal
-from promptopt.optimizers._context import strip_tags
+from promptopt.search import SearchContext, read_proposal
+from promptopt.search._context import strip_tags
 from promptopt.testing import FakeSetup
 
 LABELS = ["Original text:", "Rewritten text:", "Rewrite prompt:", "Example "]
@@ -137,13 +137,13 @@ def test_accept_takes_the_one_text_out_of_a_json_answer(raw, expected):
     ],
 )
 def test_opening_word_is_the_first_word_most_answers_share(answers, expected):
-    from promptopt.optimizers._context import opening_word
+    from promptopt.search._context import opening_word
 
     assert opening_word(answers) == expected
 
 
 def test_opening_word_needs_its_share_of_the_answers():
-    from promptopt.optimizers._context import opening_word
+    from promptopt.search._context import opening_word
 
     answers = ["Rewrite it", "Rewrite this"] + [f"Go{chr(97 + i)} x" for i in range(20)]
     assert opening_word(answers) == ("", 0)  # 2 of 22 < 10%

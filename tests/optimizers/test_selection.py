@@ -11,15 +11,10 @@ import pytest
 
 import promptopt.optimizers  # noqa: F401  (registers every method)
 from promptopt.errors import ConfigError
-from promptopt.optimizers import (
-    OPRO,
-    RandomSearch,
-    Selection,
-    choose_among_workers,
-    choose_final,
-)
+from promptopt.optimizers import OPRO, RandomSearch
 from promptopt.runs import RunResult, make_task
 from promptopt.scoring import GainInterval, adjusted_level, paired_interval, stable_int
+from promptopt.search import Selection, choose_among_workers, choose_final
 from promptopt.template import Template
 from promptopt.testing import FakeSetup
 

@@ -23,7 +23,6 @@ import pytest
 
 from promptopt.errors import ConfigError, LLMError
 from promptopt.evaluator import examples_hash
-from promptopt.optimizers import Selection, choose_among_workers
 from promptopt.runs import (
     CLAIM_ATTR,
     REGISTRATION_ATTR,
@@ -33,6 +32,7 @@ from promptopt.runs import (
     worker_seed,
 )
 from promptopt.runs._workers import _pick
+from promptopt.search import Selection, choose_among_workers
 from promptopt.template import Template
 from promptopt.testing import FakeLLM, FakeOpenAIServer, default_reply
 from promptopt.testing.postgres import test_postgres_url

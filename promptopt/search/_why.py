@@ -6,7 +6,7 @@ gain +0.0160 (96.7% interval [-0.0100, +0.0410], 20 examples) is not credible; t
 proposer is llamacpp/gemma-3-270m (Gemma 3 270M base); try --proposer
 llamacpp/smollm2-135m or a stronger model``. Built by
 :meth:`~promptopt.optimizers.Optimizer.optimize` from the proposal bookkeeping of the
-:class:`~promptopt.optimizers.SearchContext`, the evaluations and the final choice.
+:class:`~promptopt.search.SearchContext`, the evaluations and the final choice.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from promptopt.evaluator import Evaluation
 from promptopt.llm import EMBEDDED_MODELS
-from promptopt.optimizers._context import SearchContext
-from promptopt.optimizers._selection import Choice
+from promptopt.search._context import SearchContext
+from promptopt.search._selection import Choice
 
 SMALL_CHAT_PROPOSER = "llamacpp/smollm2-135m"
 """The embedded chat model suggested when a base-model proposer gives unusable answers."""

@@ -19,8 +19,8 @@ from typing import Any, Protocol
 from promptopt.data import Example
 from promptopt.evaluator import Evaluation, Evaluator
 from promptopt.llm import LLM
-from promptopt.optimizers._content import content_problem, task_words
-from promptopt.optimizers._selection import Selection
+from promptopt.search._content import content_problem, task_words
+from promptopt.search._selection import Selection
 from promptopt.tasks import Task
 from promptopt.template import Template
 
@@ -410,7 +410,7 @@ class SearchContext:
         of an example"), a duplicate of anything seen in this run, unusable for the
         task (e.g. broken placeholders), or holding no task content (``"no task
         content (praises itself)"``, ``"(echoes the meta-prompt)"``, ``"(fits any
-        task)"``; see :func:`~promptopt.optimizers._content.content_problem`). ``base``
+        task)"``; see :func:`~promptopt.search._content.content_problem`). ``base``
         supplies the demos, prefix and suffix (default: :attr:`base`);
         ``frame`` is the fixed wording of the meta-prompt that asked for the proposal
         (without the examples and instructions it shows), ``""`` if none.
@@ -481,7 +481,7 @@ class SearchContext:
     @property
     def task_words(self) -> frozenset[str]:
         """The task's own words (start instruction and field names; see
-        :func:`~promptopt.optimizers._content.task_words`)."""
+        :func:`~promptopt.search._content.task_words`)."""
         if self._task_words is None:
             fields = [*self.task.input_fields, self.task.target_field]
             self._task_words = task_words(self.start.instruction, fields)

@@ -6,7 +6,7 @@ instruction ("Your new instruction is very effective and it will make a differen
 in every way possible."), repeat the meta-prompt's own wording ("concise, effective
 and generally applicable"), or write an instruction that would fit any task. Such a
 proposal can still win on a few noisy validation examples, so
-:meth:`~promptopt.optimizers.SearchContext.accept` rejects it before any evaluation,
+:meth:`~promptopt.search.SearchContext.accept` rejects it before any evaluation,
 counted under ``"no task content (<reason>)"``. :func:`content_problem` is word lists
 and regular expressions: no LLM call, no scorer.
 
