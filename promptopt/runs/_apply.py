@@ -11,6 +11,7 @@ the task and the LLM the way :func:`promptopt.runs._runner.run` does.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from promptopt.evaluator import Evaluation, Evaluator
 from promptopt.llm import DEFAULT_CONCURRENCY, DEFAULT_MODEL
 from promptopt.registry import tasks
 from promptopt.runs._building import DEFAULT_SPLITS, make_llms, make_task, new_study_name
+from promptopt.runs._session import Lifecycle
 from promptopt.runs._spec import RunSpec
 from promptopt.scoring import GainInterval, paired_interval
 from promptopt.template import Template
@@ -71,8 +73,10 @@ def evaluate(
     if tracker is not None and hasattr(the_task.scorer, "attach"):
         the_task.scorer.attach(tracker.storage_url, tracker.study_name)
     evaluator = Evaluator(the_task, recovery, tracker=tracker, method="eval")
-    evaluation = evaluator.evaluate(the_task.load_template(template), split)
-    evaluation.require(f"the template on the {split} split")
+    template = the_task.load_template(template)
+    with Lifecycle(tracker, resumable=False) if tracker is not None else contextlib.nullcontext():
+        evaluation = evaluator.evaluate(template, split)
+        evaluation.require(f"the template on the {split} split")
     return evaluation
 
 

@@ -32,6 +32,7 @@ from promptopt.optimizers import edit_step, error_report
 from promptopt.runs._apply import best_template
 from promptopt.runs._building import make_llms, make_task, new_study_name
 from promptopt.runs._runner import DEFAULT_STORAGE
+from promptopt.runs._session import Lifecycle
 from promptopt.runs._spec import RunSpec, SearchSpec, TaskSpec, default
 from promptopt.search import SearchContext
 from promptopt.template import Template
@@ -168,47 +169,50 @@ def refine(
                           f"{n_val} validation calls per candidate)")
     name = refine_study or new_study_name(f"{study}-refine" if study else "refine")
     tracker = _new_study(storage, name)
-    if hasattr(the_task.scorer, "attach"):  # the human metric rates in the study
-        the_task.scorer.attach(storage, name)
-    source = f"{storage}#{study}" if template is None else str(
-        template.id if isinstance(template, Template) else template)
-    StudyAttrs.write_refine_settings(tracker, {
-        "feedback": feedback, "source": source, "base_template": base.to_dict(), "k": k,
-        "budget": budget, "seed": seed, "minibatch_size": minibatch_size,
-        "errors_shown": errors_shown, "edit_calls": edit_calls,
-        "run_args": {**args, "data": None if args["data"] is None else str(args["data"])},
-    })
-    if on_study is not None:
-        on_study(name)
-    evaluator.tracker = tracker
-    ctx = SearchContext(task=the_task, evaluator=evaluator, proposer=writer, start=base, seed=seed)
-    notes: list[str] = []
-    held = evaluator.budget.reserve(n_val)  # the original's validation score comes first
-    try:
-        edits = _propose_edits(ctx, feedback, k=k, batch_size=batch_size,
-                               errors_shown=errors_shown, edit_calls=edit_calls, notes=notes)
-    finally:
-        evaluator.budget.release(held)
-    candidates = [Candidate(base, "original")] + [Candidate(t, "edit") for t in edits]
-    _score(evaluator, candidates, feedback, notes)
-    if len(edits) < k:
-        notes.append(f"the proposer gave {len(edits)} usable edit(s) of the {k} asked for "
-                     f"(rejected: {dict(ctx.rejected)})")
-    scored = [c for c in candidates if c.val_score is not None]
-    best = max(scored, key=lambda c: (c.val_score, c.kind == "original"))
-    result = RefineResult(
-        feedback=feedback, original=base, best=best.template, best_score=float(best.val_score or 0),
-        original_score=float(candidates[0].val_score or 0), candidates=candidates, study=name,
-        storage=storage, source=source, scorer=the_task.scorer_name,
-        usage=recovery.usage.as_dict(), budget=budget, budget_spent=evaluator.budget.spent,
-        rejected=dict(ctx.rejected), notes=notes, out=None if out is None else str(out),
-    )
-    if out is not None:
-        path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(best.template.to_json() + "\n", encoding="utf-8")
-    StudyAttrs.write_result(tracker, result.to_dict())
-    return result
+    with Lifecycle(tracker, resumable=False):  # status and heartbeat, as for a run
+        if hasattr(the_task.scorer, "attach"):  # the human metric rates in the study
+            the_task.scorer.attach(storage, name)
+        source = f"{storage}#{study}" if template is None else str(
+            template.id if isinstance(template, Template) else template)
+        StudyAttrs.write_refine_settings(tracker, {
+            "feedback": feedback, "source": source, "base_template": base.to_dict(), "k": k,
+            "budget": budget, "seed": seed, "minibatch_size": minibatch_size,
+            "errors_shown": errors_shown, "edit_calls": edit_calls,
+            "run_args": {**args, "data": None if args["data"] is None else str(args["data"])},
+        })
+        if on_study is not None:
+            on_study(name)
+        evaluator.tracker = tracker
+        ctx = SearchContext(task=the_task, evaluator=evaluator, proposer=writer, start=base,
+                            seed=seed)
+        notes: list[str] = []
+        held = evaluator.budget.reserve(n_val)  # the original's validation score comes first
+        try:
+            edits = _propose_edits(ctx, feedback, k=k, batch_size=batch_size,
+                                   errors_shown=errors_shown, edit_calls=edit_calls, notes=notes)
+        finally:
+            evaluator.budget.release(held)
+        candidates = [Candidate(base, "original")] + [Candidate(t, "edit") for t in edits]
+        _score(evaluator, candidates, feedback, notes)
+        if len(edits) < k:
+            notes.append(f"the proposer gave {len(edits)} usable edit(s) of the {k} asked for "
+                         f"(rejected: {dict(ctx.rejected)})")
+        scored = [c for c in candidates if c.val_score is not None]
+        best = max(scored, key=lambda c: (c.val_score, c.kind == "original"))
+        result = RefineResult(
+            feedback=feedback, original=base, best=best.template,
+            best_score=float(best.val_score or 0),
+            original_score=float(candidates[0].val_score or 0), candidates=candidates, study=name,
+            storage=storage, source=source, scorer=the_task.scorer_name,
+            usage=recovery.usage.as_dict(), budget=budget, budget_spent=evaluator.budget.spent,
+            rejected=dict(ctx.rejected), notes=notes, out=None if out is None else str(out),
+        )
+        if out is not None:
+            path = Path(out)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(best.template.to_json() + "\n", encoding="utf-8")
+        StudyAttrs.write_result(tracker, result.to_dict())
+        return result
 
 
 def _check_request(

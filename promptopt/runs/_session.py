@@ -1,4 +1,5 @@
-"""One owner of a run's lifecycle on its study: :class:`RunSession`.
+"""One owner of a run's lifecycle on its study: :class:`RunSession`, and of the status and
+heartbeat of any work a command records in a study: :class:`Lifecycle`.
 
 Entering the session opens the run: it checks a resume against the stored run
 (replayable scorer and data) or, for a named study, plans the start (first worker,
@@ -20,6 +21,47 @@ from promptopt.runs._results import RunResult
 from promptopt.runs._state import check_replayable, record_stop, set_status
 from promptopt.runs._workers import Heartbeat, Member, plan_start, publish_result
 from promptopt.tracking import RunStatus, StudyAttrs, Tracker
+
+
+class Lifecycle:
+    """The status and heartbeat of one process's work on a study (a context manager).
+
+    Entering sets the status ``running`` (counting a resume) and starts the heartbeat;
+    leaving stops it and records ``finished``, or the stop reason of the exception that
+    ended the block (``interrupted``/``failed``, with a resume hint where ``resumable``).
+    Every command that writes a study goes through one: a run (:class:`RunSession`),
+    ``refine`` and ``eval --study``.
+
+    Args:
+        tracker: The study's tracker.
+        worker: The worker this process is (0: the first, or the only one).
+        resumed: Whether this continues an interrupted run.
+        resumable: Whether ``--resume`` continues the work when it is interrupted.
+    """
+
+    def __init__(self, tracker: Tracker, *, worker: int = 0, resumed: bool = False,
+                 resumable: bool = True) -> None:
+        self.tracker, self.worker = tracker, worker
+        self.resumed, self.resumable = resumed, resumable
+        self._pulse: Heartbeat | None = None
+
+    def __enter__(self) -> Lifecycle:
+        set_status(self.tracker, RunStatus.RUNNING, resumed=self.resumed, worker=self.worker)
+        self._pulse = Heartbeat(self.tracker, self.worker).start()  # liveness, for others
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._pulse is not None:
+            self._pulse.stop()
+        if exc is None:
+            set_status(self.tracker, RunStatus.FINISHED, worker=self.worker)
+        else:
+            record_stop(self.tracker, exc, worker=self.worker, resumable=self.resumable)
 
 
 class RunSession:
@@ -53,7 +95,7 @@ class RunSession:
         self.member = member
         self.on_study = on_study
         self._tracker: Tracker | None = None
-        self._pulse: Heartbeat | None = None
+        self._life: Lifecycle | None = None
 
     @property
     def tracker(self) -> Tracker:
@@ -82,9 +124,8 @@ class RunSession:
             StudyAttrs.write_settings(tracker, self.settings)
         if self.on_study is not None:
             self.on_study(self.study)
-        set_status(tracker, RunStatus.RUNNING, resumed=self.resuming is not None,
-                   worker=member.index)
-        self._pulse = Heartbeat(tracker, member.index).start()  # liveness, for workers elsewhere
+        self._life = Lifecycle(tracker, worker=member.index, resumed=self.resuming is not None)
+        self._life.__enter__()
         return self
 
     def publish(self, result: RunResult) -> RunResult:
@@ -97,9 +138,5 @@ class RunSession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._pulse is not None:
-            self._pulse.stop()
-        if exc is None:
-            set_status(self.tracker, RunStatus.FINISHED, worker=self.worker.index)
-        else:
-            record_stop(self.tracker, exc, worker=self.worker.index)
+        if self._life is not None:
+            self._life.__exit__(exc_type, exc, tb)

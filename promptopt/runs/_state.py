@@ -206,7 +206,8 @@ def set_status(
     })
 
 
-def record_stop(tracker: Tracker, exc: BaseException, *, worker: int = 0) -> None:
+def record_stop(tracker: Tracker, exc: BaseException, *, worker: int = 0,
+                resumable: bool = True) -> None:
     """Mark the run (or worker ``worker``) stopped by ``exc``; resumable stops get a
     ``resume_hint`` attribute.
 
@@ -214,7 +215,8 @@ def record_stop(tracker: Tracker, exc: BaseException, *, worker: int = 0) -> Non
     storage errors and errors marked ``resumable`` (no human rating in time) are
     ``"interrupted"``; other errors ``"failed"``. Never raises: the storage itself may
     be what failed (then the status stays ``"running"``, which a resume accepts once
-    the process is gone; a warning says so).
+    the process is gone; a warning says so). ``resumable=False`` (work that ``--resume``
+    does not continue, e.g. a refine): no ``resume_hint``.
     """
     clear_stop()  # this stop is being handled: its writes below must not raise it again
     if isinstance(exc, Interrupted):
@@ -225,7 +227,7 @@ def record_stop(tracker: Tracker, exc: BaseException, *, worker: int = 0) -> Non
         status, reason = RunStatus.INTERRUPTED, f"{type(exc).__name__}: {exc}"
     else:
         status, reason = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
-    if status == RunStatus.INTERRUPTED:
+    if status == RunStatus.INTERRUPTED and resumable:
         with contextlib.suppress(Exception):
             exc.resume_hint = resume_command(  # type: ignore[attr-defined]
                 tracker.storage_url, tracker.study_name

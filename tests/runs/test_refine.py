@@ -178,3 +178,33 @@ def test_refine_reuses_a_csv_task_study_with_its_options(tmp_path):
     assert [c.kind for c in result.candidates] == ["original", "edit", "edit"]
     assert result.candidates[0].template.instruction.startswith("Given the country")
     assert all(c.n == 3 for c in result.candidates)  # the study's val split of 3 rows
+
+
+def test_a_refine_study_has_a_status_like_a_run(base_study):
+    from promptopt.tracking import RunStatus, StudyAttrs, load_study_attrs
+
+    url, study, _ = base_study
+    refine(FEEDBACK, study=study, storage=url, proposer=FakeLLM(_proposer).model, k=2,
+           refine_study="ref-ok")
+    attrs = StudyAttrs(load_study_attrs(url, "ref-ok"))
+    assert attrs.status == RunStatus.FINISHED and attrs.status_detail["pid"]
+
+    def stopped(prompt, params):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        refine(FEEDBACK, study=study, storage=url, proposer=FakeLLM(stopped).model, k=2,
+               refine_study="ref-stop")
+    attrs = StudyAttrs(load_study_attrs(url, "ref-stop"))
+    assert attrs.status == RunStatus.INTERRUPTED
+    assert "KeyboardInterrupt" in attrs.status_detail["reason"]
+    assert not hasattr(info.value, "resume_hint")  # --resume does not continue a refine
+
+
+def test_an_eval_study_has_a_status(tmp_path):
+    from promptopt import evaluate
+    from promptopt.tracking import RunStatus, StudyAttrs, load_study_attrs
+
+    url = f"sqlite:///{tmp_path}/e.db"
+    evaluate("Name the rewrite.", model=FakeLLM().model, storage=url, study="ev", **SMALL)
+    assert StudyAttrs(load_study_attrs(url, "ev")).status == RunStatus.FINISHED
