@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -17,39 +17,13 @@ from promptopt.cli._common import (
     friendly_errors,
     out,
     progress,
-    split_size,
 )
-from promptopt.cli._options import (
-    DEFAULT_CONCURRENCY,
-    DEFAULT_MODEL,
-    DEFAULT_SCORER,
-    DEFAULT_SPLIT_SEED,
-    DEFAULT_TASK,
-    DEFAULT_TEST,
-    DEFAULT_TRAIN,
-    DEFAULT_VAL,
-    ApiBase,
-    Concurrency,
-    Data,
-    Inputs,
-    Metric,
-    Model,
-    NoCache,
-    Scorer,
-    SkipBadRows,
-    SplitSeed,
-    Target,
-    Task,
-    TaskOption,
-    TestSize,
-    TrainSize,
-    ValSize,
-    task_options,
-)
+from promptopt.cli._options import NoCache, with_spec_options
 from promptopt.errors import ConfigError
-from promptopt.runs import DEFAULT_STORAGE, TaskSpec
+from promptopt.runs import DEFAULT_STORAGE, EVAL_FIELDS
 
 
+@with_spec_options(*EVAL_FIELDS, first=("template", "split"))
 def eval_command(
     ctx: typer.Context,
     template: Annotated[
@@ -57,19 +31,6 @@ def eval_command(
                                    "leave it out to score a run's templates (--study) on --data.")
     ] = None,
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
-    task: Task = DEFAULT_TASK,
-    data: Data = None,
-    inputs: Inputs = None,
-    target: Target = None,
-    metric: Metric = None,
-    task_option: TaskOption = [],  # noqa: B006 - Typer needs a literal default
-    model: Model = DEFAULT_MODEL,
-    scorer: Scorer = DEFAULT_SCORER,
-    train: TrainSize = DEFAULT_TRAIN,
-    val: ValSize = DEFAULT_VAL,
-    test: TestSize = DEFAULT_TEST,
-    split_seed: SplitSeed = DEFAULT_SPLIT_SEED,
-    skip_bad_rows: SkipBadRows = TaskSpec.skip_bad_rows,
     storage: Annotated[
         str | None, typer.Option(help="Record the evaluation in this storage.")
     ] = None,
@@ -78,28 +39,24 @@ def eval_command(
                                  "run whose start and returned template to score on --data.")
     ] = None,
     no_cache: NoCache = False,
-    api_base: ApiBase = None,
-    concurrency: Concurrency = DEFAULT_CONCURRENCY,
+    *,
+    spec: dict[str, Any],
 ) -> None:
     """Score one TEMPLATE on one split and show a few predictions; or, with --study and
     --data and no TEMPLATE, score a run's start and returned template on every row of
     another data file (transfer) with the run's task, scorer and model."""
     from promptopt.runs import evaluate
 
+    data, model = spec["data"], spec["model"]
+    api_base, skip_bad_rows = spec["api_base"], spec["skip_bad_rows"]
     if template is None:
         _transfer(study, data, storage, model if explicit(ctx, "model") else None,
                   api_base=api_base, skip_bad_rows=skip_bad_rows, no_cache=no_cache,
-                  concurrency=concurrency if explicit(ctx, "concurrency") else None)
+                  concurrency=spec["concurrency"] if explicit(ctx, "concurrency") else None)
         return
     with friendly_errors(), progress(None, "eval: LLM calls") as advance:
-        ev = evaluate(
-            template, split=split, task=task, data=data, model=model, scorer=scorer,
-            task_options=task_options(inputs, target, metric, task_option),
-            train=split_size(train), val=split_size(val), test=split_size(test),
-            split_seed=split_seed,
-            skip_bad_rows=skip_bad_rows, cache=not no_cache, storage=storage, study=study,
-            api_base=api_base, concurrency=concurrency, on_progress=advance,
-        )
+        ev = evaluate(template, split=split, cache=not no_cache, storage=storage, study=study,
+                      on_progress=advance, **spec)
     table = Table(
         title=f"{split} split: mean score {format_score(ev.score)} over {ev.n} ({ev.scorer})"
     )

@@ -1,7 +1,14 @@
 """Runs: one search end to end (run, resume, workers, sharing, results) and applying
 its result (evaluate, predict, refine)."""
 
-from promptopt.runs._apply import Transfer, best_template, evaluate, predict, transfer
+from promptopt.runs._apply import (
+    EVAL_FIELDS,
+    Transfer,
+    best_template,
+    evaluate,
+    predict,
+    transfer,
+)
 from promptopt.runs._building import DEFAULT_SPLITS, make_llms, make_task, new_study_name
 from promptopt.runs._process import process_start
 from promptopt.runs._refine import RefineResult, refine
@@ -31,6 +38,7 @@ from promptopt.runs._state import load_for_resume, sigterm_as_interrupt
 from promptopt.runs._workers import CLAIM_ATTR, REGISTRATION_ATTR, worker_seed
 
 __all__ = [
+    "EVAL_FIELDS",
     "Transfer",
     "transfer",
     "LLMSpec",

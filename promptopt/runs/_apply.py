@@ -12,6 +12,7 @@ the task and the LLM the way :func:`promptopt.runs._runner.run` does.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,44 +23,54 @@ from promptopt.errors import ConfigError
 from promptopt.evaluator import Evaluation, Evaluator
 from promptopt.llm import DEFAULT_CONCURRENCY, DEFAULT_MODEL
 from promptopt.registry import tasks
-from promptopt.runs._building import DEFAULT_SPLITS, make_llms, make_task, new_study_name
+from promptopt.runs._building import make_llms, make_task, new_study_name
 from promptopt.runs._session import Lifecycle
-from promptopt.runs._spec import RunSpec
+from promptopt.runs._spec import RunSpec, TaskSpec, default, passed_fields, spec_arguments
 from promptopt.scoring import GainInterval, paired_interval
 from promptopt.template import Template
 from promptopt.tracking import StudyAttrs, Tracker, load_study_attrs
 
+EVAL_FIELDS = (*(f.name for f in dataclasses.fields(TaskSpec)), "model", "api_base",
+               "concurrency")
+"""The run settings :func:`evaluate` takes: the task part of a run spec and the model."""
 
+
+@spec_arguments(*EVAL_FIELDS)
 def evaluate(
     template: Template | str,
     *,
     split: str = "test",
-    task: str = "prompt-recovery",
-    data: str | Path | None = None,
-    task_options: Mapping[str, Any] | None = None,
-    model: str = DEFAULT_MODEL,
-    scorer: str | Any = "auto",
-    train: int | float = DEFAULT_SPLITS["train"],
-    val: int | float = DEFAULT_SPLITS["val"],
-    test: int | float | None = DEFAULT_SPLITS["test"],
-    split_seed: int = 0,
-    skip_bad_rows: bool = False,
     cache: bool = True,
     cache_dir: str | None = None,
     storage: str | None = None,
     study: str | None = None,
-    api_base: str | None = None,
-    concurrency: int = DEFAULT_CONCURRENCY,
     on_progress: Callable[[], None] | None = None,
+    **fields: Any,
 ) -> Evaluation:
     """Score one template on one split (recorded in ``study`` when a storage is given).
 
-    ``task_options`` are the task's options, and ``api_base`` (the provider's URL) and
-    ``concurrency`` (requests in flight for a remote provider) are as for :func:`run`.
+    Args:
+        template: The template (object, file path or instruction text).
+        split: ``train``, ``val`` or ``test``.
+        <run settings>
+        cache: Use the disk cache.
+        cache_dir: Cache folder (overrides the environment).
+        storage: Optuna storage URL to record the evaluation in (None: not recorded).
+        study: Study name there (default: generated).
+        on_progress: Called after every LLM request.
+        fields: The run settings above, as for :func:`run` (``scorer`` may also be a
+            scorer object).
 
     Raises:
         EvaluationFailed: if its LLM calls still fail after the client's retries.
     """
+    given = passed_fields(evaluate, fields)
+    args = {name: given.get(name, default(name)) for name in EVAL_FIELDS}
+    task, data, task_options, scorer = (args["task"], args["data"], args["task_options"],
+                                        args["scorer"])
+    train, val, test, split_seed = args["train"], args["val"], args["test"], args["split_seed"]
+    skip_bad_rows, model = args["skip_bad_rows"], args["model"]
+    api_base, concurrency = args["api_base"], args["concurrency"]
     if split not in ("train", "val", "test"):
         raise ConfigError(f"unknown split {split!r}; use train, val or test")
     the_task = make_task(

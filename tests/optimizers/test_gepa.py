@@ -115,13 +115,19 @@ def test_pareto_selection_keeps_a_candidate_best_on_one_example_only(strategy):
     assert bool(parents) == (strategy == "pareto")  # "current_best" never picks it
 
 
-def test_the_correct_answers_come_first_in_the_reflection_prompt():
+def _recording_proposer():
+    """A proposer that answers each reflection with a new instruction, and its prompts."""
     seen: list[str] = []
 
     def proposer(prompt: str, params: dict) -> str:
         seen.append(prompt)
         return f"Name the rewrite in one short sentence, version {len(seen)}.\n```"
 
+    return seen, proposer
+
+
+def test_the_correct_answers_come_first_in_the_reflection_prompt():
+    seen, proposer = _recording_proposer()
     setup = FakeSetup(budget=60, proposer_replies=proposer)
     setup.optimize(GEPA(components=["instruction"]), seed=0)
     assert seen
@@ -138,12 +144,7 @@ def test_the_correct_answers_come_first_in_the_reflection_prompt():
 
 
 def test_feedback_text_reaches_the_reflection_prompt():
-    seen: list[str] = []
-
-    def proposer(prompt: str, params: dict) -> str:
-        seen.append(prompt)
-        return f"Name the rewrite in one short sentence, version {len(seen)}.\n```"
-
+    seen, proposer = _recording_proposer()
     setup = FakeSetup(budget=60, proposer_replies=proposer)
     setup.optimize(GEPA(reflection_style="feedback"), seed=0)
     assert seen
@@ -155,12 +156,7 @@ def test_feedback_text_reaches_the_reflection_prompt():
 
 
 def test_a_custom_reflection_prompt_template_is_used_and_checked():
-    seen: list[str] = []
-
-    def proposer(prompt: str, params: dict) -> str:
-        seen.append(prompt)
-        return f"Name the rewrite in one short sentence, version {len(seen)}.\n```"
-
+    seen, proposer = _recording_proposer()
     template = "Now: <curr_param>\nResults:\n<side_info>\nA better instruction:"
     setup = FakeSetup(budget=60, proposer_replies=proposer, proposer_chat=False)  # a base model
     setup.optimize(GEPA(reflection_prompt_template=template), seed=0)

@@ -189,8 +189,10 @@ def test_each_setting_is_declared_once_on_the_spec():
     import typer.main
 
     from promptopt.comparison import PER_RUN, compare
+    from promptopt.runs import EVAL_FIELDS, evaluate
 
-    for fn, names in ((run, set(FIELDS)), (compare, set(FIELDS) - set(PER_RUN))):
+    for fn, names in ((run, set(FIELDS)), (compare, set(FIELDS) - set(PER_RUN)),
+                      (evaluate, set(EVAL_FIELDS))):
         params = inspect.signature(fn).parameters
         assert names <= set(params), fn.__name__
         for name in names:
@@ -198,13 +200,15 @@ def test_each_setting_is_declared_once_on_the_spec():
             assert option(name).help.split()[0] in (fn.__doc__ or ""), (fn.__name__, name)
         assert not set(PER_RUN) & set(params) or fn is run
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
-    for command, names in (("run", set(FIELDS)), ("compare", set(FIELDS) - set(PER_RUN))):
+    for command, names in (("run", set(FIELDS)), ("compare", set(FIELDS) - set(PER_RUN)),
+                           ("eval", set(EVAL_FIELDS))):
         params = {p.name: p for p in commands[command].params}
         for name in names - {"task_options"}:
             assert params[name].opts[0] == option(name).flag, (command, name)
             if not (command == "compare" and name == "budget"):  # "per run" there
                 assert params[name].help == option(name).help, (command, name)
         assert {"inputs", "target", "metric", "task_option"} <= set(params)
+        assert not {"budget", "seed", "method"} & set(params) or command != "eval"
         assert not set(PER_RUN) & set(params) or command == "run"
 
 
