@@ -41,6 +41,10 @@ from promptopt.template import Template
 from promptopt.version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
+SETTINGS_VERSION = 2
+"""The version of the stored settings' form (:meth:`RunSpec.to_settings`): 2 since it is
+written with this number; a study without one holds form 1 (promptopt 0.1.0 on), which
+reads the same way. A study written in a newer form than this one is refused on resume."""
 BUNDLED = "bundled sample"
 """What the stored ``data`` setting says when the task's bundled sample was used."""
 
@@ -298,6 +302,7 @@ class RunSpec:
             "selection": dict(s.selection),
             "start_template": start.to_dict(),
             "promptopt_version": __version__,
+            "settings_version": SETTINGS_VERSION,
         }
 
     @classmethod
@@ -305,8 +310,16 @@ class RunSpec:
         """The spec of a run from its stored settings (also those of earlier versions).
 
         Raises:
-            ResumeError: the settings lack something a run needs.
+            ResumeError: the settings lack something a run needs, or were written in a
+                newer form than this version of promptopt reads.
         """
+        version = settings.get("settings_version", 1)
+        if not isinstance(version, int) or version > SETTINGS_VERSION:
+            raise ResumeError(
+                f"the study's settings are in form {version!r}, written by a newer promptopt "
+                f"({settings.get('promptopt_version', 'unknown version')}); this one "
+                f"({__version__}) reads forms up to {SETTINGS_VERSION}: upgrade promptopt"
+            )
         try:
             data = settings.get("data_path") or (
                 None if settings["data"] == BUNDLED else settings["data"]

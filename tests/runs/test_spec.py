@@ -219,3 +219,18 @@ def test_a_setting_a_function_does_not_take_is_named_in_the_error():
         run("random", budgett=3)
     with pytest.raises(ConfigError, match=r"compare\(\) got unknown setting.*'seed'"):
         compare(["random"], seed=3)
+
+
+def test_the_stored_settings_carry_their_form_and_a_newer_form_is_refused(tmp_path):
+    from promptopt.errors import ResumeError
+    from promptopt.runs._spec import SETTINGS_VERSION
+
+    fake = FakeLLM()
+    spec = RunSpec.from_args(method="random", model=fake.model, budget=9, **SMALL)
+    task = build_task(spec, Live())
+    settings = spec.to_settings(task, {}, task.start_template())
+    assert settings["settings_version"] == SETTINGS_VERSION
+    older = {k: v for k, v in settings.items() if k != "settings_version"}  # form 1
+    assert RunSpec.from_settings(older) == RunSpec.from_settings(settings)
+    with pytest.raises(ResumeError, match="newer promptopt"):
+        RunSpec.from_settings({**settings, "settings_version": SETTINGS_VERSION + 1})
