@@ -66,6 +66,8 @@ REPLY = re.compile(
     r"|\b(?:i|we) can help\b|\bhappy to help\b|\bas an ai\b|^\W*i(?:'m| am) sorry\b"
     r"|^\W*(?:understood|got it|noted)\b|\bthank you for (?:providing|sharing)\b"
     r"|\bi(?:'ll| will)\s+(?:now|follow)\b|\bfor me to\b"
+    r"|\bi apologi[sz]e\b|\bi (?:cannot|can't|can not|am unable|'m unable|don't have)\b"
+    r"|\bi understand your\b|\byou(?:'d| would) like me to\b"
     r"|\bprovid(?:e|ing)\s+(?:me\s+)?(?:with\s+)?(?:the\s+)?original text and (?:the\s+)?"
     r"rewritten text\b"
     r"|\b(?:please|could you|can you)\s+(?:please\s+)?(?:provide|share|give|send)\s+"
@@ -75,8 +77,11 @@ REPLY = re.compile(
 )
 """An assistant's reply to the asker ("Certainly, I'd be happy to help you write ...",
 "Please provide the details of the task", "Understood. Please provide the original text
-and the rewritten text.", "Thank you for providing the prompts. I will follow ...": all
-answers of the Qwen 1.5B to EvoPrompt's and APE's prompts) rather than an instruction."""
+and the rewritten text.", "Thank you for providing the prompts. I will follow ...", "I
+apologize, but I cannot generate a final prompt based on the provided prompts. Please
+provide the prompts you would like me to crossover and mutate.", "I understand your
+request. However, I don't have the original text ...": all answers of the Qwen 1.5B to
+EvoPrompt's and APE's prompts) rather than an instruction."""
 
 ECHO_SHARE = 0.6
 """Share of an answer's words taken from the meta-prompt's fixed wording above which,
@@ -112,8 +117,8 @@ def content_problem(
         return "praises itself"
     keep = set(protected)
     content = [w for w in words(text) if w not in STOP_WORDS and len(w) > 1]
-    if not content:
-        return None  # no words at all is another rejection's business (empty)
+    if not content:  # no words at all is another rejection's business (empty)
+        return "fits any task" if words(text) else None  # function words only ("and")
     framed = set(words(frame)) - keep
     specific = [w for w in content if w in keep or (w not in GENERIC_WORDS and w not in framed)]
     echoed = [w for w in content if w in framed]

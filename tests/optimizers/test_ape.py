@@ -86,7 +86,7 @@ def _scripted_setup(budget=None):
     def proposer(prompt, params):
         if prompt.endswith(GEN_END):
             seed = params["seed"]
-            return "MAGIC instruction.</INS>" if seed % 1000 == 2 else f" to do {seed}.</INS>"
+            return "MAGIC instruction.</INS>" if seed % 1000 == 2 else f" to name it {seed}.</INS>"
         return f"Variant {params['seed']}.</INS>"
 
     setup = FakeSetup(budget=budget, replies=recovery, proposer_replies=proposer,
@@ -132,7 +132,7 @@ def test_instruction_was_to_is_tidied():
     setup = _scripted_setup()
     setup.optimize(APE(num_prompts=2, mc_rounds=0))
     texts = {e.template.instruction for e in setup.evaluator.history}
-    assert any(t.startswith("Do ") for t in texts)
+    assert any(t.startswith("Name it ") for t in texts)  # "to name it ..." tidied
 
 
 def test_weak_proposer_returns_start_with_note():

@@ -63,6 +63,13 @@ def test_the_self_praising_answer_is_rejected():
     "different parts of the given text.",
     "Please provide the original text and the rewritten text for me to generate the "
     "one-sentence instruction.",
+    # and those of its evening run (EvoPrompt GA's crossover prompt)
+    "I apologize, but I cannot generate a final prompt based on the provided prompts. Please "
+    "provide the prompts you would like me to crossover and mutate.",
+    "I understand your request. However, I don't have the original text or rewritten "
+    "version provided in the prompts to crossover and generate a new prompt",
+    "I apologize, but I can't create a final prompt based on the given prompts. Can you "
+    "provide the prompts you'd like me to combine and transform?",
 ])
 def test_an_assistants_reply_to_the_asker_is_rejected(text):
     assert content_problem(text) == "replies to the asker"
@@ -76,7 +83,8 @@ def test_the_meta_prompts_own_words_are_rejected(text):
     assert content_problem(text, frame=FRAME) == "echoes the meta-prompt"
 
 
-@pytest.mark.parametrize("text", ["Make it better.", "Be clear, concise and helpful."])
+@pytest.mark.parametrize("text", ["Make it better.", "Be clear, concise and helpful.",
+                                  "and", "It is what it is."])
 def test_an_instruction_for_any_task_is_rejected(text):
     assert content_problem(text) == "fits any task"
 
