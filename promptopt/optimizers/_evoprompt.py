@@ -27,6 +27,7 @@ into this worker's population if they beat its members (elitist merge).
 from __future__ import annotations
 
 import random
+import re
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,11 +37,12 @@ from promptopt.errors import BudgetExhausted
 from promptopt.evaluator import Evaluation
 from promptopt.optimizers._base import Optimizer
 from promptopt.registry import optimizers
-from promptopt.search import PROPOSER_MAX_TOKENS, SearchContext
+from promptopt.search import PROPOSER_MAX_TOKENS, SearchContext, looks_truncated
 from promptopt.template import Template
 
 TAG = "prompt"
 EVOLUTION_MAX_TOKENS = 400
+_BLOCK = re.compile(rf"<{TAG}>(.*?)</{TAG}>", re.IGNORECASE | re.DOTALL)
 
 PARAPHRASE_PROMPT = (
     "Generate a variation of the following instruction while keeping the semantic "
@@ -69,6 +71,26 @@ DE_PROMPT = (
     "Basic Prompt: {basic}\n\n"
     "Final prompt: <prompt>"
 )
+
+
+def final_block(raw: str) -> str:
+    """A chat proposer's answer cut to its final prompt: the last ``<prompt>...</prompt>``
+    block that holds more than one word, tags kept (for :func:`~promptopt.search.
+    read_proposal`); the answer unchanged where it holds none.
+
+    A chat model writes the steps out and repeats the request's own words on its way
+    ("... generate a final prompt bracketed with <prompt> and </prompt>"): stopped at the
+    first closing tag, the Qwen 1.5B's answers read "and". An answer that ends inside
+    its last opened block (the 1.5B often leaves it unclosed) gives that block.
+    """
+    raw = raw or ""
+    blocks = [m for m in _BLOCK.finditer(raw) if len(m.group(1).split()) > 1]
+    opened = raw.lower().rfind(f"<{TAG}>")  # a last block the answer ended inside
+    tail = raw[opened + len(TAG) + 2:] if opened >= 0 else ""
+    if (opened >= 0 and f"</{TAG}>" not in tail.lower() and len(tail.strip().split("\n")[0]
+            .split()) > 1 and (not blocks or opened > blocks[-1].start())):
+        return raw[opened:]
+    return blocks[-1].group(0) if blocks else raw
 
 
 @dataclass
@@ -145,10 +167,15 @@ class _EvoPrompt(Optimizer):
         max_tokens: Proposer tokens per evolution answer. The prompts ask for the steps
             first and the final prompt last; a 1.5B chat proposer writes every step out,
             and at 160 tokens 10 to 24 answers a run were cut off before the final prompt.
+        final_block: Read a chat proposer's whole answer and take its last tagged
+            prompt (:func:`final_block`); False: stop it at the first closing tag, as a
+            base model's continuation is (which cut the 1.5B's answers at its echo of
+            the request, "<prompt> and </prompt>").
     """
 
     op: str = ""
-    legacy_settings = {"opening": False, "max_tokens": PROPOSER_MAX_TOKENS}
+    legacy_settings = {"opening": False, "max_tokens": PROPOSER_MAX_TOKENS,
+                       "final_block": False}
 
     def __init__(
         self,
@@ -159,6 +186,7 @@ class _EvoPrompt(Optimizer):
         temperature: float = 0.7,
         opening: bool = True,
         max_tokens: int = EVOLUTION_MAX_TOKENS,
+        final_block: bool = True,
     ) -> None:
         self.population_size = population_size
         self.generations = generations
@@ -166,6 +194,7 @@ class _EvoPrompt(Optimizer):
         self.temperature = temperature
         self.opening = opening
         self.max_tokens = max_tokens
+        self.final_block = final_block
 
     def validate(self) -> None:
         """Check the settings."""
@@ -202,10 +231,7 @@ class _EvoPrompt(Optimizer):
         population = [Member(ctx.base, start_eval)]
         self.population_ = population
         prompt = PARAPHRASE_PROMPT.format(prompt=ctx.base.instruction)
-        answers = ctx.propose(
-            prompt, n=self.population_size - 1, temperature=1.0, stop=[f"</{TAG}>"],
-            max_tokens=self.max_tokens,
-        )
+        answers = self._ask(ctx, prompt, self.population_size - 1, 1.0)
         for template in ctx.accept_answers(answers, ctx.base, tag=TAG, frame=PARAPHRASE_PROMPT):
             ev = ctx.evaluate(
                 template, batch, parents=[ctx.base.id],
@@ -214,6 +240,17 @@ class _EvoPrompt(Optimizer):
             if not ev.failed:  # a failed candidate never joins the population
                 population.append(Member(template, ev))
         return population
+
+    def _ask(self, ctx: SearchContext, prompt: str, n: int, temperature: float) -> list[str]:
+        """``n`` answers of the proposer to ``prompt``; a chat proposer's read whole and
+        cut to its final block (``final_block``), a base model's stopped at the tag."""
+        whole = self.final_block and ctx.proposer.is_chat
+        answers = ctx.propose(prompt, n=n, temperature=temperature,
+                              stop=None if whole else [f"</{TAG}>"], max_tokens=self.max_tokens)
+        if not whole:
+            return answers
+        # a cut-off answer stays whole, so that the truncation check sees it
+        return [a if looks_truncated(a, self.max_tokens) else final_block(a) for a in answers]
 
     def _child(
         self,
@@ -230,8 +267,7 @@ class _EvoPrompt(Optimizer):
         """
         if not ctx.can_afford(1 + len(batch)):
             raise BudgetExhausted("no budget left for one more child")
-        answers = ctx.propose(prompt, n=1, temperature=self.temperature, stop=[f"</{TAG}>"],
-                              max_tokens=self.max_tokens)
+        answers = self._ask(ctx, prompt, 1, self.temperature)
         frame = GA_PROMPT if self.op == "ga" else DE_PROMPT
         children = ctx.accept_answers(answers, parents[0].template, tag=TAG, frame=frame)
         if not children:

@@ -17,6 +17,7 @@ from promptopt.optimizers._evoprompt import (
     Member,
     de_should_replace,
     elitist,
+    final_block,
     roulette_select,
 )
 from promptopt.search import SearchContext
@@ -216,3 +217,31 @@ def test_proposals_are_read_from_prompt_tags_the_meta_prompt_opened():
     found = [t.instruction for t in ctx.accept_answers(raw, start, tag=TAG)]
     assert found == ["Make it formal.", "Make it a poem.", "Make it a tweet."]
     assert ctx.rejected["no proposal in answer"] == 1
+
+
+def test_a_chat_proposers_final_prompt_is_read_past_its_echo_of_the_request():
+    raw = ("1. Crossover: New prompt: Rewrite it plainly.\n2. Mutate it and generate a final "
+           "prompt bracketed with <prompt> and </prompt>.\n\nFinal prompt: <prompt>Name the "
+           "change in a short imperative sentence.</prompt>\nThis keeps ...")
+    assert final_block(raw) == "<prompt>Name the change in a short imperative sentence.</prompt>"
+    assert final_block("Make it formal.") == "Make it formal."  # no block: unchanged
+    unclosed = ("2. Mutate it ... bracketed with <prompt> and </prompt>:\n   <prompt> Rewrite "
+                "the text in a calm tone.")
+    assert final_block(unclosed) == "<prompt> Rewrite the text in a calm tone."
+    asked: list[dict] = []
+
+    def proposer(prompt: str, params: dict) -> str:
+        asked.append(params)
+        return raw
+
+    result = FakeSetup(budget=40, proposer_replies=proposer).optimize(EvoPromptGA())
+    assert asked and all(p.get("stop") in (None, []) for p in asked)  # read whole
+    setup = FakeSetup(budget=40, proposer_replies=proposer)
+    setup.optimize(EvoPromptGA())
+    evaluated = {e.template.instruction for e in setup.evaluator.history}
+    assert "Name the change in a short imperative sentence." in evaluated
+    assert "and" not in evaluated and result.rejected.get("no task content (fits any task)",
+                                                          0) == 0
+    asked.clear()  # a base model continues inside the opened tag: stopped at the closing one
+    FakeSetup(budget=40, proposer_replies=proposer, proposer_chat=False).optimize(EvoPromptGA())
+    assert asked and all(p.get("stop") == ["</prompt>"] for p in asked)
