@@ -14,8 +14,8 @@ export CMAKE_BUILD_PARALLEL_LEVEL := 2
 CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 export CMAKE_ARGS
 # GEPA on the embedded defaults (Gemma 3 270M answers, Qwen2.5-Coder 1.5B reflects)
-# improves the start credibly on the held-out test split at seeds 0, 1 and 2, in about
-# 3-5 minutes on 2 cores (docs/BENCHMARKS.md, "make demo: gepa").
+# improves the start credibly on the held-out test split at seeds 0, 1 and 2; about 5.5
+# minutes on 2 cores with an empty LLM cache (docs/BENCHMARKS.md, "make demo: gepa").
 DEMO_ARGS ?= --method gepa --budget 150 --seed 0 --storage sqlite:///promptopt.db
 
 .PHONY: install demo test lint dashboard clean
