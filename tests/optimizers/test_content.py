@@ -70,6 +70,9 @@ def test_the_self_praising_answer_is_rejected():
     "version provided in the prompts to crossover and generate a new prompt",
     "I apologize, but I can't create a final prompt based on the given prompts. Can you "
     "provide the prompts you'd like me to combine and transform?",
+    # what evoprompt-ga seed 0 returned once its answers were read whole (e2b326c)
+    "Thank you for the instruction. Let's proceed with the steps to generate the better "
+    "prompt.",
 ])
 def test_an_assistants_reply_to_the_asker_is_rejected(text):
     assert content_problem(text) == "replies to the asker"
