@@ -66,19 +66,15 @@ def evaluate(
     """
     given = passed_fields(evaluate, fields)
     args = {name: given.get(name, default(name)) for name in EVAL_FIELDS}
-    task, data, task_options, scorer = (args["task"], args["data"], args["task_options"],
-                                        args["scorer"])
-    train, val, test, split_seed = args["train"], args["val"], args["test"], args["split_seed"]
-    skip_bad_rows, model = args["skip_bad_rows"], args["model"]
-    api_base, concurrency = args["api_base"], args["concurrency"]
     if split not in ("train", "val", "test"):
         raise ConfigError(f"unknown split {split!r}; use train, val or test")
     the_task = make_task(
-        task, data, scorer=scorer, train=train, val=val, test=test, split_seed=split_seed,
-        cache=cache, cache_dir=cache_dir, skip_bad_rows=skip_bad_rows, **dict(task_options or {}),
+        args["task"], args["data"], scorer=args["scorer"], train=args["train"], val=args["val"],
+        test=args["test"], split_seed=args["split_seed"], cache=cache, cache_dir=cache_dir,
+        skip_bad_rows=args["skip_bad_rows"], **dict(args["task_options"] or {}),
     )
-    recovery, _ = make_llms(model, budget=None, cache=cache, cache_dir=cache_dir,
-                            api_base=api_base, concurrency=concurrency)
+    recovery, _ = make_llms(args["model"], budget=None, cache=cache, cache_dir=cache_dir,
+                            api_base=args["api_base"], concurrency=args["concurrency"])
     recovery.on_request = on_progress
     tracker = Tracker(storage, study or new_study_name("eval")) if storage else None
     if tracker is not None and hasattr(the_task.scorer, "attach"):
