@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -123,6 +124,24 @@ else: the inputs and the feedback's labels say nothing about how an answer begin
 direct question a small model answers: the 1.5B answered "Rewrite" for prompt-recovery
 answers where the earlier, longer request got "No words" and "Write a one-sentence
 instruction"."""
+RETRY_NOTE = ("Your last reply to this request was not used: {why}. Reply with a changed "
+              "instruction, inside ``` blocks.")
+"""Added to an instruction reflection asked again (``second_chance``). In one run of the
+quality benchmark (seed 2, the 1.5B proposing), 4 of about 10 reflections were rejected as
+echoes of the parent, each one ending an iteration whose minibatch evaluation was paid."""
+WHY_NOT_USED = {
+    "echo of parent": "it was the instruction above, unchanged",
+    "duplicate": "it was an instruction tried before",
+    "truncated": "it was cut off; write a shorter one",
+    "too long": "it was too long",
+    "echo of prompt": "it copied this request instead of writing an instruction",
+    "echo of an example": "it copied an input text instead of writing an instruction",
+    "no task content": "it was not an instruction for this task",
+    "invalid for task": "it was not an instruction for this task",
+    "empty": "it held no instruction inside ``` blocks",
+}
+"""Why a rejected reflection was not used (by the context's rejection reason), in words
+the proposer can act on."""
 STYLES = ("answers", "feedback")
 INSTRUCTION_PROMPTS = {"answers": ANSWERS_PROMPT, "feedback": FEEDBACK_PROMPT}
 _FENCE = re.compile(r"^```[^\n]*\n?")
@@ -181,9 +200,12 @@ class PromptoptAdapter:
     def __init__(self, ctx: SearchContext, *, components: Sequence[str] = (COMPONENT,),
                  max_tokens: int = REFLECTION_MAX_TOKENS,
                  prompt_template: str | Mapping[str, str] | None = None,
-                 temperature: float = 1.0, style: str = "answers") -> None:
+                 temperature: float = 1.0, style: str = "answers",
+                 second_chance: bool = False) -> None:
         self.ctx = ctx
         self.style = style
+        self.second_chance = second_chance
+        self._batch: Any = None  # the parent's minibatch evaluation last reflected on
         self.temperature = temperature
         self.components = tuple(components)
         self.max_tokens = max_tokens
@@ -198,6 +220,9 @@ class PromptoptAdapter:
         search re-raises it once the engine stops, so the run ends interrupted, as
         with any other method, instead of going on to the final choice."""
         self.prompts: list[str] = []
+        self.last_rejection: tuple[str, str] = ("", "")
+        """The component last reflected on and why its answer was rejected ("" if not)."""
+        self._last_records: Sequence[Mapping[str, Any]] | None = None
 
     def candidate(self, template: Template) -> dict[str, str]:
         """``template``'s components as the engine's candidate."""
@@ -265,6 +290,7 @@ class PromptoptAdapter:
             shown["Inputs"] = inputs
             return shown
 
+        self._batch = eval_batch
         traces = eval_batch.trajectories or []
         return {name: [record(t, name) for t in traces] for name in components_to_update}
 
@@ -301,42 +327,85 @@ class PromptoptAdapter:
         components_to_update: list[str],
     ) -> dict[str, str]:
         """Ask the proposer for each component to update; ``{}`` (no child) when none of
-        the answers is usable."""
+        the answers is usable. With ``second_chance``, an iteration whose reflections were
+        all rejected asks once more (see :meth:`_second_chance`) before giving up the
+        minibatch evaluation it has paid for."""
         parent = self._template(candidate)
         child = parent
-        chat = self.ctx.proposer.is_chat  # a chat model answers; a base model continues
         for component in components_to_update:
-            prompt = self.reflection_prompt(candidate[component], reflective_dataset[component],
-                                            component, open_block=not chat)
-            self.prompts.append(prompt)
-            if not self.ctx.can_afford(1):
-                self.exhausted = True
-                break
-            try:
-                # a chat model opens its block with ``` first: no stop sequence for it
-                raw = self.ctx.propose(prompt, n=1, max_tokens=self.max_tokens,
-                                       temperature=self.temperature,
-                                       stop=None if chat else ["```"])[0]
-            except BudgetExhausted:
-                self.exhausted = True
-                break
-            except PromptoptError as exc:
-                self.failure = exc
-                break
-            text, closed = read_fenced(raw, opened=not chat)
-            cut = not closed and looks_truncated(raw, self.max_tokens)
-            frame = self._prompt_template(component).replace("<task_brief>", "")
-            if component == PREFIX:
-                first = first_prefix(text)
-                changed = self.ctx.accept_prefix(first, child, truncated=cut, frame=frame)
-            else:
-                changed = self.ctx.accept(text, child, truncated=cut, frame=frame)
-            child = changed or child
+            child, _ = self._reflect(component, candidate[component],
+                                     reflective_dataset[component], child)
+        if (child is parent and self.second_chance and not self.exhausted
+                and self.failure is None):
+            child = self._second_chance(candidate, components_to_update, parent)
         if child is parent or self.exhausted or self.failure is not None:
             return {}
         self._known(child, [parent.id])
         return {name: value for name, value in self.candidate(child).items()
                 if value != candidate[name]}
+
+    def _second_chance(self, candidate: Mapping[str, str], tried: list[str],
+                       parent: Template) -> Template:
+        """One more request after every reflection of an iteration was rejected. An
+        answer prefix reflected as the parent's own (its opening is already the one most
+        correct answers begin with) gives its turn to the instruction, on the same
+        minibatch; a rejected instruction is asked for again, told why its reply was not
+        used. ``parent`` when that fails too (or nothing is left to ask)."""
+        last, reason = self.last_rejection
+        if last == PREFIX and reason == "echo of parent" and COMPONENT in self.components \
+                and COMPONENT not in tried and self._batch is not None:
+            records = self.make_reflective_dataset(dict(candidate), self._batch,
+                                                   [COMPONENT])[COMPONENT]
+            return self._reflect(COMPONENT, candidate[COMPONENT], records, parent)[0]
+        if last == COMPONENT and reason and self._last_records is not None:
+            note = RETRY_NOTE.format(why=WHY_NOT_USED.get(reason.split(" (")[0],
+                                                          "it could not be used"))
+            return self._reflect(COMPONENT, candidate[COMPONENT], self._last_records,
+                                 parent, note=note)[0]
+        return parent
+
+    def _reflect(self, component: str, text: str, records: Sequence[Mapping[str, Any]],
+                 base: Template, *, note: str = "") -> tuple[Template, str]:
+        """Ask the proposer for a new ``component`` (now ``text``) of ``base``; ``base``
+        with it, or ``base`` itself when the answer is rejected (its reason, as counted
+        by the context, is kept in :attr:`last_rejection`)."""
+        chat = self.ctx.proposer.is_chat  # a chat model answers; a base model continues
+        prompt = self.reflection_prompt(text, records, component, open_block=False)
+        if note:
+            prompt = f"{prompt}\n\n{note}"
+        if not chat:
+            prompt = f"{prompt}\n\n```\n"
+        self.prompts.append(prompt)
+        self.last_rejection = (component, "")
+        if not self.ctx.can_afford(1):
+            self.exhausted = True
+            return base, ""
+        try:
+            # a chat model opens its block with ``` first: no stop sequence for it
+            raw = self.ctx.propose(prompt, n=1, max_tokens=self.max_tokens,
+                                   temperature=self.temperature,
+                                   stop=None if chat else ["```"])[0]
+        except BudgetExhausted:
+            self.exhausted = True
+            return base, ""
+        except PromptoptError as exc:
+            self.failure = exc
+            return base, ""
+        answer, closed = read_fenced(raw, opened=not chat)
+        cut = not closed and looks_truncated(raw, self.max_tokens)
+        frame = self._prompt_template(component).replace("<task_brief>", "")
+        before = Counter(self.ctx.rejected)
+        if component == PREFIX:
+            changed = self.ctx.accept_prefix(first_prefix(answer), base, truncated=cut,
+                                             frame=frame)
+        else:
+            changed = self.ctx.accept(answer, base, truncated=cut, frame=frame)
+            self._last_records = records
+        if changed is None:
+            reason = next(iter(Counter(self.ctx.rejected) - before), "")
+            self.last_rejection = (component, reason)
+            return base, reason
+        return changed, ""
 
 
 @optimizers.register("gepa")
@@ -379,9 +448,15 @@ class GEPA(Optimizer):
             (the correct answers first, asked what a correct answer looks like, quoting
             one: :data:`ANSWERS_PROMPT`) or ``"feedback"`` (the inputs, outputs and the
             task's feedback text, asked for a better instruction: :data:`FEEDBACK_PROMPT`).
+        second_chance: When every reflection of an iteration is rejected, ask once more
+            (one proposer call, against the minibatch evaluation already paid): an
+            answer prefix reflected as the parent's own gives its turn to the
+            instruction; a rejected instruction is asked for again, told why
+            (:data:`RETRY_NOTE`).
     """
 
-    legacy_settings = {"temperature": 1.0, "opening": False, "reflection_style": "feedback"}
+    legacy_settings = {"temperature": 1.0, "opening": False, "reflection_style": "feedback",
+                       "second_chance": False}
 
     def __init__(
         self,
@@ -404,6 +479,7 @@ class GEPA(Optimizer):
         temperature: float = 0.7,
         opening: bool = True,
         reflection_style: str = "answers",
+        second_chance: bool = True,
     ) -> None:
         self.pareto_size = pareto_size
         self.candidate_selection_strategy = candidate_selection_strategy
@@ -423,6 +499,7 @@ class GEPA(Optimizer):
         self.temperature = temperature
         self.opening = opening
         self.reflection_style = reflection_style
+        self.second_chance = second_chance
 
     def validate(self) -> None:
         """Check the settings."""
@@ -491,7 +568,8 @@ class GEPA(Optimizer):
         adapter = PromptoptAdapter(ctx, components=self.evolved(ctx), max_tokens=self.max_tokens,
                                    prompt_template=self.reflection_prompt_template,
                                    temperature=self.temperature,
-                                   style=self.reflection_style)
+                                   style=self.reflection_style,
+                                   second_chance=self.second_chance)
         self.adapter_ = adapter
         # parent and child on a minibatch, the proposal, the child on the Pareto set: an
         # iteration the budget cannot finish would end the engine without its result

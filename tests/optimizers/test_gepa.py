@@ -270,6 +270,57 @@ def test_the_answer_prefix_is_a_second_component_with_its_own_reflection_prompt(
     assert all(set(c) == {"instruction", "answer_prefix"} for c in gepa_opt.pareto_front())
 
 
+def _truths(prompt: str) -> set[str]:
+    return {line for section in prompt.split("## Correct answer\n")[1:]
+            for line in section.splitlines()[:1]}
+
+
+@pytest.mark.parametrize("second_chance", [True, False])
+def test_an_echoed_prefix_gives_its_turn_to_the_instruction(second_chance):
+    seen: list[str] = []
+
+    def proposer(prompt: str, params: dict) -> str:
+        seen.append(prompt)
+        if "opening words" in prompt:
+            return "Rewrite\n```"  # the seed's own prefix: an echo
+        return f"Name the rewrite in one sentence, version {len(seen)}.\n```"
+
+    setup = FakeSetup(budget=120, proposer_replies=proposer)
+    result = setup.optimize(GEPA(second_chance=second_chance), seed=0)
+    kinds = ["prefix" if "opening words" in p else "instruction" for p in seen]
+    first = kinds.index("prefix")
+    assert result.rejected["echo of parent"] >= 1
+    if second_chance:  # the same minibatch, reflected on for the instruction at once
+        assert kinds[first + 1] == "instruction"
+        assert _truths(seen[first + 1]) == _truths(seen[first])
+    else:
+        assert kinds[first + 1:first + 2] != ["instruction"] or \
+            _truths(seen[first + 1]) != _truths(seen[first])
+
+
+def test_a_rejected_instruction_is_asked_for_again_told_why():
+    start = FakeSetup().task.start_template().instruction
+    seen: list[str] = []
+
+    def proposer(prompt: str, params: dict) -> str:
+        seen.append(prompt)
+        if "was not used" in prompt:
+            return f"Name the rewrite in one sentence, version {len(seen)}.\n```"
+        return f"{start}\n```"  # the parent again
+
+    setup = FakeSetup(budget=60, proposer_replies=proposer)
+    setup.optimize(GEPA(components=["instruction"]), seed=0)
+    assert "not used: it was the instruction above, unchanged" in seen[1]
+    assert _truths(seen[1]) == _truths(seen[0])
+    children = [e for e in setup.evaluator.history
+                if e.template.instruction.startswith("Name the rewrite")]
+    assert children and children[0].template.instruction.endswith("version 2.")
+    legacy = FakeSetup(budget=60, proposer_replies=proposer)
+    legacy.optimize(GEPA(components=["instruction"], second_chance=False), seed=0)
+    assert not any(e.template.instruction.startswith("Name the rewrite")
+                   for e in legacy.evaluator.history)
+
+
 def test_module_selector_all_updates_both_components_in_one_child():
     proposer, seen = _by_component("Rewrite this", "Name the rewrite in one sentence")
     setup = FakeSetup(budget=60, proposer_replies=proposer)
