@@ -9,9 +9,9 @@ instruction, DSPy's own ChatAdapter prompts (see ``_dspy_direct.py`` for the one
 liberty taken with a reply that ignores the format), ``dspy.LM(<model>,
 engine="litellm")`` through LiteLLM's custom ``llamacpp`` provider (the same
 in-process model as ``bench_quality.py``), task LM at temperature 0 with 48 new tokens,
-prompt LM (MIPROv2's proposer) with 160. Same data, split (promptopt's train / val /
-test with the same split seed; inputs cut to 200 tokens as promptopt cuts them),
-scorer and metric (SCS of the cleaned prediction), budgets and seeds as
+prompt LM (MIPROv2's proposer, GEPA's reflection LM) with 300. Same data, split
+(promptopt's train / val / test with the same split seed; inputs cut to 200 tokens as
+promptopt cuts them), scorer and metric (SCS of the cleaned prediction), budgets and seeds as
 ``bench_quality.py``, from ``experiments/quality.toml`` (``[common]``,
 ``[dspy_direct]``, with ``--quick`` also ``[quick.common]``, ``[quick.dspy_direct]``).
 
@@ -71,7 +71,10 @@ def run_settings(cfg: dict[str, Any]) -> dict[str, Any]:
     """The settings a run records (``SETTING_KEYS`` of the config)."""
     return {k: cfg[k] for k in SETTING_KEYS}
 
-PROPOSER_MAX_TOKENS = 160  # as promptopt's proposer calls
+
+PROPOSER_MAX_TOKENS = 300
+"""The prompt LM's answer length, as promptopt's gepa reflection (``max_tokens``), so
+that DSPy's proposer is not cut shorter than promptopt's (160 until 2026-12-08)."""
 
 
 def best_so_far_callback(valset: list[Any]) -> Any:

@@ -76,12 +76,16 @@ def parse_args(
                         help="override the config's budgets, e.g. 60 (one budget at a time)")
     parser.add_argument("--methods", help="override the config's methods, comma-separated "
                         "(e.g. gepa,dspy-gepa,auto)")
+    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")],
+                        help="override the config's seeds, e.g. 0 or 0,1")
     if extra is not None:
         extra(parser)
     args = parser.parse_args()
     cfg = load_config(args.config, section, args.quick)
     if args.budgets:
         cfg["budgets"] = args.budgets
+    if args.seeds:
+        cfg["seeds"] = args.seeds
     if args.methods:
         cfg["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
     return parser, args, cfg

@@ -18,13 +18,18 @@ proposal (empty, cut off, an echo, a duplicate, invalid for the task) is rejecte
 counted by :meth:`SearchContext.accept`, never evaluated.
 
 Data: GEPA's own "validation set" (the Pareto set) is drawn from promptopt's **train**
-split (``pareto_size`` examples, seeded); the reflection minibatches come from the rest
-of the train split (all of it when too little is left). promptopt's validation split
-stays reserved for the final choice, as for every method.
+split (``pareto_size`` examples, seeded); the reflection minibatches come from the Pareto
+set itself (``reflect_on="pareto"``, the package's own default when it is given no
+separate validation set), or from the rest of the train split (``"rest"``; all of it when
+too little is left). A candidate's output on an example it has run on is reused
+(``reuse_scores``): reflecting on the Pareto set, a parent's minibatch costs nothing and a
+child pays for each Pareto-set example once. promptopt's validation split stays reserved
+for the final choice, as for every method.
 
-Budget: the engine stops when the budget cannot pay for another minibatch evaluation
-and a proposal, or when an evaluation or proposal finds it exhausted; ``max_metric_calls``
-(the package's own stopper, in example evaluations) may stop it earlier.
+Budget: the engine stops when the budget cannot pay for another iteration (a proposal
+and the evaluations it needs), or when an evaluation or proposal finds it exhausted;
+``max_metric_calls`` (the package's own stopper, in example evaluations) may stop it
+earlier.
 
 Components: a candidate holds the template's instruction and, where the task lets the
 answer start with chosen words (prompt recovery does: ``Rewrite this text`` ...), its
@@ -201,8 +206,11 @@ class PromptoptAdapter:
                  max_tokens: int = REFLECTION_MAX_TOKENS,
                  prompt_template: str | Mapping[str, str] | None = None,
                  temperature: float = 1.0, style: str = "answers",
-                 second_chance: bool = False) -> None:
+                 second_chance: bool = False, reuse_scores: bool = False) -> None:
         self.ctx = ctx
+        self.reuse_scores = reuse_scores
+        self._scored: dict[tuple[tuple[str, ...], str], tuple[str, float]] = {}
+        """(candidate, example id) -> (prediction, score), with ``reuse_scores``."""
         self.style = style
         self.second_chance = second_chance
         self._batch: Any = None  # the parent's minibatch evaluation last reflected on
@@ -249,14 +257,30 @@ class PromptoptAdapter:
         from gepa.core.adapter import EvaluationBatch
 
         template = self._template(candidate)
-        ev = self.ctx.evaluate(template, batch, parents=self.parents[self._key(candidate)],
-                               meta={"kind": "gepa"})
-        predictions = list(ev.predictions) if not ev.failed else [""] * len(batch)
-        scores = [float(s) for s in ev.scores] if not ev.failed else [0.0] * len(batch)
+        key = self._key(candidate)
+        known = self._scored if self.reuse_scores else {}
+        todo = list({ex.id: ex for ex in batch if (key, ex.id) not in known}.values()) \
+            if self.reuse_scores else list(batch)  # (the package's batches may repeat one)
+        failed = ""
+        if todo:  # with reuse_scores, only the examples this candidate has not run on
+            ev = self.ctx.evaluate(template, todo, parents=self.parents[key],
+                                   meta={"kind": "gepa"})
+            failed = ev.failed
+            fresh = {ex.id: ("", 0.0) if ev.failed else (p, float(s))
+                     for ex, p, s in zip(todo, ev.predictions or [""] * len(todo),
+                                         ev.scores or [0.0] * len(todo), strict=True)}
+            if self.reuse_scores and not ev.failed:
+                known.update({(key, i): v for i, v in fresh.items()})
+        else:
+            fresh = {}
+        got = [fresh[ex.id] if ex.id in fresh else known[(key, ex.id)] for ex in batch]
+        predictions = [p for p, _ in got]
+        scores = [s for _, s in got]
         traces = None
         if capture_traces:
             traces = [
-                {"example": ex, "prediction": p, "score": s, "failed": ev.failed}
+                {"example": ex, "prediction": p, "score": s,
+                 "failed": failed if ex.id in fresh else ""}
                 for ex, p, s in zip(batch, predictions, scores, strict=True)
             ]
         return EvaluationBatch(outputs=predictions, scores=scores, trajectories=traces)
@@ -453,10 +477,17 @@ class GEPA(Optimizer):
             answer prefix reflected as the parent's own gives its turn to the
             instruction; a rejected instruction is asked for again, told why
             (:data:`RETRY_NOTE`).
+        reflect_on: Where the reflection minibatches come from: ``"pareto"`` (the
+            Pareto set itself, as the package does when given no separate validation
+            set: every candidate on the front has run on those examples already) or
+            ``"rest"`` (the train examples outside it).
+        reuse_scores: A candidate's output and score on an example it has run on are
+            reused, not bought again (a parent's minibatch, the part of a child's
+            Pareto-set evaluation its minibatch covered).
     """
 
     legacy_settings = {"temperature": 1.0, "opening": False, "reflection_style": "feedback",
-                       "second_chance": False}
+                       "second_chance": False, "reflect_on": "rest", "reuse_scores": False}
 
     def __init__(
         self,
@@ -480,6 +511,8 @@ class GEPA(Optimizer):
         opening: bool = True,
         reflection_style: str = "answers",
         second_chance: bool = True,
+        reflect_on: str = "pareto",
+        reuse_scores: bool = True,
     ) -> None:
         self.pareto_size = pareto_size
         self.candidate_selection_strategy = candidate_selection_strategy
@@ -500,6 +533,8 @@ class GEPA(Optimizer):
         self.opening = opening
         self.reflection_style = reflection_style
         self.second_chance = second_chance
+        self.reflect_on = reflect_on
+        self.reuse_scores = reuse_scores
 
     def validate(self) -> None:
         """Check the settings."""
@@ -541,6 +576,7 @@ class GEPA(Optimizer):
         self._check(0.0 <= self.temperature <= 2.0, "temperature", "must be in [0, 2]")
         self._check(self.reflection_style in STYLES, "reflection_style",
                     "must be answers or feedback")
+        self._check(self.reflect_on in ("pareto", "rest"), "reflect_on", "must be pareto or rest")
 
     def evolved(self, ctx: SearchContext) -> list[str]:
         """The components this run evolves (see ``components``)."""
@@ -557,6 +593,8 @@ class GEPA(Optimizer):
         random.Random(ctx.seed).shuffle(train)
         pareto = train[: self.pareto_size]
         rest = train[self.pareto_size:]
+        if self.reflect_on == "pareto":
+            return pareto, list(pareto)
         feedback = rest if len(rest) >= self.reflection_minibatch_size else list(ctx.train)
         return pareto, feedback
 
@@ -569,11 +607,15 @@ class GEPA(Optimizer):
                                    prompt_template=self.reflection_prompt_template,
                                    temperature=self.temperature,
                                    style=self.reflection_style,
-                                   second_chance=self.second_chance)
+                                   second_chance=self.second_chance,
+                                   reuse_scores=self.reuse_scores)
         self.adapter_ = adapter
         # parent and child on a minibatch, the proposal, the child on the Pareto set: an
-        # iteration the budget cannot finish would end the engine without its result
-        need = 2 * self.reflection_minibatch_size + 1 + len(pareto)
+        # iteration the budget cannot finish would end the engine without its result.
+        # Reflecting on the Pareto set with scores reused, the parent's minibatch is known
+        # and the child's minibatch is part of its Pareto-set evaluation.
+        free = self.reflect_on == "pareto" and self.reuse_scores
+        need = 1 + len(pareto) + (0 if free else 2 * self.reflection_minibatch_size)
 
         def out_of_budget(state: Any) -> bool:
             return adapter.exhausted or adapter.failure is not None or not ctx.can_afford(need)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -81,7 +82,8 @@ def _targets_by_text(setup: FakeSetup) -> dict[str, str]:
 def test_pareto_selection_keeps_a_candidate_best_on_one_example_only(strategy):
     setup = FakeSetup(budget=None, train=12, val=4)
     gepa_opt = GEPA(pareto_size=4, reflection_minibatch_size=2, max_metric_calls=60,
-                    candidate_selection_strategy=strategy, components=["instruction"])
+                    candidate_selection_strategy=strategy, components=["instruction"],
+                    reflect_on="rest")  # plan B is accepted on the feedback examples
     ctx = SearchContext(task=setup.task, evaluator=setup.evaluator, proposer=setup.proposer,
                         start=setup.task.start_template(), seed=0)
     pareto, _ = gepa_opt.split(ctx)
@@ -134,8 +136,9 @@ def test_the_correct_answers_come_first_in_the_reflection_prompt():
     first = seen[0]
     assert "quoting one of the correct answers above" in first
     truths = [e.target for e in setup.task.examples("train")]
-    shown = [t for t in truths if f"## Correct answer\n{t}" in first]
-    assert len(shown) == 3  # the reflection minibatch
+    assert first.count("## Correct answer\n") == 3  # the reflection minibatch
+    assert all(any(f"## Correct answer\n{t}\n" in section for t in truths)
+               for section in first.split("# Example ")[1:])
     for section in first.split("# Example ")[1:]:
         order = [section.index(h) for h in ("## Correct answer", "## Assistant's answer",
                                             "## Score", "## Inputs")]
@@ -319,6 +322,29 @@ def test_a_rejected_instruction_is_asked_for_again_told_why():
     legacy.optimize(GEPA(components=["instruction"], second_chance=False), seed=0)
     assert not any(e.template.instruction.startswith("Name the rewrite")
                    for e in legacy.evaluator.history)
+
+
+def test_reflection_on_the_pareto_set_pays_for_each_example_once():
+    def search(**settings: Any) -> tuple[GEPA, list[str], list[tuple[str, str]]]:
+        seen, proposer = _recording_proposer()
+        setup = FakeSetup(budget=90, proposer_replies=proposer)
+        gepa_opt = GEPA(components=["instruction"], **settings)
+        setup.optimize(gepa_opt, seed=0)
+        runs = [(e.template.id, i) for e in setup.evaluator.history if e.split == "train"
+                for i in e.example_ids]
+        return gepa_opt, seen, runs
+
+    ctx = cast(Any, SimpleNamespace(train=FakeSetup().task.examples("train"), seed=0))
+    gepa_opt, seen, runs = search()  # the defaults: reflect on the Pareto set, reuse scores
+    pareto, feedback = gepa_opt.split(ctx)
+    truths = {e.target for e in pareto}
+    assert feedback == pareto and set().union(*(_truths(p) for p in seen)) <= truths
+    assert len(runs) == len(set(runs))  # no example bought twice by one candidate
+    legacy, legacy_seen, legacy_runs = search(reflect_on="rest", reuse_scores=False)
+    pareto, _ = legacy.split(ctx)
+    assert not set().union(*(_truths(p) for p in legacy_seen)) & {e.target for e in pareto}
+    assert len(legacy_runs) > len(set(legacy_runs))  # parents bought their minibatch again
+    assert len(seen) > len(legacy_seen)  # more reflections on the same budget
 
 
 def test_module_selector_all_updates_both_components_in_one_child():
