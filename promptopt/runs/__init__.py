@@ -21,7 +21,7 @@ from promptopt.runs._runner import (
     resume_run,
     run,
 )
-from promptopt.runs._session import RunSession
+from promptopt.runs._session import RunSession, sigterm_as_interrupt
 from promptopt.runs._sharing import SharedHistory
 from promptopt.runs._spec import FIELDS as SPEC_FIELDS
 from promptopt.runs._spec import (
@@ -34,7 +34,7 @@ from promptopt.runs._spec import (
 )
 from promptopt.runs._spec import default as field_default
 from promptopt.runs._spec import option as field_option
-from promptopt.runs._state import load_for_resume, sigterm_as_interrupt
+from promptopt.runs._state import load_for_resume
 from promptopt.runs._workers import CLAIM_ATTR, REGISTRATION_ATTR, worker_seed
 
 __all__ = [

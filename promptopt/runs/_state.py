@@ -1,59 +1,38 @@
-"""The state of a run on its study, and what resuming an interrupted run needs.
+"""What resuming an interrupted run needs: its stored settings, read back and checked.
 
-A run writes its settings on the study when it starts and its ``status`` as it goes:
-``"running"``, then ``"finished"``, or ``"interrupted"`` (Ctrl-C, SIGTERM, an LLM
-provider error: resumable) or ``"failed"`` (any other error), with the reason in
-``status_detail``. Resuming reads the settings back (:meth:`RunSpec.from_settings`),
-checks options given again against them (:func:`check_given`), and replays the run:
-the disk cache answers the LLM calls already made and the tracker skips the trials
-already recorded (see :class:`~promptopt.tracking._tracker.Tracker`).
+A run writes its settings on the study when it starts and its status as it goes (the
+lifecycle, :mod:`promptopt.runs._session`). Resuming reads the settings back
+(:meth:`RunSpec.from_settings`), checks options given again against them
+(:func:`check_given`), and replays the run: the disk cache answers the LLM calls
+already made and the tracker skips the trials already recorded (see
+:class:`~promptopt.tracking._tracker.Tracker`).
 """
-
 from __future__ import annotations
 
-import contextlib
-import datetime as _dt
 import json
-import shlex
-import signal
-import threading
-import time
-import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from promptopt.data import sample_path
 from promptopt.errors import (
     ConfigError,
-    Interrupted,
-    LLMError,
     ResumeError,
-    StorageError,
-    clear_stop,
-    request_stop,
-    stop_is_deferred,
 )
 from promptopt.redact import is_redacted
-from promptopt.runs._process import is_live_here, this_process
+from promptopt.runs._process import is_live_here
 from promptopt.runs._spec import FIELDS, OVERRIDABLE, TASK_OPTION_FLAGS, RunSpec, option
 from promptopt.scoring import object_spec
 from promptopt.template import Template
 from promptopt.tracking import (
     RunStatus,
     StudyAttrs,
-    Tracker,
     display_url,
     find_study,
     load_study_attrs,
 )
 
 _MISSING = object()
-
-
-def resume_command(storage: str, study: str) -> str:
-    """The command line that resumes ``study``."""
-    return f"promptopt run --resume --study {shlex.quote(study)} --storage {shlex.quote(storage)}"
 
 
 def _same(name: str, given: Any, stored: Any, settings: Mapping[str, Any]) -> bool:
@@ -183,92 +162,3 @@ def check_not_running(study: str, attrs: StudyAttrs) -> None:
             f"study {study!r} is being run by process {detail['pid']} on this machine; stop it "
             "(or wait for it) before resuming"
         )
-
-
-def set_status(
-    tracker: Tracker, status: RunStatus, reason: str = "", *, resumed: bool = False, worker: int = 0
-) -> None:
-    """Write the run's ``status`` and ``status_detail`` (reason, process, time, resumes).
-
-    Worker ``k >= 1`` of a study (see :mod:`promptopt.runs._workers`) writes both into its
-    own record instead, keeping the fields it holds already (:class:`StudyAttrs`).
-    """
-    previous = StudyAttrs(tracker.attrs()).worker_records().get(worker, {})
-    resumes = int(previous.get("resumes", 0)) + (1 if resumed else 0)
-    StudyAttrs.write_worker(tracker, worker, {
-        **(previous if worker else {}),
-        "status": status,
-        "reason": reason,
-        **this_process(),
-        "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "resumes": resumes,
-        "replayed_trials": tracker.replayed,
-    })
-
-
-def record_stop(tracker: Tracker, exc: BaseException, *, worker: int = 0,
-                resumable: bool = True) -> None:
-    """Mark the run (or worker ``worker``) stopped by ``exc``; resumable stops get a
-    ``resume_hint`` attribute.
-
-    Ctrl-C, SIGTERM, LLM errors (a provider outage, too many failed evaluations),
-    storage errors and errors marked ``resumable`` (no human rating in time) are
-    ``"interrupted"``; other errors ``"failed"``. Never raises: the storage itself may
-    be what failed (then the status stays ``"running"``, which a resume accepts once
-    the process is gone; a warning says so). ``resumable=False`` (work that ``--resume``
-    does not continue, e.g. a refine): no ``resume_hint``.
-    """
-    clear_stop()  # this stop is being handled: its writes below must not raise it again
-    if isinstance(exc, Interrupted):
-        status, reason = RunStatus.INTERRUPTED, exc.signal_name
-    elif isinstance(exc, KeyboardInterrupt):
-        status, reason = RunStatus.INTERRUPTED, "KeyboardInterrupt (Ctrl-C)"
-    elif isinstance(exc, (LLMError, StorageError)) or getattr(exc, "resumable", False):
-        status, reason = RunStatus.INTERRUPTED, f"{type(exc).__name__}: {exc}"
-    else:
-        status, reason = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
-    if status == RunStatus.INTERRUPTED and resumable:
-        with contextlib.suppress(Exception):
-            exc.resume_hint = resume_command(  # type: ignore[attr-defined]
-                tracker.storage_url, tracker.study_name
-            )
-    failure: Exception | None = None
-    for attempt in range(2):  # once more after a pause: a write the signal cut may block one
-        try:
-            set_status(tracker, status, reason[:500], worker=worker)
-            return
-        except Exception as write_error:  # noqa: BLE001 - reported below, never raised
-            failure = write_error
-            if not attempt:
-                time.sleep(0.5)
-    warnings.warn(f"could not record the stop ({status}: {reason[:200]}) in study "
-                  f"{tracker.study_name!r}: {failure}", RuntimeWarning, stacklevel=2)
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Interrupted` (handled like Ctrl-C).
-
-    During a storage or cache write (:func:`~promptopt.errors.stop_deferred`) the stop
-    waits for the write to end; where the signal lands in code that swallows
-    exceptions, the next evaluation or LLM call raises it
-    (:func:`~promptopt.errors.check_stop`).
-
-    The previous handler is restored afterwards. Outside the main thread (where
-    signal handlers cannot be set) this does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        request_stop("SIGTERM")  # raised at the next call if this raise is lost
-        if not stop_is_deferred():  # else when the storage or cache write ends
-            raise Interrupted("SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        clear_stop()

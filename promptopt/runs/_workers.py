@@ -17,8 +17,9 @@ minibatches from the study's seed (so OPRO and EvoPrompt workers score candidate
 the same examples and can read each other's scores), spends its own budget, and
 records its state under the study attribute ``worker:<k>`` (worker 0: ``status`` and
 ``status_detail``, as a lone run). Workers on a database server write a heartbeat
-(``heartbeat:<k>``) every :data:`HEARTBEAT_S` seconds, so that a worker on another
-machine can tell a live run from a dead one; on one machine the process id tells.
+(``heartbeat:<k>``) every :data:`~promptopt.runs._session.HEARTBEAT_S` seconds, so
+that a worker on another machine can tell a live run from a dead one; on one machine
+the process id tells.
 
 When a worker ends it stores its own result as ``result:<k>`` and sets the study's
 ``result`` to the pick among all finished workers' results, re-reading until no other
@@ -33,9 +34,7 @@ finish reports the template that readers of the study
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,7 +62,6 @@ REGISTRATION_ATTR = "promptopt_worker"
 """User attribute that marks a worker's registration trial."""
 CLAIM_ATTR = "promptopt_claim"
 """User attribute that marks a claim on a study found empty (see :func:`plan_start`)."""
-HEARTBEAT_S = 10.0
 STALE_AFTER_S = 60.0
 """A worker on another machine whose heartbeat is older than this counts as gone."""
 JOIN_WAIT_S = 60.0
@@ -286,43 +284,6 @@ def resume_member(study: str, attrs: StudyAttrs) -> Member | None:
     record = records[index]
     return Member(index=index, seed=int(record.get("seed", worker_seed(seed, index))),
                   batch_seed=seed, registration=int(record.get("registration", -1)))
-
-
-class Heartbeat:
-    """Writes ``heartbeat:<index>`` (epoch seconds) every ``interval`` s while started.
-
-    Only on database servers: a SQLite file lives on one machine, where the process id
-    tells whether a worker is alive. Failures to write are ignored (a storage that went
-    away is reported by the run itself).
-    """
-
-    def __init__(self, tracker: Tracker, index: int, interval: float = HEARTBEAT_S) -> None:
-        self.tracker = tracker
-        self.index = index
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> Heartbeat:
-        """Start beating in a daemon thread (no-op on SQLite); returns self."""
-        if not self.tracker.storage_url.startswith("sqlite"):
-            self._thread = threading.Thread(
-                target=self._beat, name=f"promptopt-heartbeat-{self.index}", daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def _beat(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(Exception):
-                StudyAttrs.write_heartbeat(self.tracker, self.index, time.time())
-            self._stop.wait(self.interval)
-
-    def stop(self) -> None:
-        """Stop beating (waits a moment for a write in flight)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
 
 
 def _pick(results: Mapping[int, Mapping[str, Any]], settings: Mapping[str, Any]

@@ -266,7 +266,7 @@ def test_a_sigterm_swallowed_in_a_destructor_still_stops_at_the_next_call():
 
 
 def test_a_sigterm_during_a_storage_write_waits_for_the_write_then_stops(tmp_path):
-    from promptopt.runs._state import record_stop
+    from promptopt.runs._session import record_stop
 
     tracker = Tracker(f"sqlite:///{tmp_path}/s.db", "s")
     wrote = False
