@@ -18,13 +18,15 @@ proposal (empty, cut off, an echo, a duplicate, invalid for the task) is rejecte
 counted by :meth:`SearchContext.accept`, never evaluated.
 
 Data: GEPA's own "validation set" (the Pareto set) is drawn from promptopt's **train**
-split (``pareto_size`` examples, seeded); the reflection minibatches come from the Pareto
-set itself (``reflect_on="pareto"``, the package's own default when it is given no
-separate validation set), or from the rest of the train split (``"rest"``; all of it when
-too little is left). A candidate's output on an example it has run on is reused
-(``reuse_scores``): reflecting on the Pareto set, a parent's minibatch costs nothing and a
-child pays for each Pareto-set example once. promptopt's validation split stays reserved
-for the final choice, as for every method.
+split (``pareto_size`` examples, seeded); the reflection minibatches come from the rest
+of the train split (``reflect_on="rest"``, the default; all of it when too little is
+left) or from the Pareto set itself (``"pareto"``, the package's own default when it is
+given no separate validation set). With ``reuse_scores`` a candidate's output on an
+example it has run on is reused: reflecting on the Pareto set, a parent's minibatch
+then costs nothing and a child pays for each Pareto-set example once (about twice the
+reflections on the same budget; measured in docs/BENCHMARKS.md, where it also made
+``make demo`` 2.5x slower, which is why it is not the default). promptopt's validation
+split stays reserved for the final choice, as for every method.
 
 Budget: the engine stops when the budget cannot pay for another iteration (a proposal
 and the evaluations it needs), or when an evaluation or proposal finds it exhausted;
@@ -357,8 +359,8 @@ class PromptoptAdapter:
         parent = self._template(candidate)
         child = parent
         for component in components_to_update:
-            child, _ = self._reflect(component, candidate[component],
-                                     reflective_dataset[component], child)
+            child = self._reflect(component, candidate[component],
+                                  reflective_dataset[component], child)
         if (child is parent and self.second_chance and not self.exhausted
                 and self.failure is None):
             child = self._second_chance(candidate, components_to_update, parent)
@@ -380,16 +382,16 @@ class PromptoptAdapter:
                 and COMPONENT not in tried and self._batch is not None:
             records = self.make_reflective_dataset(dict(candidate), self._batch,
                                                    [COMPONENT])[COMPONENT]
-            return self._reflect(COMPONENT, candidate[COMPONENT], records, parent)[0]
+            return self._reflect(COMPONENT, candidate[COMPONENT], records, parent)
         if last == COMPONENT and reason and self._last_records is not None:
             note = RETRY_NOTE.format(why=WHY_NOT_USED.get(reason.split(" (")[0],
                                                           "it could not be used"))
             return self._reflect(COMPONENT, candidate[COMPONENT], self._last_records,
-                                 parent, note=note)[0]
+                                 parent, note=note)
         return parent
 
     def _reflect(self, component: str, text: str, records: Sequence[Mapping[str, Any]],
-                 base: Template, *, note: str = "") -> tuple[Template, str]:
+                 base: Template, *, note: str = "") -> Template:
         """Ask the proposer for a new ``component`` (now ``text``) of ``base``; ``base``
         with it, or ``base`` itself when the answer is rejected (its reason, as counted
         by the context, is kept in :attr:`last_rejection`)."""
@@ -403,7 +405,7 @@ class PromptoptAdapter:
         self.last_rejection = (component, "")
         if not self.ctx.can_afford(1):
             self.exhausted = True
-            return base, ""
+            return base
         try:
             # a chat model opens its block with ``` first: no stop sequence for it
             raw = self.ctx.propose(prompt, n=1, max_tokens=self.max_tokens,
@@ -411,10 +413,10 @@ class PromptoptAdapter:
                                    stop=None if chat else ["```"])[0]
         except BudgetExhausted:
             self.exhausted = True
-            return base, ""
+            return base
         except PromptoptError as exc:
             self.failure = exc
-            return base, ""
+            return base
         answer, closed = read_fenced(raw, opened=not chat)
         cut = not closed and looks_truncated(raw, self.max_tokens)
         frame = self._prompt_template(component).replace("<task_brief>", "")
@@ -426,10 +428,9 @@ class PromptoptAdapter:
             changed = self.ctx.accept(answer, base, truncated=cut, frame=frame)
             self._last_records = records
         if changed is None:
-            reason = next(iter(Counter(self.ctx.rejected) - before), "")
-            self.last_rejection = (component, reason)
-            return base, reason
-        return changed, ""
+            self.last_rejection = (component, next(iter(Counter(self.ctx.rejected) - before), ""))
+            return base
+        return changed
 
 
 @optimizers.register("gepa")
@@ -486,8 +487,7 @@ class GEPA(Optimizer):
             Pareto-set evaluation its minibatch covered).
     """
 
-    legacy_settings = {"temperature": 1.0, "opening": False, "reflection_style": "feedback",
-                       "second_chance": False, "reflect_on": "rest", "reuse_scores": False}
+    legacy_settings = {"temperature": 1.0, "opening": False, "reflection_style": "feedback"}
 
     def __init__(
         self,
@@ -510,9 +510,9 @@ class GEPA(Optimizer):
         temperature: float = 0.7,
         opening: bool = True,
         reflection_style: str = "answers",
-        second_chance: bool = True,
-        reflect_on: str = "pareto",
-        reuse_scores: bool = True,
+        second_chance: bool = False,
+        reflect_on: str = "rest",
+        reuse_scores: bool = False,
     ) -> None:
         self.pareto_size = pareto_size
         self.candidate_selection_strategy = candidate_selection_strategy

@@ -312,7 +312,7 @@ def test_a_rejected_instruction_is_asked_for_again_told_why():
         return f"{start}\n```"  # the parent again
 
     setup = FakeSetup(budget=60, proposer_replies=proposer)
-    setup.optimize(GEPA(components=["instruction"]), seed=0)
+    setup.optimize(GEPA(components=["instruction"], second_chance=True), seed=0)
     assert "not used: it was the instruction above, unchanged" in seen[1]
     assert _truths(seen[1]) == _truths(seen[0])
     children = [e for e in setup.evaluator.history
@@ -335,12 +335,12 @@ def test_reflection_on_the_pareto_set_pays_for_each_example_once():
         return gepa_opt, seen, runs
 
     ctx = cast(Any, SimpleNamespace(train=FakeSetup().task.examples("train"), seed=0))
-    gepa_opt, seen, runs = search()  # the defaults: reflect on the Pareto set, reuse scores
+    gepa_opt, seen, runs = search(reflect_on="pareto", reuse_scores=True)
     pareto, feedback = gepa_opt.split(ctx)
     truths = {e.target for e in pareto}
     assert feedback == pareto and set().union(*(_truths(p) for p in seen)) <= truths
     assert len(runs) == len(set(runs))  # no example bought twice by one candidate
-    legacy, legacy_seen, legacy_runs = search(reflect_on="rest", reuse_scores=False)
+    legacy, legacy_seen, legacy_runs = search()  # the defaults: the rest of train, no reuse
     pareto, _ = legacy.split(ctx)
     assert not set().union(*(_truths(p) for p in legacy_seen)) & {e.target for e in pareto}
     assert len(legacy_runs) > len(set(legacy_runs))  # parents bought their minibatch again
