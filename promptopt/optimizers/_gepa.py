@@ -261,9 +261,10 @@ class PromptoptAdapter:
         template = self._template(candidate)
         key = self._key(candidate)
         known = self._scored if self.reuse_scores else {}
-        todo = list({ex.id: ex for ex in batch if (key, ex.id) not in known}.values()) \
-            if self.reuse_scores else list(batch)  # (the package's batches may repeat one)
-        failed = ""
+        todo = [ex for ex in batch if (key, ex.id) not in known]
+        if self.reuse_scores:  # each once (the package's batches may repeat an example)
+            todo = list({ex.id: ex for ex in todo}.values())
+        failed, fresh = "", {}
         if todo:  # with reuse_scores, only the examples this candidate has not run on
             ev = self.ctx.evaluate(template, todo, parents=self.parents[key],
                                    meta={"kind": "gepa"})
@@ -273,8 +274,6 @@ class PromptoptAdapter:
                                          ev.scores or [0.0] * len(todo), strict=True)}
             if self.reuse_scores and not ev.failed:
                 known.update({(key, i): v for i, v in fresh.items()})
-        else:
-            fresh = {}
         got = [fresh[ex.id] if ex.id in fresh else known[(key, ex.id)] for ex in batch]
         predictions = [p for p, _ in got]
         scores = [s for _, s in got]
